@@ -1,0 +1,51 @@
+// Shared helpers for the saffu kernels: thread partitioning and array checks.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+namespace saffu {
+
+namespace py = pybind11;
+
+// Contiguous, writable-or-readonly NumPy array views (no conversion: the Python layer validates).
+template <typename T>
+using carray = py::array_t<T, py::array::c_style>;
+
+// Split [0, n) into `parts` contiguous ranges; range i is [bounds[i], bounds[i+1]).
+inline std::vector<int64_t> split_range(int64_t n, int parts) {
+  parts = std::max(1, parts);
+  std::vector<int64_t> bounds(parts + 1);
+  for (int i = 0; i <= parts; ++i) bounds[i] = n * i / parts;
+  return bounds;
+}
+
+// Run fn(part, begin, end) on `parts` threads over a static partition of [0, n).
+// Static partitions make results deterministic for a fixed thread count.
+template <typename Fn>
+void parallel_ranges(int64_t n, int parts, Fn fn) {
+  parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(parts, n)));
+  auto bounds = split_range(n, parts);
+  if (parts == 1) {
+    fn(0, bounds[0], bounds[1]);
+    return;
+  }
+  std::vector<std::thread> workers;
+  workers.reserve(parts);
+  for (int p = 0; p < parts; ++p)
+    workers.emplace_back([&, p] { fn(p, bounds[p], bounds[p + 1]); });
+  for (auto& w : workers) w.join();
+}
+
+inline int effective_threads(int n_threads, int64_t work) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_threads, work)));
+}
+
+}  // namespace saffu

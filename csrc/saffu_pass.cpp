@@ -1,0 +1,5 @@
+#include "common.hpp"
+
+namespace saffu {
+void register_saffu_pass(py::module_& m) { (void)m; }
+}  // namespace saffu

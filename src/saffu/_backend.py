@@ -1,0 +1,115 @@
+"""Kernel backend selection: ``cpp`` (compiled ``saffu._core``), ``numba``, or ``numpy``.
+
+The active backend is chosen, in order, by :func:`set_backend`, the ``SAFFU_BACKEND``
+environment variable, or the first available of ``cpp`` and ``numba``. ``numpy`` is the plain
+reference implementation: always available, slow, and used by the tests as the oracle.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+from types import ModuleType
+
+BACKENDS = ("cpp", "numba", "numpy")
+_MODULES = {"cpp": "saffu._core", "numba": "saffu._numba", "numpy": "saffu._reference"}
+
+_active: str | None = None
+_num_threads: int | None = None
+
+
+def _import(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(_MODULES[name])
+    except ImportError:
+        return None
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that import on this machine, fastest first."""
+    return [name for name in BACKENDS if _import(name) is not None]
+
+
+def set_backend(name: str) -> None:
+    """Select the kernel backend for this process (``"cpp"``, ``"numba"`` or ``"numpy"``)."""
+    global _active
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if _import(name) is None:
+        raise ImportError(
+            f"backend {name!r} is not available here (available: {', '.join(available_backends())})"
+        )
+    _active = name
+
+
+def get_backend() -> str:
+    """Name of the active kernel backend."""
+    global _active
+    if _active is None:
+        requested = os.environ.get("SAFFU_BACKEND", "").strip().lower()
+        if requested:
+            set_backend(requested)
+        else:
+            _active = available_backends()[0]
+    return _active
+
+
+def backend_module(name: str | None = None) -> ModuleType:
+    """The kernel module of backend ``name`` (default: the active one)."""
+    module = _import(name or get_backend())
+    if module is None:
+        raise ImportError(f"backend {name!r} is not available")
+    return module
+
+
+def set_num_threads(n: int | None) -> None:
+    """Threads used by the kernels; ``None`` restores the default (``SAFFU_NUM_THREADS`` or all cores)."""
+    global _num_threads
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise ValueError(f"number of threads must be a positive integer, got {n!r}")
+    _num_threads = n
+
+
+def get_num_threads() -> int:
+    """Threads the kernels use."""
+    if _num_threads is not None:
+        return _num_threads
+    env = os.environ.get("SAFFU_NUM_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"SAFFU_NUM_THREADS must be a positive integer, got {env!r}")
+        return int(env)
+    return os.cpu_count() or 1
+
+
+def config_info() -> dict[str, object]:
+    """Versions, backends and threads, as a dict (what :func:`show_config` prints)."""
+    import numpy
+
+    from saffu import __version__
+
+    info: dict[str, object] = {
+        "saffu": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+        "backend": get_backend(),
+        "available_backends": available_backends(),
+        "threads": get_num_threads(),
+    }
+    for optional in ("numba", "tokenizers", "safetensors", "sklearn", "torch", "dask"):
+        try:
+            info[optional] = importlib.import_module(optional).__version__
+        except ImportError:
+            info[optional] = None
+    return info
+
+
+def show_config() -> None:
+    """Print versions, the active backend, the available backends and the thread count."""
+    for key, value in config_info().items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{key:>18}: {value if value is not None else 'not installed'}")

@@ -1,0 +1,23 @@
+"""Validated entry points to the compiled kernels (see docs/internals.md for the contracts).
+
+Each function checks dtypes, shapes, contiguity and index ranges, then calls the active
+backend (``saffu._backend``) with the configured thread count.
+"""
+
+from saffu.kernels.cooc import cooc_dense_onehot, cooc_sparse_onehot, explicit_solve
+from saffu.kernels.saffu_pass import (
+    saffu_attention_stats,
+    saffu_expert_stats,
+    saffu_forward,
+    saffu_hidden_stats,
+)
+
+__all__ = [
+    "cooc_dense_onehot",
+    "cooc_sparse_onehot",
+    "explicit_solve",
+    "saffu_attention_stats",
+    "saffu_expert_stats",
+    "saffu_forward",
+    "saffu_hidden_stats",
+]
