@@ -7,10 +7,12 @@ reference implementation: always available, slow, and used by the tests as the o
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 
 BACKENDS = ("cpp", "numba", "numpy")
@@ -70,6 +72,19 @@ def set_num_threads(n: int | None) -> None:
     if n is not None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"number of threads must be a positive integer, got {n!r}")
     _num_threads = n
+
+
+@contextlib.contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """Use ``n`` kernel threads inside the block (``None`` leaves the setting as it is)."""
+    global _num_threads
+    previous = _num_threads
+    if n is not None:
+        set_num_threads(n)
+    try:
+        yield
+    finally:
+        _num_threads = previous
 
 
 def get_num_threads() -> int:
