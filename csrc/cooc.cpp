@@ -1,61 +1,105 @@
 // Co-occurrence accumulation with one-hot targets into a target-major matrix FT (N, D):
 // FT[targets[m], :] += x_m for every example m.
 //
-// Strategy: a stable counting sort groups the examples by target, then each thread owns a
-// contiguous range of target rows (balanced by example counts) and adds its examples row by
-// row. Rows are disjoint between threads (no atomics, no per-thread copies), a row stays in L1
-// while its examples are added, and every row receives its examples in their original order,
-// so the result is the same for every thread count and equals the sequential sum.
+// Target-partitioned: each part (thread) owns a contiguous range of target rows holding about
+// n / parts examples, so threads never write the same row (no atomics, no per-thread copies).
+// Every row receives its examples in their original order, so the result is the same for every
+// thread count and equals the sequential sum (and the NumPy reference, np.add.at).
+//
+// Two ways to visit a part's examples (measured on 1M LM-shaped examples, bench/kernels.py):
+// - scan: stream all examples in order and add those whose target the part owns. Inputs are
+//   read sequentially; best on one thread, and for sparse rows at any thread count.
+// - grouped: a stable counting sort groups the examples by target; the part adds them row by
+//   row (the row stays in L1) and prefetches the input rows it will read next. Best for dense
+//   rows on several threads, where the scan makes every core stream every input row.
 #include "common.hpp"
+
+// Vectorize the dense row additions for AVX2 as well as the baseline ISA, chosen at load time.
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#define SAFFU_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SAFFU_AVX2_CLONES
+#endif
 
 namespace saffu {
 namespace {
 
-// Examples grouped by target: order[offsets[t] : offsets[t + 1]] lists, in their original
-// order, the examples whose target is t.
-struct TargetGroups {
-  std::vector<int64_t> offsets;  // (N + 1,)
-  std::vector<int64_t> order;    // (n,)
-};
+constexpr int64_t kPrefetchAhead = 2;  // examples ahead of the one being added (grouped visit)
 
-TargetGroups group_by_target(const int64_t* targets, int64_t n, int64_t n_targets) {
-  TargetGroups groups;
-  groups.offsets.assign(n_targets + 1, 0);
+inline void prefetch(const void* data, int64_t bytes) {
+#if defined(__GNUC__)
+  const char* p = static_cast<const char*>(data);
+  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b);
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
+// offsets[t] = number of examples with a target below t (N + 1 entries); validates targets.
+std::vector<int64_t> target_offsets(const int64_t* targets, int64_t n, int64_t n_targets) {
+  std::vector<int64_t> offsets(n_targets + 1, 0);
   for (int64_t m = 0; m < n; ++m) {
     if (targets[m] < 0 || targets[m] >= n_targets)
       throw std::invalid_argument("targets[" + std::to_string(m) + "] is out of range");
-    ++groups.offsets[targets[m] + 1];
+    ++offsets[targets[m] + 1];
   }
-  for (int64_t t = 0; t < n_targets; ++t) groups.offsets[t + 1] += groups.offsets[t];
-  std::vector<int64_t> cursor(groups.offsets.begin(), groups.offsets.end() - 1);
-  groups.order.resize(n);
-  for (int64_t m = 0; m < n; ++m) groups.order[cursor[targets[m]]++] = m;
-  return groups;
+  for (int64_t t = 0; t < n_targets; ++t) offsets[t + 1] += offsets[t];
+  return offsets;
 }
 
-// Run add(target, example) for every example, grouped by target, on up to n_threads threads.
-template <typename AddExample>
-void accumulate_by_target(const int64_t* targets, int64_t n, int64_t n_targets, int n_threads,
-                          AddExample add) {
-  if (n == 0) return;
-  const TargetGroups groups = group_by_target(targets, n, n_targets);
-  const int parts = effective_threads(n_threads, n);
-  // Part p owns target rows [first_row[p], first_row[p + 1]), about n / parts examples.
-  std::vector<int64_t> first_row(parts + 1, n_targets);
-  for (int p = 0; p < parts; ++p) {
-    const auto it = std::lower_bound(groups.offsets.begin(), groups.offsets.end(), n * p / parts);
-    first_row[p] = it - groups.offsets.begin();
-  }
+// Part p owns target rows [first_row[p], first_row[p + 1]), about n / parts examples.
+std::vector<int64_t> balanced_first_rows(const std::vector<int64_t>& offsets, int parts) {
+  const int64_t n = offsets.back();
+  std::vector<int64_t> first_row(parts + 1, static_cast<int64_t>(offsets.size()) - 1);
+  for (int p = 0; p < parts; ++p)
+    first_row[p] = std::lower_bound(offsets.begin(), offsets.end(), n * p / parts) - offsets.begin();
+  return first_row;
+}
+
+// Run fn(first_row, end_row) for every part, each on its own thread.
+template <typename PartFn>
+void for_each_part(const std::vector<int64_t>& first_row, PartFn fn) {
+  const int parts = static_cast<int>(first_row.size()) - 1;
   parallel_ranges(parts, parts, [&](int, int64_t begin, int64_t end) {
-    for (int64_t part = begin; part < end; ++part)
-      for (int64_t t = first_row[part]; t < first_row[part + 1]; ++t)
-        for (int64_t s = groups.offsets[t]; s < groups.offsets[t + 1]; ++s) add(t, groups.order[s]);
+    for (int64_t p = begin; p < end; ++p) fn(first_row[p], first_row[p + 1]);
   });
 }
 
-template <typename T>
-inline void add_row(double* __restrict dst, const T* __restrict src, int64_t len) {
+// add(t, m) for every example m, in order, on `parts` threads (scan visit).
+template <typename AddExample>
+void scan_by_target(const int64_t* targets, int64_t n, const std::vector<int64_t>& first_row,
+                    AddExample add) {
+  for_each_part(first_row, [&](int64_t row_begin, int64_t row_end) {
+    for (int64_t m = 0; m < n; ++m)
+      if (targets[m] >= row_begin && targets[m] < row_end) add(targets[m], m);
+  });
+}
+
+// add(t, m) for every example m, grouped by target, in order inside a target (grouped visit);
+// prefetch(m) is called a few examples before add(., m).
+template <typename AddExample, typename Prefetch>
+void group_by_target(const int64_t* targets, int64_t n, const std::vector<int64_t>& offsets,
+                     const std::vector<int64_t>& first_row, AddExample add, Prefetch prefetch) {
+  std::vector<int64_t> cursor(offsets.begin(), offsets.end() - 1);
+  std::vector<int64_t> order(n);
+  for (int64_t m = 0; m < n; ++m) order[cursor[targets[m]]++] = m;
+  for_each_part(first_row, [&](int64_t row_begin, int64_t row_end) {
+    const int64_t stop = offsets[row_end];
+    for (int64_t t = row_begin; t < row_end; ++t)
+      for (int64_t s = offsets[t]; s < offsets[t + 1]; ++s) {
+        if (s + kPrefetchAhead < stop) prefetch(order[s + kPrefetchAhead]);
+        add(t, order[s]);
+      }
+  });
+}
+
+SAFFU_AVX2_CLONES void add_row(double* __restrict dst, const float* __restrict src, int64_t len) {
   for (int64_t j = 0; j < len; ++j) dst[j] += static_cast<double>(src[j]);
+}
+
+SAFFU_AVX2_CLONES void add_row(double* __restrict dst, const double* __restrict src, int64_t len) {
+  for (int64_t j = 0; j < len; ++j) dst[j] += src[j];
 }
 
 template <typename T>
@@ -68,8 +112,15 @@ void cooc_dense_onehot(carray<double> FT, carray<T> X, carray<int64_t> targets, 
   const T* x = X.data();
   const int64_t* tg = targets.data();
   py::gil_scoped_release release;
-  accumulate_by_target(tg, n, FT.shape(0), n_threads,
-                       [=](int64_t t, int64_t m) { add_row(ft + t * D, x + m * D, D); });
+  const auto offsets = target_offsets(tg, n, FT.shape(0));
+  const int parts = effective_threads(n_threads, n);
+  const auto first_row = balanced_first_rows(offsets, parts);
+  const auto add = [=](int64_t t, int64_t m) { add_row(ft + t * D, x + m * D, D); };
+  if (parts == 1)
+    scan_by_target(tg, n, first_row, add);
+  else
+    group_by_target(tg, n, offsets, first_row, add,
+                    [=](int64_t m) { prefetch(x + m * D, D * static_cast<int64_t>(sizeof(T))); });
 }
 
 template <typename T>
@@ -90,10 +141,13 @@ void cooc_sparse_onehot(carray<double> FT, carray<int64_t> indptr, carray<int64_
   const T* w = weights.data();
   const int64_t* tg = targets.data();
   py::gil_scoped_release release;
-  accumulate_by_target(tg, n, FT.shape(0), n_threads, [=](int64_t t, int64_t m) {
-    double* __restrict row = ft + t * D;
-    for (int64_t p = ptr[m]; p < ptr[m + 1]; ++p) row[idx[p]] += static_cast<double>(w[p]);
-  });
+  const auto offsets = target_offsets(tg, n, FT.shape(0));
+  scan_by_target(tg, n, balanced_first_rows(offsets, effective_threads(n_threads, n)),
+                 [=](int64_t t, int64_t m) {
+                   double* __restrict row = ft + t * D;
+                   for (int64_t p = ptr[m]; p < ptr[m + 1]; ++p)
+                     row[idx[p]] += static_cast<double>(w[p]);
+                 });
 }
 
 template <typename T>

@@ -1,5 +1,541 @@
+// Fused SAFFU passes: per target, build the context window, compare, attend, aggregate and
+// (optionally) apply the hidden softmax, then accumulate statistics or write one row.
+// Contracts: docs/internals.md, section "SAFFU passes". Nothing of size (tokens x features) is
+// materialized: each thread walks its own static range of token indices, and statistics go to
+// per-thread partial sums that are added in thread order (deterministic for a fixed count).
+#include <cmath>
+#include <cstring>
+#include <initializer_list>
+
 #include "common.hpp"
 
 namespace saffu {
-void register_saffu_pass(py::module_& m) { (void)m; }
+namespace {
+
+constexpr int kRadial = 0;
+constexpr int kBlock = 1;
+constexpr int kDocument = 2;
+constexpr int kCat = 1;
+
+// ---- Vector math (float32, fixed summation order) ----
+
+float total_of_lanes(const float lane[8]) {
+  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
+// Eight independent lanes let these reductions vectorize without -ffast-math.
+float dot(const float* a, const float* b, int64_t n) {
+  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += a[j + l] * b[j + l];
+  float total = total_of_lanes(lane);
+  for (; j < n; ++j) total += a[j] * b[j];
+  return total;
+}
+
+float sum(const float* x, int64_t n) {
+  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += x[j + l];
+  float total = total_of_lanes(lane);
+  for (; j < n; ++j) total += x[j];
+  return total;
+}
+
+// y += alpha x
+void axpy(float alpha, const float* x, float* y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) y[j] += alpha * x[j];
+}
+
+// exp(x) for x <= 0 to about 2 ulp (Cody-Waite reduction, Cephes expf polynomial); inputs below
+// -87 give 2^-126 instead of underflowing. Branch-free, so softmax loops vectorize (std::exp
+// calls do not).
+inline float exp_nonpositive(float x) {
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds
+  x = std::max(x, -87.0f);
+  const float n = (x * 1.44269504088896341f + kRound) - kRound;
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  const int32_t exponent = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
+  float scale;
+  std::memcpy(&scale, &exponent, sizeof scale);
+  return p * scale;
+}
+
+// In-place, numerically stable softmax of x[0..n), n >= 1.
+void softmax(float* x, int64_t n) {
+  float top = x[0];
+  for (int64_t i = 1; i < n; ++i) top = std::max(top, x[i]);
+  for (int64_t i = 0; i < n; ++i) x[i] = exp_nonpositive(x[i] - top);
+  const float inverse = 1.0f / sum(x, n);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inverse;
+}
+
+// ---- Corpus and context windows ----
+
+// Whole documents as token ids with in-document positions, plus the cipher vectors E (V, bits).
+struct Corpus {
+  const int32_t* ids;
+  const int32_t* pos;
+  int64_t n;
+  const float* E;
+  int64_t V;
+  int64_t bits;
+
+  const float* vector_at(int64_t j) const { return E + static_cast<int64_t>(ids[j]) * bits; }
+  bool is_target(int64_t t) const { return pos[t] >= 1; }
+};
+
+struct ContextModel {
+  int kind;  // kRadial, kBlock or kDocument
+  int K;     // window length (1 for the document model)
+};
+
+// Length Z of the aggregated context z: bits (sum) or K * bits (cat).
+int64_t context_width(const ContextModel& m, int aggregation, int64_t bits) {
+  return aggregation == kCat ? m.K * bits : bits;
+}
+
+// The window of target t. For both radial and block models the valid slots are the contiguous
+// range [begin, end), slot k holds corpus index t - end + k, and the pivot is slot end - 1
+// (the most recent token t - 1).
+struct Window {
+  int64_t t;
+  int begin;
+  int end;
+
+  Window(const Corpus& c, const ContextModel& m, int64_t target) : t(target) {
+    if (m.kind == kRadial) {  // the last K tokens, masked before the document start
+      begin = static_cast<int>(std::max<int64_t>(0, m.K - c.pos[t]));
+      end = m.K;
+    } else {  // block: the positions of the current block seen so far
+      begin = 0;
+      end = (c.pos[t] - 1) % m.K + 1;
+    }
+  }
+  int64_t index(int k) const { return t - end + k; }
+};
+
+// s_k = X_k · X_pivot on the valid slots, 0 elsewhere.
+void comparisons(const Corpus& c, const ContextModel& m, const Window& w, float* s) {
+  const float* pivot = c.vector_at(w.t - 1);
+  std::fill(s, s + m.K, 0.0f);
+  for (int k = w.begin; k < w.end; ++k) s[k] = dot(c.vector_at(w.index(k)), pivot, c.bits);
+}
+
+// Calls fn(window) for every target in [begin, end) (attention context models only).
+template <typename Fn>
+void for_each_window(const Corpus& c, const ContextModel& m, int64_t begin, int64_t end, Fn&& fn) {
+  for (int64_t t = begin; t < end; ++t)
+    if (c.is_target(t)) fn(Window(c, m, t));
+}
+
+// Per-thread encoder of one context model: turns each target into its aggregated context z.
+class ContextEncoder {
+ public:
+  ContextEncoder(const Corpus& c, ContextModel m, const float* W, int aggregation)
+      : c_(c), m_(m), W_(W), aggregation_(aggregation), s_(m.K), a_(m.K),
+        z_(context_width(m, aggregation, c.bits)), document_sum_(c.bits) {}
+
+  // Calls fn(t, z) for every target t in [begin, end), in order.
+  template <typename Fn>
+  void for_each_context(int64_t begin, int64_t end, Fn&& fn) {
+    if (begin >= end) return;
+    if (m_.kind == kDocument) {
+      // A range may start inside a document: first sum the prefix from the document start.
+      for (int64_t j = begin - c_.pos[begin]; j < begin; ++j) track_document(j);
+    }
+    for (int64_t t = begin; t < end; ++t) {
+      if (c_.is_target(t)) {
+        if (m_.kind == kDocument) {
+          document_mean();
+        } else {
+          const Window w(c_, m_, t);
+          attend(w);
+          aggregate(w);
+        }
+        fn(t, z_.data());
+      }
+      if (m_.kind == kDocument) track_document(t);
+    }
+  }
+
+ private:
+  // a = softmax over the valid slots of (s W), 0 elsewhere.
+  void attend(const Window& w) {
+    comparisons(c_, m_, w, s_.data());
+    std::fill(a_.begin(), a_.end(), 0.0f);
+    const int valid = w.end - w.begin;
+    for (int kp = w.begin; kp < w.end; ++kp)
+      axpy(s_[kp], W_ + static_cast<int64_t>(kp) * m_.K + w.begin, a_.data() + w.begin, valid);
+    softmax(a_.data() + w.begin, valid);
+  }
+
+  // z = Σ_k a_k X_k (sum) or concat_k a_k X_k (cat, slot-major).
+  void aggregate(const Window& w) {
+    std::fill(z_.begin(), z_.end(), 0.0f);
+    for (int k = w.begin; k < w.end; ++k) {
+      float* dst = z_.data() + (aggregation_ == kCat ? k * c_.bits : 0);
+      axpy(a_[k], c_.vector_at(w.index(k)), dst, c_.bits);
+    }
+  }
+
+  // Running (double) sum of the document's vectors, reset at each document start.
+  void track_document(int64_t j) {
+    if (c_.pos[j] == 0) std::fill(document_sum_.begin(), document_sum_.end(), 0.0);
+    const float* x = c_.vector_at(j);
+    for (int64_t b = 0; b < c_.bits; ++b) document_sum_[b] += x[b];
+  }
+
+  // z = the document sum divided by its L1 norm (0 if the norm is 0).
+  void document_mean() {
+    double mass = 0.0;
+    for (double v : document_sum_) mass += std::fabs(v);
+    const double scale = mass > 0.0 ? 1.0 / mass : 0.0;
+    for (int64_t b = 0; b < c_.bits; ++b) z_[b] = static_cast<float>(document_sum_[b] * scale);
+  }
+
+  const Corpus& c_;
+  ContextModel m_;
+  const float* W_;
+  int aggregation_;
+  std::vector<float> s_, a_, z_;
+  std::vector<double> document_sum_;
+};
+
+// h = softmax(UT z) with UT (D, Z) stored input-major, so that each nonzero z_j adds one
+// contiguous row (z is sparse: cipher vectors have few nonzero bits).
+class HiddenLayer {
+ public:
+  HiddenLayer(const float* UT, int64_t D, int64_t Z) : D_(D), Z_(Z), by_input_(Z * D) {
+    for (int64_t i = 0; i < D; ++i)
+      for (int64_t j = 0; j < Z; ++j) by_input_[j * D + i] = UT[i * Z + j];
+  }
+
+  void apply(const float* z, float* h) const {
+    std::fill(h, h + D_, 0.0f);
+    for (int64_t j = 0; j < Z_; ++j)
+      if (z[j] != 0.0f) axpy(z[j], by_input_.data() + j * D_, h, D_);
+    softmax(h, D_);
+  }
+
+ private:
+  int64_t D_, Z_;
+  std::vector<float> by_input_;
+};
+
+// The nonzero entries of each row of a (rows, cols) matrix (label codes have one or two).
+class SparseRows {
+ public:
+  SparseRows(const float* X, int64_t rows, int64_t cols) : first_(rows + 1, 0) {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < cols; ++i) {
+        if (X[r * cols + i] == 0.0f) continue;
+        column_.push_back(i);
+        value_.push_back(X[r * cols + i]);
+      }
+      first_[r + 1] = static_cast<int64_t>(column_.size());
+    }
+  }
+
+  template <typename Fn>
+  void for_each_nonzero(int64_t row, Fn&& fn) const {
+    for (int64_t p = first_[row]; p < first_[row + 1]; ++p) fn(column_[p], value_[p]);
+  }
+
+ private:
+  std::vector<int64_t> first_, column_;
+  std::vector<float> value_;
+};
+
+// ---- Passes ----
+
+// One zeroed buffer per thread, added into the output in thread order. Each thread allocates
+// (first-touches) its own buffer.
+class Partials {
+ public:
+  Partials(int parts, int64_t size) : size_(size), parts_(parts) {}
+  double* allocate(int p) {
+    parts_[p].assign(size_, 0.0);
+    return parts_[p].data();
+  }
+  void add_into(double* out, int n_threads) const {
+    parallel_ranges(size_, effective_threads(n_threads, size_), [&](int, int64_t b, int64_t e) {
+      for (const auto& part : parts_)
+        for (int64_t i = b; i < e; ++i) out[i] += part[i];
+    });
+  }
+  const std::vector<double>& part(int p) const { return parts_[p]; }
+  int count() const { return static_cast<int>(parts_.size()); }
+
+ private:
+  int64_t size_;
+  std::vector<std::vector<double>> parts_;
+};
+
+double sum_in_order(const std::vector<double>& values) {
+  double total = 0.0;
+  for (double v : values) total += v;
+  return total;
+}
+
+// Partials are laid out (V, K, bits + 1), the last column counting, so that the K slots of one
+// target update one contiguous block; the reduction scatters them to FT (K, V, bits), T (K, V).
+void expert_stats(const Corpus& c, ContextModel m, double* FT, double* T, int n_threads) {
+  const int parts = effective_threads(n_threads, c.n);
+  const int K = m.K;
+  const int64_t bits = c.bits, stride = bits + 1;
+  Partials partials(parts, c.V * K * stride);
+  parallel_ranges(c.n, parts, [&](int p, int64_t begin, int64_t end) {
+    double* stats = partials.allocate(p);
+    for_each_window(c, m, begin, end, [&](const Window& w) {
+      double* block = stats + static_cast<int64_t>(c.ids[w.t]) * K * stride;
+      for (int k = w.begin; k < w.end; ++k) {
+        const float* x = c.vector_at(w.index(k));
+        double* row = block + k * stride;
+        for (int64_t b = 0; b < bits; ++b) row[b] += x[b];
+        row[bits] += 1.0;
+      }
+    });
+  });
+  parallel_ranges(c.V, effective_threads(n_threads, c.V), [&](int, int64_t y_begin, int64_t y_end) {
+    for (int p = 0; p < partials.count(); ++p) {
+      const double* stats = partials.part(p).data();
+      for (int64_t y = y_begin; y < y_end; ++y) {
+        for (int k = 0; k < K; ++k) {
+          const double* row = stats + (y * K + k) * stride;
+          double* ft = FT + (k * c.V + y) * bits;
+          for (int64_t b = 0; b < bits; ++b) ft[b] += row[b];
+          T[k * c.V + y] += row[bits];
+        }
+      }
+    }
+  });
+}
+
+struct Experts {
+  const float* UT;    // (K, V, bits)
+  const float* b;     // (K, V)
+  const float* logz;  // (K, V)
+};
+
+double attention_stats(const Corpus& c, ContextModel m, Experts experts, double* FT, int n_threads) {
+  const int parts = effective_threads(n_threads, c.n);
+  const int K = m.K;
+  Partials pairs(parts, static_cast<int64_t>(K) * K);
+  std::vector<double> mass(parts, 0.0);
+  parallel_ranges(c.n, parts, [&](int p, int64_t begin, int64_t end) {
+    double* ft = pairs.allocate(p);
+    double thread_mass = 0.0;
+    std::vector<float> s(K), weight(K);
+    for_each_window(c, m, begin, end, [&](const Window& w) {
+      const int64_t y = c.ids[w.t];
+      comparisons(c, m, w, s.data());
+      // weight_k ∝ P̂_k(y | x_k): the expert log-likelihoods, normalized over the valid slots.
+      for (int k = w.begin; k < w.end; ++k) {
+        const int64_t ky = k * c.V + y;
+        weight[k] = dot(c.vector_at(w.index(k)), experts.UT + ky * c.bits, c.bits) +
+                    experts.b[ky] - experts.logz[k * c.V + c.ids[w.index(k)]];
+      }
+      softmax(weight.data() + w.begin, w.end - w.begin);
+      for (int k_out = w.begin; k_out < w.end; ++k_out) {
+        double* row = ft + static_cast<int64_t>(k_out) * K;
+        for (int k_in = w.begin; k_in < w.end; ++k_in)
+          row[k_in] += static_cast<double>(weight[k_out]) * s[k_in];
+      }
+      for (int k = w.begin; k < w.end; ++k) thread_mass += s[k];
+    });
+    mass[p] = thread_mass;
+  });
+  pairs.add_into(FT, n_threads);
+  return sum_in_order(mass);
+}
+
+double hidden_stats(const Corpus& c, ContextModel m, const float* W, int aggregation,
+                    const float* codes, int64_t D, double* FT, int n_threads) {
+  const int parts = effective_threads(n_threads, c.n);
+  const int64_t Z = context_width(m, aggregation, c.bits);
+  const SparseRows label_codes(codes, c.V, D);
+  Partials cooc(parts, D * Z);
+  std::vector<double> mass(parts, 0.0);
+  parallel_ranges(c.n, parts, [&](int p, int64_t begin, int64_t end) {
+    double* ft = cooc.allocate(p);
+    double thread_mass = 0.0;
+    ContextEncoder encoder(c, m, W, aggregation);
+    encoder.for_each_context(begin, end, [&](int64_t t, const float* z) {
+      label_codes.for_each_nonzero(c.ids[t], [&](int64_t i, float code) {
+        double* row = ft + i * Z;
+        for (int64_t j = 0; j < Z; ++j) row[j] += static_cast<double>(code) * z[j];
+      });
+      thread_mass += sum(z, Z);
+    });
+    mass[p] = thread_mass;
+  });
+  cooc.add_into(FT, n_threads);
+  return sum_in_order(mass);
+}
+
+// Writes one row per target of [start, stop): h = softmax(UT z) when D >= 1, else z itself.
+// Threads own disjoint token ranges; each one's first row is the count of targets before it.
+int64_t forward(const Corpus& c, ContextModel m, const float* W, int aggregation, const float* UT,
+                int64_t D, int64_t start, int64_t stop, float* out, int n_threads) {
+  const int64_t n = stop - start;
+  const int64_t Z = context_width(m, aggregation, c.bits);
+  const int64_t width = D > 0 ? D : Z;
+  const HiddenLayer hidden(UT, D, Z);
+  const int parts = effective_threads(n_threads, n);
+  const auto bounds = split_range(n, parts);
+  std::vector<int64_t> first_row(parts + 1, 0);
+  for (int p = 0; p < parts; ++p) {
+    int64_t targets = 0;
+    for (int64_t t = start + bounds[p]; t < start + bounds[p + 1]; ++t) targets += c.is_target(t);
+    first_row[p + 1] = first_row[p] + targets;
+  }
+  parallel_ranges(n, parts, [&](int p, int64_t begin, int64_t end) {
+    ContextEncoder encoder(c, m, W, aggregation);
+    float* row = out + first_row[p] * width;
+    encoder.for_each_context(start + begin, start + end, [&](int64_t, const float* z) {
+      if (D > 0)
+        hidden.apply(z, row);
+      else
+        std::copy(z, z + Z, row);
+      row += width;
+    });
+  });
+  return first_row[parts];
+}
+
+// ---- Python bindings: shape checks only (saffu.kernels validates contents) ----
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+template <typename T>
+void require_shape(const carray<T>& a, std::initializer_list<int64_t> shape, const char* name) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  int axis = 0;
+  for (int64_t extent : shape) ok = ok && a.shape(axis++) == extent;
+  require(ok, std::string(name) + " has the wrong shape");
+}
+
+Corpus make_corpus(const carray<int32_t>& ids, const carray<int32_t>& pos, const carray<float>& E) {
+  require(ids.ndim() == 1 && pos.ndim() == 1 && ids.shape(0) == pos.shape(0),
+          "ids and pos must be 1-D arrays of the same length");
+  require(E.ndim() == 2, "E must be 2-D (V, bits)");
+  return Corpus{ids.data(), pos.data(), ids.shape(0), E.data(), E.shape(0), E.shape(1)};
+}
+
+ContextModel make_model(int kind, int K, bool attention_only) {
+  require(kind == kRadial || kind == kBlock || (kind == kDocument && !attention_only),
+          attention_only ? "kind must be 0 (radial) or 1 (block)"
+                         : "kind must be 0 (radial), 1 (block) or 2 (document)");
+  require(K >= 1 && (kind != kDocument || K == 1), "K must be >= 1 (and 1 for the document model)");
+  return ContextModel{kind, K};
+}
+
+int64_t checked_width(const ContextModel& m, int aggregation, int64_t bits) {
+  require(aggregation == 0 || aggregation == kCat, "aggregation must be 0 (sum) or 1 (cat)");
+  return context_width(m, aggregation, bits);
+}
+
+void py_expert_stats(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
+                     const carray<float>& E, carray<double> FT, carray<double> T, int n_threads) {
+  const Corpus c = make_corpus(ids, pos, E);
+  const ContextModel m = make_model(kind, K, true);
+  require_shape(FT, {K, c.V, c.bits}, "FT");
+  require_shape(T, {K, c.V}, "T");
+  double* ft = FT.mutable_data();
+  double* t = T.mutable_data();
+  py::gil_scoped_release release;
+  expert_stats(c, m, ft, t, n_threads);
+}
+
+double py_attention_stats(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
+                          const carray<float>& E, const carray<float>& expert_UT,
+                          const carray<float>& expert_b, const carray<float>& expert_logz,
+                          carray<double> FT, int n_threads) {
+  const Corpus c = make_corpus(ids, pos, E);
+  const ContextModel m = make_model(kind, K, true);
+  require_shape(expert_UT, {K, c.V, c.bits}, "expert_UT");
+  require_shape(expert_b, {K, c.V}, "expert_b");
+  require_shape(expert_logz, {K, c.V}, "expert_logz");
+  require_shape(FT, {K, K}, "FT");
+  const Experts experts{expert_UT.data(), expert_b.data(), expert_logz.data()};
+  double* ft = FT.mutable_data();
+  py::gil_scoped_release release;
+  return attention_stats(c, m, experts, ft, n_threads);
+}
+
+double py_hidden_stats(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
+                       const carray<float>& E, const carray<float>& W, int aggregation,
+                       const carray<float>& codes, carray<double> FT, int n_threads) {
+  const Corpus c = make_corpus(ids, pos, E);
+  const ContextModel m = make_model(kind, K, false);
+  const int64_t Z = checked_width(m, aggregation, c.bits);
+  require_shape(W, {K, K}, "W");
+  require(codes.ndim() == 2 && codes.shape(0) == c.V, "codes must have shape (V, D)");
+  const int64_t D = codes.shape(1);
+  require_shape(FT, {D, Z}, "FT");
+  double* ft = FT.mutable_data();
+  py::gil_scoped_release release;
+  return hidden_stats(c, m, W.data(), aggregation, codes.data(), D, ft, n_threads);
+}
+
+int64_t py_forward(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
+                   const carray<float>& E, const carray<float>& W, int aggregation,
+                   const carray<float>& UT, int64_t start, int64_t stop, carray<float> out,
+                   int n_threads) {
+  const Corpus c = make_corpus(ids, pos, E);
+  const ContextModel m = make_model(kind, K, false);
+  const int64_t Z = checked_width(m, aggregation, c.bits);
+  require_shape(W, {K, K}, "W");
+  require(UT.ndim() == 2 && ((UT.shape(0) >= 1 && UT.shape(1) == Z) ||
+                             (UT.shape(0) == 0 && UT.shape(1) == 0)),
+          "UT must have shape (D, Z) with D >= 1, or (0, 0)");
+  const int64_t D = UT.shape(0);
+  require(0 <= start && start <= stop && stop <= c.n, "need 0 <= start <= stop <= len(ids)");
+  int64_t targets = 0;
+  for (int64_t t = start; t < stop; ++t) targets += c.is_target(t);
+  require(out.ndim() == 2 && out.shape(1) == (D > 0 ? D : Z) && out.shape(0) >= targets,
+          "out must have shape (m, D or Z) with m >= the number of targets in [start, stop)");
+  float* rows = out.mutable_data();
+  py::gil_scoped_release release;
+  return forward(c, m, W.data(), aggregation, UT.data(), D, start, stop, rows, n_threads);
+}
+
+}  // namespace
+
+void register_saffu_pass(py::module_& m) {
+  m.def("saffu_expert_stats", &py_expert_stats, py::arg("ids").noconvert(),
+        py::arg("pos").noconvert(), py::arg("kind"), py::arg("K"), py::arg("E").noconvert(),
+        py::arg("FT").noconvert(), py::arg("T").noconvert(), py::arg("n_threads"),
+        "FT[k, y_t, :] += E[v], T[k, y_t] += 1 over targets t and valid slots k (in place).");
+  m.def("saffu_attention_stats", &py_attention_stats, py::arg("ids").noconvert(),
+        py::arg("pos").noconvert(), py::arg("kind"), py::arg("K"), py::arg("E").noconvert(),
+        py::arg("expert_UT").noconvert(), py::arg("expert_b").noconvert(),
+        py::arg("expert_logz").noconvert(), py::arg("FT").noconvert(), py::arg("n_threads"),
+        "FT[k_out, k_in] += w[k_out] s[k_in] with w the experts' posterior of the target; "
+        "returns the summed comparison mass.");
+  m.def("saffu_hidden_stats", &py_hidden_stats, py::arg("ids").noconvert(),
+        py::arg("pos").noconvert(), py::arg("kind"), py::arg("K"), py::arg("E").noconvert(),
+        py::arg("W").noconvert(), py::arg("aggregation"), py::arg("codes").noconvert(),
+        py::arg("FT").noconvert(), py::arg("n_threads"),
+        "FT[i, :] += codes[y_t, i] z_t over targets t; returns the summed mass of z.");
+  m.def("saffu_forward", &py_forward, py::arg("ids").noconvert(), py::arg("pos").noconvert(),
+        py::arg("kind"), py::arg("K"), py::arg("E").noconvert(), py::arg("W").noconvert(),
+        py::arg("aggregation"), py::arg("UT").noconvert(), py::arg("start"), py::arg("stop"),
+        py::arg("out").noconvert(), py::arg("n_threads"),
+        "Writes h = softmax(UT z) (or z when UT is (0, 0)) for each target of [start, stop); "
+        "returns the number of rows.");
+}
+
 }  // namespace saffu

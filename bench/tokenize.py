@@ -1,0 +1,99 @@
+"""Tokenizer throughput on the Shakespeare train split: fit, batch encoding, and encode_corpus.
+
+Usage (from the repository root):
+    python bench/tokenize.py [--root ../shared/data/shakespeare] [--repeat 3]
+                             [--json bench/tokenize.json]
+
+Documents are read into memory first, so the timings exclude disk reads. Each figure is the
+best of ``--repeat`` runs. Throughput is in tokens per second, counting the tokens that the
+tokenizer produces for the whole train split (``<sod>``/``<eod>`` excluded).
+"""
+
+import os
+import sys
+
+# This file shares its name with the standard library's `tokenize` module, which numpy and
+# others import: drop this script's folder from the import path before importing them.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import tokenizers
+
+from saffu.corpus import TokenizedCorpus, read_documents, shakespeare_split
+from saffu.tokenize import make_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = (("bpe", {"vocab_size": 4096}), ("char", {}), ("word", {"vocab_size": 8000}))
+
+
+def best_time(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """Fastest wall time of ``repeat`` calls of ``run``, and the last result."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def measure(kind: str, options: dict[str, Any], documents: list[str],
+            repeat: int) -> dict[str, Any]:
+    fit_s, tokenizer = best_time(lambda: make_tokenizer(kind, **options).fit(documents), repeat)
+    encode_s, encoded = best_time(lambda: tokenizer.encode_batch(documents), repeat)
+    corpus_s, _ = best_time(lambda: TokenizedCorpus.from_documents(tokenizer, documents), repeat)
+    tokens = sum(len(ids) for ids in encoded)
+    characters = sum(len(document) for document in documents)
+    return {"tokenizer": kind, "options": options, "vocab_size": tokenizer.vocab_size,
+            "tokens": tokens, "characters": characters,
+            "characters_per_token": characters / tokens,
+            "fit_seconds": fit_s, "fit_tokens_per_second": tokens / fit_s,
+            "encode_batch_seconds": encode_s, "encode_batch_tokens_per_second": tokens / encode_s,
+            "encode_corpus_seconds": corpus_s, "encode_corpus_tokens_per_second": tokens / corpus_s}
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = (f"{'tokenizer':<10}{'vocab':>7}{'tokens':>11}{'chars/tok':>10}{'fit s':>8}"
+              f"{'fit tok/s':>12}{'encode tok/s':>14}{'corpus tok/s':>14}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row['tokenizer']:<10}{row['vocab_size']:>7}{row['tokens']:>11,}"
+              f"{row['characters_per_token']:>10.2f}{row['fit_seconds']:>8.2f}"
+              f"{row['fit_tokens_per_second']:>12,.0f}"
+              f"{row['encode_batch_tokens_per_second']:>14,.0f}"
+              f"{row['encode_corpus_tokens_per_second']:>14,.0f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=REPO.parent / "shared/data/shakespeare",
+                        help="folder of the Shakespeare *_gut.txt files")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
+    parser.add_argument("--json", type=Path, default=REPO / "bench/tokenize.json",
+                        help="where to write the results")
+    args = parser.parse_args()
+
+    train = shakespeare_split(args.root).train
+    documents = list(read_documents(train))
+    print(f"Shakespeare train split: {len(documents)} works, "
+          f"{sum(map(len, documents)):,} characters; best of {args.repeat} runs\n")
+    rows = [measure(kind, options, documents, args.repeat) for kind, options in CONFIGS]
+    print_table(rows)
+    report = {"command": " ".join(sys.argv), "rows": rows, "repeat": args.repeat,
+              "cpus": os.cpu_count(), "python": platform.python_version(),
+              "tokenizers": tokenizers.__version__, "platform": platform.platform()}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

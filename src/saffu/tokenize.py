@@ -1,0 +1,617 @@
+"""Tokenizers: byte-level BPE (default), characters, and words.
+
+Every tokenizer maps text to ``int32`` token ids and shares four special tokens with fixed ids:
+``<pad>`` = :data:`PAD` = 0, ``<unk>`` = :data:`UNK` = 1, ``<sod>`` = :data:`SOD` = 2 (start of
+document) and ``<eod>`` = :data:`EOD` = 3 (end of document). ``encode`` never emits ``<pad>``,
+``<sod>`` or ``<eod>``: the document delimiters are added by :func:`saffu.corpus.encode_corpus`,
+and text that happens to contain the string ``"<eod>"`` is encoded as ordinary text.
+``decode`` drops ``<pad>``, ``<sod>`` and ``<eod>``.
+
+Tokenizers follow the scikit-learn pattern: construct with options, then ``fit``::
+
+    tokenizer = BPETokenizer(vocab_size=4096).fit(documents)
+    tokenizer = make_tokenizer("word", vocab_size=8000).fit(documents)
+    tokenizer = CharTokenizer.train(documents)          # construct and fit in one call
+
+Round trips: ``decode(encode(text)) == text`` holds exactly for :class:`BPETokenizer` and for
+:class:`CharTokenizer` (with its default byte fallback) on any text; :class:`WordTokenizer`
+drops whitespace and maps rare words to ``<unk>``, so it is not an exact round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from saffu._io import atomic_write_text
+
+PAD, UNK, SOD, EOD = 0, 1, 2, 3
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<sod>", "<eod>")
+N_SPECIAL = len(SPECIAL_TOKENS)
+
+FORMAT = "saffu-tokenizer"
+FORMAT_VERSION = 1
+
+
+class Tokenizer(ABC):
+    """Base class: text ⇄ ``int32`` token ids, with JSON persistence.
+
+    Subclasses set ``kind`` (the ``"type"`` field of the saved file) and implement
+    ``_learn``/``_adopt``, ``encode``, ``decode``, the vocabulary accessors and
+    ``_state``/``_from_state``.
+    """
+
+    kind: ClassVar[str]
+    _registry: ClassVar[dict[str, type[Tokenizer]]] = {}
+    _learned: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            Tokenizer._registry[cls.kind] = cls
+
+    # --- fitting ---------------------------------------------------------------------------
+
+    def fit(self, documents: Iterable[str]) -> Tokenizer:
+        """Learn the vocabulary from ``documents`` (an iterable of strings, read once); returns self."""
+        checked = _CheckedDocuments(documents)
+        learned = self._learn(checked)
+        if checked.n_documents == 0:
+            raise ValueError("cannot fit a tokenizer on an empty corpus (no documents)")
+        self._adopt(learned)
+        return self
+
+    @classmethod
+    def train(cls, documents: Iterable[str], **options: Any) -> Tokenizer:
+        """Construct with ``options`` and fit on ``documents`` in one call."""
+        return cls(**options).fit(documents)
+
+    @abstractmethod
+    def _learn(self, documents: Iterable[str]) -> Any:
+        """What ``fit`` learns from ``documents``, in the form :meth:`_adopt` takes."""
+
+    @abstractmethod
+    def _adopt(self, learned: Any) -> None:
+        """Install a learned vocabulary (from :meth:`_learn` or a saved file)."""
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._learned is not None
+
+    def _require_fitted(self) -> None:
+        if not self.is_fitted:
+            raise ValueError(f"{type(self).__name__} is not fitted; call fit(documents) first")
+
+    # --- encoding --------------------------------------------------------------------------
+
+    @abstractmethod
+    def encode(self, text: str) -> np.ndarray:
+        """Token ids of ``text``: ``int32`` array of shape (n_tokens,), no special tokens."""
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """``[encode(t) for t in texts]``; subclasses batch this where the library allows."""
+        return [self.encode(text) for text in texts]
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        """Text of token ids; ``<pad>``, ``<sod>`` and ``<eod>`` are dropped."""
+
+    # --- vocabulary ------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of token ids, special tokens included."""
+
+    @abstractmethod
+    def id_to_token(self, token_id: int) -> str:
+        """The vocabulary entry of ``token_id``."""
+
+    @abstractmethod
+    def token_to_id(self, token: str) -> int:
+        """The id of vocabulary entry ``token``; ``KeyError`` if there is none."""
+
+    # --- persistence -----------------------------------------------------------------------
+
+    @abstractmethod
+    def _state(self) -> dict[str, Any]:
+        """JSON-serializable options and vocabulary."""
+
+    @classmethod
+    @abstractmethod
+    def _from_state(cls, state: dict[str, Any]) -> Tokenizer: ...
+
+    def to_json(self) -> str:
+        """The tokenizer as a JSON document (what :meth:`save` writes)."""
+        self._require_fitted()
+        document = {"format": FORMAT, "format_version": FORMAT_VERSION, "type": self.kind,
+                    **self._state()}
+        return json.dumps(document, ensure_ascii=False)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_json` to ``path`` atomically."""
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "tokenizer JSON") -> Tokenizer:
+        """Rebuild a tokenizer from :meth:`to_json` output, dispatching on its ``"type"`` field."""
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{source}: not valid JSON ({error})") from None
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise ValueError(f"{source}: not a saffu tokenizer file (no \"format\": \"{FORMAT}\")")
+        if document.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{source}: unsupported tokenizer format_version "
+                             f"{document.get('format_version')!r} (expected {FORMAT_VERSION})")
+        kind = document.get("type")
+        subclass = Tokenizer._registry.get(kind)
+        if subclass is None:
+            raise ValueError(f"{source}: unknown tokenizer type {kind!r} "
+                             f"(known: {', '.join(sorted(Tokenizer._registry))})")
+        if not issubclass(subclass, cls):
+            raise ValueError(f"{source}: holds a {subclass.__name__}, not a {cls.__name__}")
+        try:
+            return subclass._from_state(document)
+        except Exception as error:  # missing keys, wrong types, or HF rejecting its own JSON
+            raise ValueError(f"{source}: corrupt {kind} tokenizer ({type(error).__name__}: "
+                             f"{error})") from error
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Tokenizer:
+        """Read a tokenizer written by :meth:`save` (any subclass, by its ``"type"`` field)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no tokenizer file at {path}") from None
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not a saffu tokenizer file ({error})") from None
+        return cls.from_json(text, source=str(path))
+
+    def __repr__(self) -> str:
+        size = self.vocab_size if self.is_fitted else "unfitted"
+        return f"{type(self).__name__}(vocab_size={size})"
+
+
+class _CheckedDocuments:
+    """Iterates ``documents`` once, checking that each is a ``str`` and counting them."""
+
+    def __init__(self, documents: Iterable[str]) -> None:
+        if isinstance(documents, (str, bytes)):
+            raise TypeError("documents must be an iterable of strings, not a single string")
+        self._documents = documents
+        self.n_documents = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for document in self._documents:
+            _check_text(document, f"document {self.n_documents}")
+            self.n_documents += 1
+            yield document
+
+
+def _check_text(text: object, what: str = "text") -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a str, got {type(text).__name__}")
+
+
+def _check_ids(ids: Sequence[int] | np.ndarray, vocab_size: int) -> np.ndarray:
+    """``ids`` as a 1-D integer array, every id in [0, vocab_size)."""
+    array = np.asarray(ids)
+    if array.size == 0:
+        return array.astype(np.int64).reshape(0)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"token ids must be a 1-D sequence of integers, got {array.dtype} "
+                        f"with shape {array.shape}")
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high >= vocab_size:
+        bad = low if low < 0 else high
+        raise ValueError(f"token id {bad} is out of range for a vocabulary of {vocab_size}")
+    return array
+
+
+def _check_vocab_size(vocab_size: int | None, minimum: int, *, optional: bool) -> None:
+    if vocab_size is None and optional:
+        return
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)):
+        raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
+    if vocab_size < minimum:
+        raise ValueError(f"vocab_size must be at least {minimum}, got {vocab_size}")
+
+
+def _check_min_count(min_count: int) -> None:
+    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)):
+        raise TypeError(f"min_count must be an int, got {min_count!r}")
+    if min_count < 1:
+        raise ValueError(f"min_count must be at least 1, got {min_count}")
+
+
+# --- byte-level BPE ---------------------------------------------------------------------------
+
+
+class BPETokenizer(Tokenizer):
+    """Byte-level BPE trained with Hugging Face ``tokenizers``.
+
+    Every byte has a token, so there are no unknown tokens and ``decode(encode(text)) == text``
+    for any text. No normalization and no prefix space are applied.
+
+    Args:
+        vocab_size: target vocabulary size, special tokens and the 256 bytes included (the
+            vocabulary is smaller when the corpus runs out of merges).
+        min_frequency: a pair must occur at least this often to be merged.
+    """
+
+    kind = "bpe"
+
+    def __init__(self, vocab_size: int = 4096, min_frequency: int = 2) -> None:
+        _check_vocab_size(vocab_size, N_SPECIAL + 256, optional=False)
+        _check_min_count(min_frequency)
+        self.vocab_size_target = int(vocab_size)
+        self.min_frequency = int(min_frequency)
+
+    def _learn(self, documents: Iterable[str]) -> Any:
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, pre_tokenizers, trainers
+
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=self.vocab_size_target, min_frequency=self.min_frequency,
+            special_tokens=list(SPECIAL_TOKENS),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        hf.train_from_iterator(documents, trainer=trainer)
+        return hf
+
+    def _adopt(self, hf: Any) -> None:
+        for token_id, token in enumerate(SPECIAL_TOKENS):
+            if hf.token_to_id(token) != token_id:
+                raise ValueError(f"special token {token} must have id {token_id}, "
+                                 f"has {hf.token_to_id(token)}")
+        hf.encode_special_tokens = True  # a literal "<eod>" in the text is just text
+        self._hf = self._learned = hf
+
+    def encode(self, text: str) -> np.ndarray:
+        self._require_fitted()
+        _check_text(text)
+        return np.asarray(self._hf.encode(text, add_special_tokens=False).ids, dtype=np.int32)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        self._require_fitted()
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            _check_text(text, f"texts[{i}]")
+        encodings = self._hf.encode_batch_fast(texts, add_special_tokens=False)
+        return [np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings]
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        self._require_fitted()
+        array = _check_ids(ids, self.vocab_size)
+        return self._hf.decode(array.tolist(), skip_special_tokens=True)
+
+    @property
+    def vocab_size(self) -> int:
+        self._require_fitted()
+        return self._hf.get_vocab_size()
+
+    def id_to_token(self, token_id: int) -> str:
+        self._require_fitted()
+        token = self._hf.id_to_token(int(token_id)) if 0 <= token_id < self.vocab_size else None
+        if token is None:
+            raise KeyError(f"no token with id {token_id} (vocabulary of {self.vocab_size})")
+        return token
+
+    def token_to_id(self, token: str) -> int:
+        self._require_fitted()
+        token_id = self._hf.token_to_id(token)
+        if token_id is None:
+            raise KeyError(f"token {token!r} is not in the vocabulary")
+        return token_id
+
+    def _state(self) -> dict[str, Any]:
+        return {"vocab_size": self.vocab_size_target, "min_frequency": self.min_frequency,
+                "hf_tokenizer": json.loads(self._hf.to_str())}
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any]) -> BPETokenizer:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        tokenizer = cls(vocab_size=state["vocab_size"], min_frequency=state["min_frequency"])
+        tokenizer._adopt(HFTokenizer.from_str(json.dumps(state["hf_tokenizer"])))
+        return tokenizer
+
+
+# --- vocabulary-list tokenizers (char, word) --------------------------------------------------
+
+
+class _ListTokenizer(Tokenizer):
+    """A tokenizer whose vocabulary is an explicit list of strings, specials first."""
+
+    def _set_tokens(self, tokens: list[str]) -> None:
+        if tokens[:N_SPECIAL] != list(SPECIAL_TOKENS):
+            raise ValueError(f"vocabulary must start with {list(SPECIAL_TOKENS)}")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("vocabulary has duplicate tokens")
+        self._tokens = tokens
+        self._ids = {token: i for i, token in enumerate(tokens)}
+
+    @property
+    def vocab_size(self) -> int:
+        self._require_fitted()
+        return len(self._tokens)
+
+    def id_to_token(self, token_id: int) -> str:
+        self._require_fitted()
+        if not 0 <= token_id < len(self._tokens):
+            raise KeyError(f"no token with id {token_id} (vocabulary of {len(self._tokens)})")
+        return self._tokens[token_id]
+
+    def token_to_id(self, token: str) -> int:
+        self._require_fitted()
+        try:
+            return self._ids[token]
+        except KeyError:
+            raise KeyError(f"token {token!r} is not in the vocabulary") from None
+
+
+def _most_frequent(counts: Counter, vocab_size: int | None, min_count: int,
+                   reserved: int) -> list[str]:
+    """Entries with count ≥ min_count, most frequent first (ties by the entry), at most
+    ``vocab_size − reserved`` of them; entries that collide with a special token are left out."""
+    kept = [(-n, entry) for entry, n in counts.items()
+            if n >= min_count and entry not in SPECIAL_TOKENS]
+    kept.sort()
+    limit = None if vocab_size is None else vocab_size - reserved
+    return [entry for _, entry in kept[:limit]]
+
+
+def _byte_token(value: int) -> str:
+    return f"<0x{value:02X}>"
+
+
+def _code_points(text: str) -> np.ndarray:
+    """Unicode code points of ``text`` as a ``uint32`` array."""
+    try:
+        return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"text has a lone surrogate at index {error.start}; it is not valid "
+                         "Unicode and cannot be tokenized") from None
+
+
+def _utf8_lengths(code_points: np.ndarray) -> np.ndarray:
+    """Bytes of the UTF-8 encoding of each code point."""
+    return (1 + (code_points >= 0x80).astype(np.int64) + (code_points >= 0x800)
+            + (code_points >= 0x10000))
+
+
+def _exclusive_cumsum(lengths: np.ndarray) -> np.ndarray:
+    starts = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    return starts
+
+
+class CharTokenizer(_ListTokenizer):
+    """One token per Unicode character seen in training, with a byte fallback.
+
+    Vocabulary: the 4 special tokens, the kept characters in code-point order, then (with
+    ``byte_fallback``) the 256 byte tokens ``<0x00>`` … ``<0xFF>``. A character outside the
+    vocabulary is encoded as the byte tokens of its UTF-8 encoding, so ``decode(encode(text))
+    == text`` for any text. Without ``byte_fallback`` it becomes ``<unk>``, which decodes to
+    U+FFFD.
+
+    Args:
+        vocab_size: cap on the vocabulary size (specials and byte tokens included); ``None``
+            keeps every character with ``min_count`` or more occurrences.
+        min_count: characters seen fewer times are left out.
+        byte_fallback: encode unseen characters as UTF-8 byte tokens instead of ``<unk>``.
+    """
+
+    kind = "char"
+
+    def __init__(self, vocab_size: int | None = None, min_count: int = 1,
+                 byte_fallback: bool = True) -> None:
+        if not isinstance(byte_fallback, bool):
+            raise TypeError(f"byte_fallback must be true or false, got {byte_fallback!r}")
+        _check_vocab_size(vocab_size, N_SPECIAL + 256 * byte_fallback, optional=True)
+        _check_min_count(min_count)
+        self.vocab_size_limit = vocab_size
+        self.min_count = int(min_count)
+        self.byte_fallback = byte_fallback
+
+    def _learn(self, documents: Iterable[str]) -> list[str]:
+        counts: Counter = Counter()
+        for document in documents:
+            counts.update(document)
+        reserved = N_SPECIAL + 256 * self.byte_fallback
+        return sorted(_most_frequent(counts, self.vocab_size_limit, self.min_count, reserved))
+
+    def _adopt(self, chars: list[str]) -> None:
+        if any(len(char) != 1 for char in chars):
+            raise ValueError("a character vocabulary entry must be a single character")
+        tokens = [*SPECIAL_TOKENS, *chars]
+        if self.byte_fallback:
+            tokens += [_byte_token(value) for value in range(256)]
+        self._set_tokens(tokens)
+        self._chars = np.array([ord(char) for char in chars], dtype=np.uint32)
+        if np.any(np.diff(self._chars.astype(np.int64)) <= 0):
+            raise ValueError("character vocabulary must be sorted by code point")
+        self._byte_base = N_SPECIAL + len(chars)
+        unknown = "\ufffd".encode()
+        self._token_bytes = ([b"", unknown, b"", b""] + [char.encode() for char in chars]
+                             + [bytes([value]) for value in range(256 * self.byte_fallback)])
+        self._learned = chars
+
+    def encode(self, text: str) -> np.ndarray:
+        self._require_fitted()
+        _check_text(text)
+        code_points = _code_points(text)
+        index = np.searchsorted(self._chars, code_points)
+        known = np.zeros(len(code_points), dtype=bool)
+        if len(self._chars):
+            known = self._chars[np.minimum(index, len(self._chars) - 1)] == code_points
+        ids = (index + N_SPECIAL).astype(np.int32)
+        if known.all():
+            return ids
+        if not self.byte_fallback:
+            ids[~known] = UNK
+            return ids
+        return self._with_byte_fallback(text, code_points, ids, known)
+
+    def _with_byte_fallback(self, text: str, code_points: np.ndarray, ids: np.ndarray,
+                            known: np.ndarray) -> np.ndarray:
+        """Replace each unknown character's id by the byte tokens of its UTF-8 encoding."""
+        utf8_lengths = _utf8_lengths(code_points)
+        out_lengths = np.where(known, 1, utf8_lengths)
+        out_starts = _exclusive_cumsum(out_lengths)
+        out = np.empty(int(out_lengths.sum()), dtype=np.int32)
+        out[out_starts[known]] = ids[known]
+        raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
+        owner = np.repeat(np.arange(len(code_points)), utf8_lengths)  # character of each byte
+        offset = np.arange(len(raw)) - _exclusive_cumsum(utf8_lengths)[owner]
+        fallback = ~known[owner]
+        out[out_starts[owner[fallback]] + offset[fallback]] = self._byte_base + raw[fallback]
+        return out
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        self._require_fitted()
+        array = _check_ids(ids, self.vocab_size)
+        raw = b"".join(map(self._token_bytes.__getitem__, array.tolist()))
+        return raw.decode("utf-8", errors="replace")
+
+    def _state(self) -> dict[str, Any]:
+        return {"vocab_size": self.vocab_size_limit, "min_count": self.min_count,
+                "byte_fallback": self.byte_fallback,
+                "chars": self._learned}
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any]) -> CharTokenizer:
+        tokenizer = cls(vocab_size=state["vocab_size"], min_count=state["min_count"],
+                        byte_fallback=state["byte_fallback"])
+        tokenizer._adopt(list(state["chars"]))
+        return tokenizer
+
+
+DEFAULT_WORD_PATTERN = r"\w+|[^\w\s]"
+"""Words (runs of letters, digits and underscores) and single punctuation marks."""
+
+_SPACE_BEFORE_CLOSING = re.compile(r" ([.,;:!?)\]}])")
+_SPACE_AFTER_OPENING = re.compile(r"([(\[{]) ")
+_SPACES_AROUND_APOSTROPHE = re.compile(r"(?<=\w) ' (?=\w)")
+
+
+class _UnknownIsUNK(dict):
+    """Token → id map whose missing entries read as ``UNK`` (lookups stay in C via ``map``)."""
+
+    def __missing__(self, key: str) -> int:
+        return UNK
+
+
+class WordTokenizer(_ListTokenizer):
+    """Words and punctuation marks found by a regular expression; rare words are ``<unk>``.
+
+    Vocabulary: the 4 special tokens, then the most frequent words (ties in string order).
+    Decoding joins tokens with single spaces, without a space before closing punctuation,
+    after an opening bracket, or around an apostrophe inside a word ("o ' er" → "o'er"). It is
+    **not** an exact round trip: whitespace is normalized and rare words come back as
+    ``<unk>``.
+
+    Args:
+        vocab_size: cap on the vocabulary size, specials included (``None``: no cap).
+        min_count: words seen fewer times are left out.
+        pattern: regular expression of one token (default :data:`DEFAULT_WORD_PATTERN`).
+    """
+
+    kind = "word"
+
+    def __init__(self, vocab_size: int | None = 8000, min_count: int = 1,
+                 pattern: str = DEFAULT_WORD_PATTERN) -> None:
+        _check_vocab_size(vocab_size, N_SPECIAL + 1, optional=True)
+        _check_min_count(min_count)
+        try:
+            self._regex = re.compile(pattern)
+        except (re.error, TypeError) as error:
+            raise ValueError(f"invalid word pattern {pattern!r}: {error}") from None
+        if self._regex.match(""):
+            raise ValueError(f"word pattern {pattern!r} matches the empty string")
+        self.vocab_size_limit = vocab_size
+        self.min_count = int(min_count)
+        self.pattern = pattern
+
+    def _learn(self, documents: Iterable[str]) -> list[str]:
+        counts: Counter = Counter()
+        for document in documents:
+            counts.update(self._regex.findall(document))
+        return _most_frequent(counts, self.vocab_size_limit, self.min_count, N_SPECIAL)
+
+    def _adopt(self, words: list[str]) -> None:
+        self._set_tokens([*SPECIAL_TOKENS, *words])
+        self._lookup = _UnknownIsUNK(self._ids)
+        for token_id in (PAD, SOD, EOD):  # special tokens are never produced by encode
+            del self._lookup[SPECIAL_TOKENS[token_id]]
+        self._learned = words
+
+    def encode(self, text: str) -> np.ndarray:
+        self._require_fitted()
+        _check_text(text)
+        words = self._regex.findall(text)
+        return np.fromiter(map(self._lookup.__getitem__, words), dtype=np.int32,
+                           count=len(words))
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        self._require_fitted()
+        array = _check_ids(ids, self.vocab_size)
+        tokens = [self._tokens[i] for i in array.tolist() if i not in (PAD, SOD, EOD)]
+        text = " ".join(tokens)
+        text = _SPACE_BEFORE_CLOSING.sub(r"\1", text)
+        text = _SPACE_AFTER_OPENING.sub(r"\1", text)
+        return _SPACES_AROUND_APOSTROPHE.sub("'", text)
+
+    def _state(self) -> dict[str, Any]:
+        return {"vocab_size": self.vocab_size_limit, "min_count": self.min_count,
+                "pattern": self.pattern, "words": self._learned}
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any]) -> WordTokenizer:
+        tokenizer = cls(vocab_size=state["vocab_size"], min_count=state["min_count"],
+                        pattern=state["pattern"])
+        tokenizer._adopt(list(state["words"]))
+        return tokenizer
+
+
+# --- factory and counts -----------------------------------------------------------------------
+
+TOKENIZER_KINDS = ("bpe", "char", "word")
+
+
+def make_tokenizer(kind: str, **options: Any) -> Tokenizer:
+    """An unfitted tokenizer of ``kind`` ("bpe", "char" or "word") built with ``options``.
+
+    ``vocab_size`` is understood by all three (a target for BPE, a cap for char and word).
+    """
+    if kind not in TOKENIZER_KINDS:
+        raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of "
+                         f"{', '.join(TOKENIZER_KINDS)}")
+    return Tokenizer._registry[kind](**options)
+
+
+def count_tokens(chunks: Iterable[np.ndarray | tuple[np.ndarray, np.ndarray]],
+                 vocab_size: int) -> np.ndarray:
+    """Occurrences of each token id over ``chunks``: ``int64`` array of shape (vocab_size,).
+
+    ``chunks`` yields id arrays or ``(ids, pos)`` pairs, as :func:`saffu.corpus.encode_corpus`
+    and :class:`saffu.corpus.TokenizedCorpus` do.
+    """
+    _check_vocab_size(vocab_size, 1, optional=False)
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for chunk in chunks:
+        ids = _check_ids(chunk[0] if isinstance(chunk, tuple) else chunk, vocab_size)
+        counts += np.bincount(ids, minlength=vocab_size)
+    return counts

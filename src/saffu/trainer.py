@@ -1,0 +1,421 @@
+"""Backpropagation for SAFFU modules (METHOD.md §5): AdamW on cross-entropy, dev early stopping.
+
+:func:`train` streams mini-batches of contexts from a :class:`~saffu.corpus.TokenizedCorpus`
+(consecutive targets, ranges shuffled with a seeded generator), follows a linear-warmup + cosine
+learning-rate schedule, evaluates dev perplexity every few steps, keeps the best weights, and
+stops at the first exhausted budget (epochs, tokens, seconds) or when dev perplexity stops
+improving. :func:`register_commands` adds ``saffu finetune`` and ``saffu train`` to the CLI.
+
+PyTorch is imported inside the functions that need it, so that the command line (which imports
+this module to register its commands) works without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from saffu._backend import get_num_threads
+from saffu.corpus import TokenizedCorpus
+
+if TYPE_CHECKING:
+    import argparse
+
+    import torch
+
+    from saffu.torch import ContextBatch, SaffuModule
+
+EVAL_BATCH_TARGETS = 4096  # targets per evaluation batch (bounds memory at 4096 × V floats)
+LR_FLOOR = 0.1  # the cosine schedule ends at this fraction of the peak learning rate
+STOP_REASONS = ("epochs", "max_tokens", "max_seconds", "patience")
+
+
+class History(list):
+    """Evaluation records of a training run, oldest first (a list of dicts).
+
+    Each record has ``step``, ``epoch``, ``tokens_seen`` (targets trained on), ``seconds``
+    (training wall-clock, evaluations and checkpoints excluded), ``lr``, ``train_loss`` (mean
+    NLL in nats per target since the previous record; ``None`` at step 0) and
+    ``dev_perplexity`` (``None`` without a dev corpus). Record 0 is the starting point.
+
+    Attributes:
+        stopped: what ended training, one of :data:`STOP_REASONS`.
+    """
+
+    stopped: str = ""
+
+
+# --- budgets and schedule ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on a training run; it stops at whichever is reached first.
+
+    Attributes:
+        epochs: passes over ``n_targets`` targets (``None``: no limit).
+        max_seconds: training wall-clock seconds (``None``: no limit).
+        max_tokens: targets trained on (``None``: no limit).
+        n_targets: targets in one epoch.
+    """
+
+    epochs: float | None
+    max_seconds: float | None
+    max_tokens: int | None
+    n_targets: int
+
+    def __post_init__(self) -> None:
+        if self.epochs is None and self.max_seconds is None and self.max_tokens is None:
+            raise ValueError("give at least one budget: epochs, max_seconds or max_tokens")
+        for name in ("epochs", "max_seconds", "max_tokens"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 < value < math.inf):
+                raise ValueError(f"{name} must be a finite number > 0 or None, got {value!r}")
+        if self.n_targets < 1:
+            raise ValueError("the training corpus has no targets (every document is empty)")
+
+    def _limits(self) -> dict[str, tuple[float, str]]:
+        """Each active budget as (limit, which counter it bounds: 'tokens' or 'seconds')."""
+        limits = {}
+        if self.epochs is not None:
+            limits["epochs"] = (self.epochs * self.n_targets, "tokens")
+        if self.max_tokens is not None:
+            limits["max_tokens"] = (self.max_tokens, "tokens")
+        if self.max_seconds is not None:
+            limits["max_seconds"] = (self.max_seconds, "seconds")
+        return limits
+
+    def progress(self, tokens: int, seconds: float) -> float:
+        """Fraction in [0, 1] of the budget closest to its limit."""
+        used = {"tokens": tokens, "seconds": seconds}
+        return min(1.0, max(used[counter] / limit for limit, counter in self._limits().values()))
+
+    def exhausted(self, tokens: int, seconds: float) -> str | None:
+        """The name of the first exhausted budget, or ``None``."""
+        used = {"tokens": tokens, "seconds": seconds}
+        return next((name for name, (limit, counter) in self._limits().items()
+                     if used[counter] >= limit), None)
+
+    @property
+    def total_tokens(self) -> int | None:
+        """The token limit, when one is known in advance (for the progress bar)."""
+        token_limits = [limit for limit, counter in self._limits().values() if counter == "tokens"]
+        return int(min(token_limits)) if token_limits else None
+
+
+def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
+    """Learning-rate multiplier: linear warmup over ``warmup_steps``, then cosine decay to
+    :data:`LR_FLOOR` as ``progress`` (fraction of the budget used) goes from 0 to 1."""
+    warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    return warmup * (LR_FLOOR + (1 - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class Stopwatch:
+    """Wall-clock seconds since construction, minus the time spent inside :meth:`paused`."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+        self._paused = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self._started - self._paused
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._paused += time.perf_counter() - began
+
+
+@contextlib.contextmanager
+def torch_runtime(seed: int, n_jobs: int | None = None) -> Iterator[None]:
+    """Seed PyTorch, make it deterministic and give it ``n_jobs`` threads (default: the kernel
+    thread setting, all cores unless configured); previous settings are restored on exit."""
+    import torch
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(seed)
+    torch.set_num_threads(n_jobs or get_num_threads())
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+
+
+def evaluate(module: SaffuModule, corpus: TokenizedCorpus,
+             batch_targets: int = EVAL_BATCH_TARGETS) -> dict[str, float]:
+    """Perplexity and bits per character of ``module`` on held-out documents (METHOD.md §6).
+
+    Returns the keys of :meth:`saffu.model.SaffuModel.score`: ``perplexity``, ``bits_per_char``,
+    ``nll`` (nats), ``tokens``, ``characters``, ``documents``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from saffu.torch import corpus_batches
+
+    _check_corpus(corpus, "corpus")
+    was_training = module.training
+    module.eval()
+    nll = 0.0
+    with torch.no_grad():
+        for batch in corpus_batches(corpus, module.specs, batch_targets):
+            nll += float(F.cross_entropy(module.logits(batch), batch.targets, reduction="sum"))
+    module.train(was_training)
+    tokens = corpus.n_targets
+    if tokens == 0:
+        raise ValueError("cannot score an empty corpus: it has no tokens to predict")
+    return {"perplexity": math.exp(nll / tokens),
+            "bits_per_char": nll / (math.log(2) * max(corpus.n_characters, 1)),
+            "nll": nll, "tokens": tokens, "characters": corpus.n_characters,
+            "documents": corpus.n_documents}
+
+
+def _check_corpus(corpus: object, name: str) -> None:
+    if not isinstance(corpus, TokenizedCorpus):
+        raise TypeError(f"{name} must be a TokenizedCorpus (encode documents with model.encode), "
+                        f"got {type(corpus).__name__}")
+
+
+# --- training --------------------------------------------------------------------------------------
+
+
+def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | None = None, *,
+          lr: float = 1e-3, weight_decay: float = 0.0, batch_targets: int = 1024,
+          epochs: float | None = 1, max_seconds: float | None = None, max_tokens: int | None = None,
+          warmup_steps: int = 100, max_grad_norm: float | None = 1.0, eval_every: int = 200,
+          eval_growth: float = 1.0, patience: int | None = None, checkpoint_dir: str | None = None,
+          seed: int = 0, n_jobs: int | None = None, verbose: int = 1,
+          on_eval: Callable[[dict[str, Any], SaffuModule], None] | None = None) -> History:
+    """Train ``module`` in place by AdamW on the mean cross-entropy per target.
+
+    Args:
+        module: a :class:`~saffu.torch.SaffuModule` (warm: :func:`~saffu.torch.to_torch`; cold:
+            :func:`~saffu.torch.cold_start`).
+        corpus: training documents, encoded with the model's tokenizer.
+        dev: held-out documents for perplexity, early stopping and the best weights.
+        lr: peak learning rate (after ``warmup_steps`` linear warmup steps; cosine decay to
+            ``LR_FLOOR·lr`` over the tightest budget).
+        weight_decay: AdamW decoupled weight decay of the weight matrices (not of ``o``/cipher).
+        batch_targets: targets per mini-batch (consecutive targets of one chunk).
+        epochs, max_seconds, max_tokens: budgets; training stops at the first one reached.
+            Seconds are training wall-clock, evaluations and checkpoints excluded.
+        max_grad_norm: gradient-norm clipping (``None``: off).
+        eval_every: steps between evaluations; each gap is ``eval_growth`` times the previous
+            one (1: evenly spaced; 2: at steps ``e, 3e, 7e, …`` for curves on a log axis).
+        patience: stop after this many evaluations without a better dev perplexity (``None``:
+            never). With ``dev``, the best weights are put back into ``module`` at the end.
+        checkpoint_dir: save the best model so far here (``from_torch(module).save``) at each
+            evaluation where it changes and at the end; needs a module with a template model.
+        seed: seeds the batch order and PyTorch; on CPU a run is deterministic unless
+            ``max_seconds`` binds (the schedule and the stopping point then follow the clock).
+        n_jobs: PyTorch threads (default: all cores).
+        verbose: 0 hides the progress bar (it is also hidden when stderr is not a terminal).
+        on_eval: called as ``on_eval(record, module)`` at each evaluation before the record is
+            stored; it may add keys (e.g. a test perplexity). Its time is not counted.
+    Returns:
+        the :class:`History` of evaluations.
+    """
+    from saffu.torch import SaffuModule
+
+    if not isinstance(module, SaffuModule):
+        raise TypeError(f"module must be a SaffuModule, got {type(module).__name__}")
+    _check_corpus(corpus, "corpus")
+    if dev is not None:
+        _check_corpus(dev, "dev")
+    budget = Budget(epochs, max_seconds, max_tokens, corpus.n_targets)
+    _check_options(lr=lr, weight_decay=weight_decay, batch_targets=batch_targets,
+                   warmup_steps=warmup_steps, eval_every=eval_every, eval_growth=eval_growth,
+                   patience=patience, max_grad_norm=max_grad_norm)
+    if checkpoint_dir is not None and module.template is None:
+        raise ValueError("checkpoint_dir needs a module made by to_torch or cold_start(model)")
+    with torch_runtime(seed, n_jobs):
+        run = _Run(module, dev, on_eval, checkpoint_dir, lr=lr, weight_decay=weight_decay,
+                   patience=patience)
+        batches = _endless_batches(corpus, module.specs, batch_targets, np.random.default_rng(seed))
+        gap, next_eval = float(eval_every), eval_every
+        run.evaluate()
+        with _progress_bar(budget.total_tokens, verbose) as bar:
+            while not (stopped := budget.exhausted(run.tokens, run.clock.seconds) or run.out_of_patience):
+                run.epoch, batch = next(batches)
+                rate = lr * lr_factor(run.step, budget.progress(run.tokens, run.clock.seconds),
+                                      warmup_steps)
+                run.train_step(batch, rate, max_grad_norm)
+                bar.update(len(batch))
+                bar.set_postfix(loss=f"{run.last_loss:.3f}", ppl=f"{math.exp(run.last_loss):.1f}")
+                if run.step >= next_eval:
+                    run.evaluate()
+                    gap *= eval_growth
+                    next_eval = run.step + max(1, round(gap))
+        if run.history[-1]["step"] != run.step:
+            run.evaluate()
+        run.finish(stopped)
+    return run.history
+
+
+def _check_options(*, lr: float, weight_decay: float, batch_targets: int, warmup_steps: int,
+                   eval_every: int, eval_growth: float, patience: int | None,
+                   max_grad_norm: float | None) -> None:
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise ValueError(message)
+
+    check(_is_real(lr) and 0 < lr < math.inf, f"lr must be a finite number > 0, got {lr!r}")
+    check(_is_real(weight_decay) and 0 <= weight_decay < math.inf,
+          f"weight_decay must be a finite number ≥ 0, got {weight_decay!r}")
+    check(_is_int(batch_targets) and batch_targets >= 1,
+          f"batch_targets must be a positive int, got {batch_targets!r}")
+    check(_is_int(warmup_steps) and warmup_steps >= 0,
+          f"warmup_steps must be an int ≥ 0, got {warmup_steps!r}")
+    check(_is_int(eval_every) and eval_every >= 1, f"eval_every must be a positive int, got {eval_every!r}")
+    check(_is_real(eval_growth) and 1 <= eval_growth < math.inf,
+          f"eval_growth must be a finite number ≥ 1, got {eval_growth!r}")
+    check(patience is None or (_is_int(patience) and patience >= 1),
+          f"patience must be None or a positive int, got {patience!r}")
+    check(max_grad_norm is None or (_is_real(max_grad_norm) and 0 < max_grad_norm < math.inf),
+          f"max_grad_norm must be None or a finite number > 0, got {max_grad_norm!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _endless_batches(corpus: TokenizedCorpus, specs: Any, batch_targets: int,
+                     rng: np.random.Generator) -> Iterator[tuple[int, ContextBatch]]:
+    """(epoch, batch) pairs, epoch after epoch; the budget decides when to stop."""
+    from saffu.torch import corpus_batches
+
+    for epoch in itertools.count():
+        for batch in corpus_batches(corpus, specs, batch_targets, rng):
+            yield epoch, batch
+
+
+def _progress_bar(total_tokens: int | None, verbose: int) -> tqdm:
+    return tqdm(total=total_tokens, desc="saffu backprop", unit="tok", unit_scale=True,
+                disable=not verbose or not sys.stderr.isatty(), leave=False)
+
+
+def _parameter_groups(module: SaffuModule, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on the weight matrices only (W, U, O), not on the bias or the cipher."""
+    decayed = [p for name, p in module.named_parameters() if p.ndim == 2 and name != "cipher"]
+    ids = {id(p) for p in decayed}
+    other = [p for p in module.parameters() if id(p) not in ids]
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+
+
+class _Run:
+    """State of one call to :func:`train`: counters, clock, optimizer, best weights, history."""
+
+    def __init__(self, module: SaffuModule, dev: TokenizedCorpus | None,
+                 on_eval: Callable[[dict[str, Any], SaffuModule], None] | None,
+                 checkpoint_dir: str | None, *, lr: float, weight_decay: float,
+                 patience: int | None) -> None:
+        import torch
+
+        self.module, self.dev, self.on_eval, self.checkpoint_dir = module, dev, on_eval, checkpoint_dir
+        self.optimizer = torch.optim.AdamW(_parameter_groups(module, weight_decay), lr=lr)
+        self.history = History()
+        self.clock = Stopwatch()
+        self.step = self.tokens = self.epoch = 0
+        self.lr = 0.0
+        self.last_loss = math.nan
+        self._loss_sum = 0.0  # Σ NLL of the targets since the last evaluation
+        self._loss_targets = 0
+        self.best_perplexity = math.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.stale_evaluations = 0
+        self.patience = patience
+
+    @property
+    def out_of_patience(self) -> str | None:
+        if self.patience is not None and self.stale_evaluations >= self.patience:
+            return "patience"
+        return None
+
+    def train_step(self, batch: ContextBatch, lr: float, max_grad_norm: float | None) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        self.module.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.module.logits(batch), batch.targets)
+        loss.backward()
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), max_grad_norm)
+        self.optimizer.step()
+        self.last_loss = loss.item()
+        self.lr = lr
+        self.step += 1
+        self.tokens += len(batch)
+        self._loss_sum += self.last_loss * len(batch)
+        self._loss_targets += len(batch)
+
+    def evaluate(self) -> None:
+        """Append a record (dev perplexity if there is a dev corpus); the clock is paused."""
+        with self.clock.paused():
+            record = {"step": self.step, "epoch": self.epoch, "tokens_seen": self.tokens,
+                      "seconds": self.clock.seconds, "lr": self.lr,
+                      "train_loss": self._loss_sum / self._loss_targets if self._loss_targets else None,
+                      "dev_perplexity": None}
+            self._loss_sum, self._loss_targets = 0.0, 0
+            if self.dev is not None:
+                record["dev_perplexity"] = evaluate(self.module, self.dev)["perplexity"]
+            if self.on_eval is not None:
+                self.on_eval(record, self.module)
+            self.history.append(record)
+            if self._improved(record["dev_perplexity"]) and self.checkpoint_dir is not None:
+                self._save()
+
+    def _improved(self, perplexity: float | None) -> bool:
+        """Track the best weights; without dev the latest weights count as the best."""
+        if perplexity is None:
+            return True
+        if perplexity < self.best_perplexity:
+            self.best_perplexity, self.stale_evaluations = perplexity, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+            return True
+        self.stale_evaluations += 1
+        return False
+
+    def finish(self, stopped: str) -> None:
+        """Put the best weights back and write the final checkpoint."""
+        self.history.stopped = stopped
+        if self.best_state is not None:
+            self.module.load_state_dict(self.best_state)
+        if self.checkpoint_dir is not None:
+            with self.clock.paused():
+                self._save()
+
+    def _save(self) -> None:
+        from saffu.torch import from_torch
+
+        model = from_torch(self.module)
+        model.fit_info["backprop"] = {
+            "steps": self.step, "tokens_seen": self.tokens, "seconds": self.clock.seconds,
+            "dev_perplexity": None if self.dev is None else self.best_perplexity,
+            "stopped": self.history.stopped or None}
+        model.save(self.checkpoint_dir)

@@ -1,0 +1,281 @@
+"""The SAFFU model: config, forward pass, explicit fit, scoring, generation and persistence."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import tiny_documents
+
+import saffu
+from saffu import kernels
+from saffu.fit import PassStatistics
+from saffu.model import ModelFormatError, SaffuConfig, SaffuModel, log_softmax
+
+SMALL = dict(tokenizer="char", hidden=None, radial=3, block=4, document=True)
+
+
+def fitted(**changes) -> SaffuModel:
+    config = SaffuConfig(**{**SMALL, **changes})
+    return SaffuModel(config).fit(tiny_documents(), verbose=0)
+
+
+@pytest.fixture(scope="module")
+def model() -> SaffuModel:
+    return fitted()
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return tiny_documents(4, seed=1)
+
+
+# --- config ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tau": 0}, "tau"), ({"alpha": -1.0}, "alpha"), ({"aggregation": "max"}, "aggregation"),
+    ({"radial": 0, "block": 0, "document": False}, "at least one"), ({"bits": 0}, "bits"),
+    ({"tokenizer": "sentencepiece"}, "tokenizer"), ({"radial": 2.5}, "radial"),
+    ({"output_tau": math.inf}, "output_tau"), ({"document": "yes"}, "document"),
+])
+def test_config_rejects_out_of_range_values(change, message):
+    with pytest.raises(ValueError, match=message):
+        SaffuConfig(**change)
+
+
+def test_config_json_round_trip():
+    config = SaffuConfig(radial=5, block=7, aggregation="cat", tau=0.4, priming=2.0)
+    assert SaffuConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="unknown field"):
+        SaffuConfig.from_dict({"radial": 3, "depth": 2})
+
+
+# --- forward pass ------------------------------------------------------------------------------
+
+
+def _reference_log_proba(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """METHOD.md §3 written out directly, one target at a time (independent of the kernels)."""
+    vectors = model.cipher.vectors.astype(np.float64)
+    rows = []
+    for t in np.flatnonzero(pos > 0):
+        start = t - pos[t]
+        hidden = []
+        for layer in model.layers:
+            spec = layer.spec
+            if spec.kind == "document":
+                z = vectors[ids[start:t]].sum(0)
+                z /= z.sum()
+            else:
+                if spec.kind == "radial":
+                    slots = [t - spec.size + k for k in range(spec.size)]
+                    pivot = spec.size - 1
+                else:
+                    q = (pos[t] - 1) % spec.size
+                    slots = [t - 1 - q + k if k <= q else -1 for k in range(spec.size)]
+                    pivot = q
+                valid = np.array([j >= start for j in slots])
+                X = np.array([vectors[ids[j]] if ok else np.zeros(vectors.shape[1])
+                              for j, ok in zip(slots, valid)])
+                s = X @ X[pivot]
+                scores = np.where(valid, s @ layer.attention, -np.inf)
+                a = np.exp(scores - scores.max())
+                a /= a.sum()
+                z = (a[:, None] * X).sum(0) if model.config.aggregation == "sum" else (a[:, None] * X).ravel()
+            logits = layer.hidden_t.astype(np.float64) @ z
+            h = np.exp(logits - logits.max())
+            hidden.append(h / h.sum())
+        rows.append(np.concatenate(hidden) @ model.output_t.T.astype(np.float64) + model.output_bias)
+    return log_softmax(np.array(rows))
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "cat"])
+def test_forward_matches_reference_on_every_backend(backend, aggregation, held_out):
+    model = fitted(aggregation=aggregation)
+    ids, pos = next(iter(model.encode(held_out).chunks()))
+    expected = _reference_log_proba(model, ids, pos)
+    np.testing.assert_allclose(model.log_proba(ids, pos), expected, atol=2e-4)
+
+
+def test_forward_random_weights_all_backends_agree():
+    model = fitted(aggregation="cat")
+    rng = np.random.default_rng(3)
+    for layer in model.layers:
+        layer.attention = rng.normal(size=layer.attention.shape).astype(np.float32)
+        layer.hidden_t = rng.normal(size=layer.hidden_t.shape).astype(np.float32)
+    ids, pos = next(iter(model.encode(tiny_documents(3, seed=5)).chunks()))
+    expected = _reference_log_proba(model, ids, pos)
+    for name in saffu.available_backends():
+        saffu.set_backend(name)
+        try:
+            np.testing.assert_allclose(model.log_proba(ids, pos), expected, atol=2e-4, err_msg=name)
+        finally:
+            saffu.set_backend(saffu.available_backends()[0])
+
+
+def test_log_proba_rows_are_distributions(model, held_out):
+    ids, pos = next(iter(model.encode(held_out).chunks()))
+    logp = model.log_proba(ids, pos)
+    assert logp.shape == (np.count_nonzero(pos), model.vocab_size)
+    np.testing.assert_allclose(np.exp(logp).sum(1), 1.0, rtol=1e-4)
+
+
+# --- the explicit fit ---------------------------------------------------------------------------
+
+
+def test_fit_statistics_equal_materialized_features(model):
+    corpus = model.encode(tiny_documents())
+    ids, pos = next(iter(corpus.chunks()))
+    targets = ids[pos > 0]
+    stored = model.fit_state["statistics"]
+    # Output pass: Σ h ⊗ onehot(y) from the materialized hidden matrix.
+    hidden = model.hidden_states(ids, pos).astype(np.float64)
+    onehot = np.eye(model.vocab_size)[targets]
+    np.testing.assert_allclose(stored["output"].stats["output"].F, hidden.T @ onehot, rtol=1e-5,
+                               atol=1e-6)
+    # Hidden pass: Σ z ⊗ code(y), z materialized by the forward kernel in "z" mode.
+    codes = model.labels.vectors.astype(np.float64)
+    for i, layer in enumerate(model.layers):
+        width = layer.hidden_t.shape[1]
+        z = np.empty((len(targets), width), dtype=np.float32)
+        kernels.saffu_forward(ids, pos, layer.spec.kind_code, layer.spec.size, model.cipher.vectors,
+                              layer.attention, 0, np.zeros((0, 0), np.float32), 0, len(ids), z)
+        np.testing.assert_allclose(stored["hidden"].stats[str(i)].F, z.T.astype(np.float64) @ codes[targets],
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_expert_statistics_equal_windows(model):
+    """Radial experts: position k of the window co-occurs with the target k' = r−k tokens later."""
+    corpus = model.encode(tiny_documents())
+    ids, pos = next(iter(corpus.chunks()))
+    stats = model.fit_state["statistics"]["experts"]
+    radial = model.layers[0]
+    r = radial.spec.size
+    for k in range(r):
+        expected = np.zeros((model.cipher.bits, model.vocab_size))
+        lag = r - k
+        for t in np.flatnonzero(pos >= lag):
+            expected[:, ids[t]] += model.cipher.vectors[ids[t - lag]]
+        np.testing.assert_allclose(stats.stats[f"0.{k}"].F, expected, rtol=1e-6)
+
+
+def test_fit_is_deterministic():
+    first, second = fitted(), fitted()
+    for name, array in first.state_arrays().items():
+        np.testing.assert_array_equal(array, second.state_arrays()[name], err_msg=name)
+
+
+def test_fit_beats_unigram_and_uniform_attention_runs(held_out):
+    model = fitted()
+    scores = model.score(held_out)
+    corpus = model.encode(tiny_documents())
+    counts = np.bincount(np.concatenate([ids[pos > 0] for ids, pos in corpus.chunks()]),
+                         minlength=model.vocab_size) + 0.1
+    held = model.encode(held_out)
+    targets = np.concatenate([ids[pos > 0] for ids, pos in held.chunks()])
+    unigram = math.exp(-np.mean(np.log(counts[targets] / counts.sum())))
+    assert scores["perplexity"] < unigram
+    uniform = fitted(attention="uniform")
+    assert "experts" not in uniform.fit_state["statistics"]
+    assert np.all(uniform.layers[0].attention == 0)
+
+
+def test_pass_statistics_merge_and_round_trip(tmp_path, model):
+    corpus = model.encode(tiny_documents())
+    ids, pos = next(iter(corpus.chunks()))
+    from saffu.fit import accumulate_output
+
+    cut = int(np.flatnonzero(pos == 0)[len(np.flatnonzero(pos == 0)) // 2])
+    whole = accumulate_output(model, ids, pos)
+    halves = accumulate_output(model, ids[:cut], pos[:cut]) + accumulate_output(model, ids[cut:], pos[cut:])
+    np.testing.assert_allclose(halves.stats["output"].FT, whole.stats["output"].FT, rtol=1e-6)
+    whole.save(str(tmp_path / "output.safetensors"))
+    loaded = PassStatistics.load(str(tmp_path / "output.safetensors"))
+    assert loaded.stage == "output"
+    np.testing.assert_array_equal(loaded.stats["output"].FT, whole.stats["output"].FT)
+
+
+def test_partial_fit_adds_data():
+    docs = tiny_documents(20, seed=2)
+    model = SaffuModel(SaffuConfig(**SMALL)).fit(docs[:10], verbose=0)
+    tokens = model.fit_info["tokens"]
+    model.partial_fit(docs[10:], verbose=0)
+    full = SaffuModel(SaffuConfig(**SMALL)).fit(docs, verbose=0)
+    assert model.fit_info["tokens"] > tokens
+    # The output counts are exact sums; partial and full fits see the same number of examples.
+    assert model.fit_state["statistics"]["output"].stats["output"].n_examples == \
+        full.fit_state["statistics"]["output"].stats["output"].n_examples
+
+
+# --- scoring and generation ------------------------------------------------------------------
+
+
+def test_score_matches_direct_computation(model, held_out):
+    scores = model.score(held_out)
+    corpus = model.encode(held_out)
+    nll = -sum(float(model.target_log_proba(ids, pos).sum()) for ids, pos in corpus.chunks())
+    assert scores["tokens"] == sum(np.count_nonzero(pos) for _, pos in corpus.chunks())
+    assert scores["perplexity"] == pytest.approx(math.exp(nll / scores["tokens"]))
+    assert scores["bits_per_char"] == pytest.approx(nll / math.log(2) / sum(map(len, held_out)))
+
+
+def test_generate_is_seeded_and_bounded(model):
+    first = model.generate("the king", max_tokens=20, seed=7)
+    assert first == model.generate("the king", max_tokens=20, seed=7)
+    assert len(model.tokenizer.encode(first)) <= 20
+    assert model.generate("the", max_tokens=0) == ""
+    greedy = model.generate("the", max_tokens=10, temperature=0)
+    assert greedy == model.generate("the", max_tokens=10, temperature=0, seed=99)
+    with pytest.raises(ValueError, match="top_p"):
+        model.generate("x", top_p=1.5)
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate("x", temperature=-1)
+
+
+# --- persistence and bad inputs ------------------------------------------------------------------
+
+
+def test_save_load_round_trip(tmp_path, model, held_out):
+    path = model.save(tmp_path / "m")
+    loaded = SaffuModel.load(path)
+    ids, pos = next(iter(model.encode(held_out).chunks()))
+    np.testing.assert_array_equal(loaded.log_proba(ids, pos), model.log_proba(ids, pos))
+    assert loaded.config == model.config
+    model.save(path)  # overwriting an existing model directory works and leaves no temp dirs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "weights.safetensors").write_bytes(b"\0" * 10), "corrupted"),
+    (lambda d: (d / "weights.safetensors").unlink(), "missing"),
+    (lambda d: (d / "model.json").write_text("{not json"), "corrupted"),
+    (lambda d: (d / "model.json").unlink(), "model.json is missing"),
+    (lambda d: _bump_version(d), "format version"),
+])
+def test_load_rejects_damaged_directories(tmp_path, model, damage, message):
+    path = model.save(tmp_path / "m")
+    damage(path)
+    with pytest.raises(ModelFormatError, match=message):
+        SaffuModel.load(path)
+
+
+def _bump_version(directory):
+    manifest = json.loads((directory / "model.json").read_text())
+    manifest["format_version"] = 999
+    (directory / "model.json").write_text(json.dumps(manifest))
+
+
+def test_load_missing_directory(tmp_path):
+    with pytest.raises(ModelFormatError, match="does not exist"):
+        SaffuModel.load(tmp_path / "nope")
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="empty"):
+        SaffuModel(SaffuConfig(**SMALL)).fit([], verbose=0)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SaffuModel().score(["text"])
+    with pytest.raises(TypeError, match="single string"):
+        fitted().score("a string, not a list of documents")
