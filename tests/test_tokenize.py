@@ -183,20 +183,22 @@ def test_load_checks_the_requested_class(fitted, tmp_path):
 
 
 def _corrupt_variants(good: dict) -> dict[str, str]:
-    truncated_hf = {**good, "hf_tokenizer": {"model": {"type": "BPE"}}}
+    truncated_hf = {**good, "vocabulary": {"model": {"type": "BPE"}}}
     return {
         "truncated": json.dumps(good)[:100],
         "not an object": "[1, 2, 3]",
         "wrong format": json.dumps({**good, "format": "something-else"}),
         "unknown type": json.dumps({**good, "type": "sentencepiece"}),
         "future version": json.dumps({**good, "format_version": 99}),
-        "missing state": json.dumps({k: v for k, v in good.items() if k != "hf_tokenizer"}),
+        "missing state": json.dumps({k: v for k, v in good.items() if k != "vocabulary"}),
         "bad hf state": json.dumps(truncated_hf),
+        "bad options": json.dumps({**good, "options": {"vocab_size": "large"}}),
     }
 
 
 @pytest.mark.parametrize("variant", ["truncated", "not an object", "wrong format", "unknown type",
-                                     "future version", "missing state", "bad hf state"])
+                                     "future version", "missing state", "bad hf state",
+                                     "bad options"])
 def test_corrupt_tokenizer_file_is_a_clear_error(fitted, tmp_path, variant):
     path = tmp_path / "tokenizer.json"
     path.write_text(_corrupt_variants(json.loads(fitted["bpe"].to_json()))[variant])
@@ -206,7 +208,7 @@ def test_corrupt_tokenizer_file_is_a_clear_error(fitted, tmp_path, variant):
 
 def test_corrupt_word_vocabulary_is_a_clear_error(fitted, tmp_path):
     state = json.loads(fitted["word"].to_json())
-    state["words"] = ["the", "the"]
+    state["vocabulary"] = ["the", "the"]
     path = tmp_path / "word.json"
     path.write_text(json.dumps(state))
     with pytest.raises(ValueError, match="duplicate"):

@@ -48,7 +48,7 @@ def _check_nonnegative_finite(name: str, a: np.ndarray) -> None:
     ok = np.isfinite(a) & (a >= 0)
     if not ok.all():
         where = _first_bad_entry(ok)
-        position = where[0] if len(where) == 1 else where
+        position = ", ".join(str(i) for i in where)
         raise ValueError(f"{name} must be finite and non-negative; {name}[{position}] = {a[where]}")
 
 

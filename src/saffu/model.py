@@ -23,7 +23,7 @@ from saffu import kernels
 from saffu._io import atomic_directory, sha256_file
 from saffu.cipher import Cipher
 from saffu.corpus import TokenizedCorpus
-from saffu.tokenize import EOD, PAD, SOD, Tokenizer
+from saffu.tokenize import EOD, PAD, SOD, UNK, Tokenizer
 
 FORMAT_VERSION = 1
 KIND_CODES = {"radial": 0, "block": 1, "document": 2}
@@ -324,17 +324,26 @@ class SaffuModel:
         _check_sampling(max_tokens, temperature, top_k, top_p)
         rng = np.random.default_rng(seed)
         context = [SOD, *self.tokenizer.encode(prompt).tolist()]
+        banned = self.generation_mask()
         generated: list[int] = []
         for _ in range(max_tokens):
             ids = np.array([*context, PAD], dtype=np.int32)
             pos = np.arange(len(ids), dtype=np.int32)
             logits = self.logits(self.hidden_states(ids, pos, len(ids) - 1, len(ids)))[0]
+            logits[banned] = -np.inf
             token = sample_token(logits, rng, temperature, top_k, top_p)
             if token == EOD:
                 break
             context.append(token)
             generated.append(token)
         return self.tokenizer.decode(np.array(generated, dtype=np.int32))
+
+    def generation_mask(self) -> np.ndarray:
+        """(V,) bool: tokens never sampled: ``<pad>``, ``<unk>``, ``<sod>``, and every token
+        unseen in training (e.g. lone byte-fallback tokens, which would decode to invalid text)."""
+        banned = self.cipher.counts == 0
+        banned[[PAD, UNK, SOD]] = True
+        return banned
 
     # --- persistence ---------------------------------------------------------------------------
 

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from saffu._io import atomic_write_text
 
@@ -45,8 +47,9 @@ class Tokenizer(ABC):
     """Base class: text ⇄ ``int32`` token ids, with JSON persistence.
 
     Subclasses set ``kind`` (the ``"type"`` field of the saved file) and implement
-    ``_learn``/``_adopt``, ``encode``, ``decode``, the vocabulary accessors and
-    ``_state``/``_from_state``.
+    ``_learn``/``_adopt``, ``encode``, ``decode``, the vocabulary accessors and ``_options``
+    (their constructor arguments). What ``_learn`` returns is saved as JSON; a subclass whose
+    learned vocabulary is not plain JSON overrides ``_vocabulary_to_json``/``_from_json``.
     """
 
     kind: ClassVar[str]
@@ -122,18 +125,23 @@ class Tokenizer(ABC):
     # --- persistence -----------------------------------------------------------------------
 
     @abstractmethod
-    def _state(self) -> dict[str, Any]:
-        """JSON-serializable options and vocabulary."""
+    def _options(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-serializable."""
+
+    def _vocabulary_to_json(self) -> Any:
+        return self._learned
 
     @classmethod
-    @abstractmethod
-    def _from_state(cls, state: dict[str, Any]) -> Tokenizer: ...
+    def _vocabulary_from_json(cls, data: Any) -> Any:
+        if not isinstance(data, list):
+            raise TypeError(f"vocabulary must be a list, got {type(data).__name__}")
+        return data
 
     def to_json(self) -> str:
         """The tokenizer as a JSON document (what :meth:`save` writes)."""
         self._require_fitted()
         document = {"format": FORMAT, "format_version": FORMAT_VERSION, "type": self.kind,
-                    **self._state()}
+                    "options": self._options(), "vocabulary": self._vocabulary_to_json()}
         return json.dumps(document, ensure_ascii=False)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -160,7 +168,9 @@ class Tokenizer(ABC):
         if not issubclass(subclass, cls):
             raise ValueError(f"{source}: holds a {subclass.__name__}, not a {cls.__name__}")
         try:
-            return subclass._from_state(document)
+            tokenizer = subclass(**document["options"])
+            tokenizer._adopt(subclass._vocabulary_from_json(document["vocabulary"]))
+            return tokenizer
         except Exception as error:  # missing keys, wrong types, or HF rejecting its own JSON
             raise ValueError(f"{source}: corrupt {kind} tokenizer ({type(error).__name__}: "
                              f"{error})") from error
@@ -218,20 +228,14 @@ def _check_ids(ids: Sequence[int] | np.ndarray, vocab_size: int) -> np.ndarray:
     return array
 
 
-def _check_vocab_size(vocab_size: int | None, minimum: int, *, optional: bool) -> None:
-    if vocab_size is None and optional:
+def _check_int(name: str, value: int | None, minimum: int, *, optional: bool = False) -> None:
+    """``value`` must be an int ≥ ``minimum`` (or ``None`` when ``optional``)."""
+    if value is None and optional:
         return
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)):
-        raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
-    if vocab_size < minimum:
-        raise ValueError(f"vocab_size must be at least {minimum}, got {vocab_size}")
-
-
-def _check_min_count(min_count: int) -> None:
-    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)):
-        raise TypeError(f"min_count must be an int, got {min_count!r}")
-    if min_count < 1:
-        raise ValueError(f"min_count must be at least 1, got {min_count}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
 
 
 # --- byte-level BPE ---------------------------------------------------------------------------
@@ -252,15 +256,12 @@ class BPETokenizer(Tokenizer):
     kind = "bpe"
 
     def __init__(self, vocab_size: int = 4096, min_frequency: int = 2) -> None:
-        _check_vocab_size(vocab_size, N_SPECIAL + 256, optional=False)
-        _check_min_count(min_frequency)
+        _check_int("vocab_size", vocab_size, N_SPECIAL + 256)
+        _check_int("min_frequency", min_frequency, 1)
         self.vocab_size_target = int(vocab_size)
         self.min_frequency = int(min_frequency)
 
-    def _learn(self, documents: Iterable[str]) -> Any:
-        from tokenizers import Tokenizer as HFTokenizer
-        from tokenizers import decoders, models, pre_tokenizers, trainers
-
+    def _learn(self, documents: Iterable[str]) -> HFTokenizer:
         hf = HFTokenizer(models.BPE())
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         hf.decoder = decoders.ByteLevel()
@@ -271,7 +272,7 @@ class BPETokenizer(Tokenizer):
         hf.train_from_iterator(documents, trainer=trainer)
         return hf
 
-    def _adopt(self, hf: Any) -> None:
+    def _adopt(self, hf: HFTokenizer) -> None:
         for token_id, token in enumerate(SPECIAL_TOKENS):
             if hf.token_to_id(token) != token_id:
                 raise ValueError(f"special token {token} must have id {token_id}, "
@@ -316,17 +317,15 @@ class BPETokenizer(Tokenizer):
             raise KeyError(f"token {token!r} is not in the vocabulary")
         return token_id
 
-    def _state(self) -> dict[str, Any]:
-        return {"vocab_size": self.vocab_size_target, "min_frequency": self.min_frequency,
-                "hf_tokenizer": json.loads(self._hf.to_str())}
+    def _options(self) -> dict[str, Any]:
+        return {"vocab_size": self.vocab_size_target, "min_frequency": self.min_frequency}
+
+    def _vocabulary_to_json(self) -> Any:
+        return json.loads(self._hf.to_str())
 
     @classmethod
-    def _from_state(cls, state: dict[str, Any]) -> BPETokenizer:
-        from tokenizers import Tokenizer as HFTokenizer
-
-        tokenizer = cls(vocab_size=state["vocab_size"], min_frequency=state["min_frequency"])
-        tokenizer._adopt(HFTokenizer.from_str(json.dumps(state["hf_tokenizer"])))
-        return tokenizer
+    def _vocabulary_from_json(cls, data: Any) -> HFTokenizer:
+        return HFTokenizer.from_str(json.dumps(data))
 
 
 # --- vocabulary-list tokenizers (char, word) --------------------------------------------------
@@ -420,8 +419,8 @@ class CharTokenizer(_ListTokenizer):
                  byte_fallback: bool = True) -> None:
         if not isinstance(byte_fallback, bool):
             raise TypeError(f"byte_fallback must be true or false, got {byte_fallback!r}")
-        _check_vocab_size(vocab_size, N_SPECIAL + 256 * byte_fallback, optional=True)
-        _check_min_count(min_count)
+        _check_int("vocab_size", vocab_size, N_SPECIAL + 256 * byte_fallback, optional=True)
+        _check_int("min_count", min_count, 1)
         self.vocab_size_limit = vocab_size
         self.min_count = int(min_count)
         self.byte_fallback = byte_fallback
@@ -486,17 +485,9 @@ class CharTokenizer(_ListTokenizer):
         raw = b"".join(map(self._token_bytes.__getitem__, array.tolist()))
         return raw.decode("utf-8", errors="replace")
 
-    def _state(self) -> dict[str, Any]:
+    def _options(self) -> dict[str, Any]:
         return {"vocab_size": self.vocab_size_limit, "min_count": self.min_count,
-                "byte_fallback": self.byte_fallback,
-                "chars": self._learned}
-
-    @classmethod
-    def _from_state(cls, state: dict[str, Any]) -> CharTokenizer:
-        tokenizer = cls(vocab_size=state["vocab_size"], min_count=state["min_count"],
-                        byte_fallback=state["byte_fallback"])
-        tokenizer._adopt(list(state["chars"]))
-        return tokenizer
+                "byte_fallback": self.byte_fallback}
 
 
 DEFAULT_WORD_PATTERN = r"\w+|[^\w\s]"
@@ -533,8 +524,8 @@ class WordTokenizer(_ListTokenizer):
 
     def __init__(self, vocab_size: int | None = 8000, min_count: int = 1,
                  pattern: str = DEFAULT_WORD_PATTERN) -> None:
-        _check_vocab_size(vocab_size, N_SPECIAL + 1, optional=True)
-        _check_min_count(min_count)
+        _check_int("vocab_size", vocab_size, N_SPECIAL + 1, optional=True)
+        _check_int("min_count", min_count, 1)
         try:
             self._regex = re.compile(pattern)
         except (re.error, TypeError) as error:
@@ -574,16 +565,9 @@ class WordTokenizer(_ListTokenizer):
         text = _SPACE_AFTER_OPENING.sub(r"\1", text)
         return _SPACES_AROUND_APOSTROPHE.sub("'", text)
 
-    def _state(self) -> dict[str, Any]:
+    def _options(self) -> dict[str, Any]:
         return {"vocab_size": self.vocab_size_limit, "min_count": self.min_count,
-                "pattern": self.pattern, "words": self._learned}
-
-    @classmethod
-    def _from_state(cls, state: dict[str, Any]) -> WordTokenizer:
-        tokenizer = cls(vocab_size=state["vocab_size"], min_count=state["min_count"],
-                        pattern=state["pattern"])
-        tokenizer._adopt(list(state["words"]))
-        return tokenizer
+                "pattern": self.pattern}
 
 
 # --- factory and counts -----------------------------------------------------------------------
@@ -609,7 +593,7 @@ def count_tokens(chunks: Iterable[np.ndarray | tuple[np.ndarray, np.ndarray]],
     ``chunks`` yields id arrays or ``(ids, pos)`` pairs, as :func:`saffu.corpus.encode_corpus`
     and :class:`saffu.corpus.TokenizedCorpus` do.
     """
-    _check_vocab_size(vocab_size, 1, optional=False)
+    _check_int("vocab_size", vocab_size, 1)
     counts = np.zeros(vocab_size, dtype=np.int64)
     for chunk in chunks:
         ids = _check_ids(chunk[0] if isinstance(chunk, tuple) else chunk, vocab_size)
