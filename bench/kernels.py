@@ -20,13 +20,12 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 import saffu
-from saffu._backend import backend_module
+from saffu._backend import backend_module, get_num_threads
 
 
 def make_codes(rng: np.random.Generator, n: int, positions: int, bits: int, active: int) -> np.ndarray:
@@ -52,13 +51,16 @@ def to_csr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return indptr, cols.astype(np.int64), X[rows, cols]
 
 
-def best_time(fn: Callable[[], None], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def cpu_model() -> str:
+    """The CPU model name (what ``lscpu`` reports), or the machine type where unknown."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def warm_up(module, D: int) -> float:
@@ -81,40 +83,53 @@ def run(args: argparse.Namespace) -> dict:
     targets = make_targets(rng, args.examples, N)
     indptr, indices, data = to_csr(X)
     nnz = len(indices)
-    threads = args.threads or saffu._backend.get_num_threads()
+    threads = args.threads or get_num_threads()
     solve_FT = rng.random((N, D)) * 100.0  # the cost of a solve does not depend on the values
     solve_out = np.empty((N, D), dtype=np.float32)
     kernels = {
-        # name: (call(module, FT), examples, FT float64 entries read+written per call)
+        # name: (call(module, FT), items per call, bytes of F read + written per call):
+        # accumulation updates float64 entries of FT (8 B read + 8 B written each); the solve
+        # reads FT (8 B per entry) and writes float32 weights (4 B per entry).
         "cooc_dense_onehot": (
-            lambda m, FT: m.cooc_dense_onehot(FT, X, targets, threads), args.examples, X.size),
+            lambda m, FT: m.cooc_dense_onehot(FT, X, targets, threads), args.examples, 16 * X.size),
         "cooc_sparse_onehot": (
             lambda m, FT: m.cooc_sparse_onehot(FT, indptr, indices, data, targets, threads),
-            args.examples, nnz),
+            args.examples, 16 * nnz),
         "explicit_solve": (
-            lambda m, FT: m.explicit_solve(solve_FT, solve_out, 1.0, 1.0, 1.0, threads), N, N * D),
+            lambda m, FT: m.explicit_solve(solve_FT, solve_out, 1.0, 1.0, 1.0, threads), N,
+            12 * N * D),
     }
+    modules = {backend: backend_module(backend) for backend in args.backends}
     results: dict = {"kernels": {}, "warmup_s": {}}
-    for backend in args.backends:
-        module = backend_module(backend)
+    for backend, module in modules.items():
         results["warmup_s"][backend] = warm_up(module, D)
-        for name, (call, items, entries) in kernels.items():
-            FT = np.zeros((N, D))
-            seconds = best_time(lambda m=module, F=FT, c=call: c(m, F), args.repeat)
-            results["kernels"].setdefault(name, {})[backend] = {
-                "seconds": seconds,
-                "items_per_s": items / seconds,
-                "F_bytes_per_s": 16 * entries / seconds,
-            }
+    for name, (call, items, F_bytes) in kernels.items():
+        # Backends take turns within every repeat, so a load change on the machine affects all.
+        best = dict.fromkeys(modules, np.inf)
+        FT = {backend: np.zeros((N, D)) for backend in modules}
+        for _ in range(args.repeat):
+            for backend, module in modules.items():
+                start = time.perf_counter()
+                call(module, FT[backend])
+                best[backend] = min(best[backend], time.perf_counter() - start)
+        results["kernels"][name] = {
+            backend: {"seconds": s, "items_per_s": items / s, "F_bytes_per_s": F_bytes / s}
+            for backend, s in best.items()
+        }
     results["config"] = {
         **vars(args), "threads": threads, "D": D, "nnz": nnz,
-        "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(),
         "numpy": np.__version__,
     }
     return results
 
 
 def print_table(results: dict) -> None:
+    c = results["config"]
+    print(f"{c['examples']:,} examples, D = {c['D']}, N = {c['targets']}, nnz/example = "
+          f"{c['nnz'] / c['examples']:.1f}, {c['threads']} threads, best of {c['repeat']}; "
+          f"{c['cpu']} ({c['cpu_count']} CPUs)")
+    print("items: examples (accumulation) or rows of F (solve)\n")
     print(f"{'kernel':<20} {'backend':<7} {'seconds':>9} {'items/s':>12} {'F GB/s':>8}")
     for name, by_backend in results["kernels"].items():
         for backend, r in by_backend.items():

@@ -8,7 +8,8 @@
 //
 // Two ways to visit a part's examples (measured on 1M LM-shaped examples, bench/kernels.py):
 // - scan: stream all examples in order and add those whose target the part owns. Inputs are
-//   read sequentially; best on one thread, and for sparse rows at any thread count.
+//   read sequentially and the target row a few examples ahead is prefetched; best on one
+//   thread, and for sparse rows at any thread count.
 // - grouped: a stable counting sort groups the examples by target; the part adds them row by
 //   row (the row stays in L1) and prefetches the input rows it will read next. Best for dense
 //   rows on several threads, where the scan makes every core stream every input row.
@@ -24,12 +25,14 @@
 namespace saffu {
 namespace {
 
-constexpr int64_t kPrefetchAhead = 2;  // examples ahead of the one being added (grouped visit)
+constexpr int64_t kPrefetchAhead = 2;  // examples ahead of the one being added
 
+// Hint the cache to fetch [data, data + bytes), for reading (kWrite = 0) or updating (1).
+template <int kWrite>
 inline void prefetch(const void* data, int64_t bytes) {
 #if defined(__GNUC__)
   const char* p = static_cast<const char*>(data);
-  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b);
+  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, kWrite);
 #else
   (void)data;
   (void)bytes;
@@ -66,13 +69,18 @@ void for_each_part(const std::vector<int64_t>& first_row, PartFn fn) {
   });
 }
 
-// add(t, m) for every example m, in order, on `parts` threads (scan visit).
-template <typename AddExample>
+// add(t, m) for every example m, in order, on `parts` threads (scan visit);
+// prefetch_row(t) is called a few examples before add(t, .).
+template <typename AddExample, typename PrefetchRow>
 void scan_by_target(const int64_t* targets, int64_t n, const std::vector<int64_t>& first_row,
-                    AddExample add) {
+                    AddExample add, PrefetchRow prefetch_row) {
   for_each_part(first_row, [&](int64_t row_begin, int64_t row_end) {
-    for (int64_t m = 0; m < n; ++m)
-      if (targets[m] >= row_begin && targets[m] < row_end) add(targets[m], m);
+    const auto owned = [=](int64_t t) { return t >= row_begin && t < row_end; };
+    for (int64_t m = 0; m < n; ++m) {
+      if (m + kPrefetchAhead < n && owned(targets[m + kPrefetchAhead]))
+        prefetch_row(targets[m + kPrefetchAhead]);
+      if (owned(targets[m])) add(targets[m], m);
+    }
   });
 }
 
@@ -117,10 +125,11 @@ void cooc_dense_onehot(carray<double> FT, carray<T> X, carray<int64_t> targets, 
   const auto first_row = balanced_first_rows(offsets, parts);
   const auto add = [=](int64_t t, int64_t m) { add_row(ft + t * D, x + m * D, D); };
   if (parts == 1)
-    scan_by_target(tg, n, first_row, add);
+    scan_by_target(tg, n, first_row, add, [=](int64_t t) { prefetch<1>(ft + t * D, D * 8); });
   else
-    group_by_target(tg, n, offsets, first_row, add,
-                    [=](int64_t m) { prefetch(x + m * D, D * static_cast<int64_t>(sizeof(T))); });
+    group_by_target(tg, n, offsets, first_row, add, [=](int64_t m) {
+      prefetch<0>(x + m * D, D * static_cast<int64_t>(sizeof(T)));
+    });
 }
 
 template <typename T>
@@ -142,12 +151,13 @@ void cooc_sparse_onehot(carray<double> FT, carray<int64_t> indptr, carray<int64_
   const int64_t* tg = targets.data();
   py::gil_scoped_release release;
   const auto offsets = target_offsets(tg, n, FT.shape(0));
-  scan_by_target(tg, n, balanced_first_rows(offsets, effective_threads(n_threads, n)),
-                 [=](int64_t t, int64_t m) {
-                   double* __restrict row = ft + t * D;
-                   for (int64_t p = ptr[m]; p < ptr[m + 1]; ++p)
-                     row[idx[p]] += static_cast<double>(w[p]);
-                 });
+  scan_by_target(
+      tg, n, balanced_first_rows(offsets, effective_threads(n_threads, n)),
+      [=](int64_t t, int64_t m) {
+        double* __restrict row = ft + t * D;
+        for (int64_t p = ptr[m]; p < ptr[m + 1]; ++p) row[idx[p]] += static_cast<double>(w[p]);
+      },
+      [=](int64_t t) { prefetch<1>(ft + t * D, D * 8); });
 }
 
 template <typename T>

@@ -49,12 +49,16 @@ void axpy(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t j = 0; j < n; ++j) y[j] += alpha * x[j];
 }
 
-// exp(x) for x <= 0 to about 2 ulp (Cody-Waite reduction, Cephes expf polynomial); inputs below
-// -87 give 2^-126 instead of underflowing. Branch-free, so softmax loops vectorize (std::exp
-// calls do not).
+// exp(x) for x <= 0 to about 2 ulp (Cody-Waite reduction, Cephes expf polynomial); x below -87
+// is taken as -87 (exp = 1.6e-38 instead of underflowing). Branch-free, so softmax loops
+// vectorize (std::exp calls and float compares under the default -ftrapping-math do not).
 inline float exp_nonpositive(float x) {
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds
-  x = std::max(x, -87.0f);
+  constexpr float kRound = 12582912.0f;     // 1.5 * 2^23: adding and subtracting it rounds
+  constexpr uint32_t kMagnitude87 = 0x42ae0000u;  // bits of 87.0f
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  bits = (bits & 0x80000000u) | std::min(bits & 0x7fffffffu, kMagnitude87);  // |x| <= 87
+  std::memcpy(&x, &bits, sizeof x);
   const float n = (x * 1.44269504088896341f + kRound) - kRound;
   const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -70,10 +74,19 @@ inline float exp_nonpositive(float x) {
   return p * scale;
 }
 
+float maximum(const float* x, int64_t n) {
+  float lane[8] = {x[0], x[0], x[0], x[0], x[0], x[0], x[0], x[0]};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) lane[l] = std::max(lane[l], x[j + l]);
+  float top = *std::max_element(lane, lane + 8);
+  for (; j < n; ++j) top = std::max(top, x[j]);
+  return top;
+}
+
 // In-place, numerically stable softmax of x[0..n), n >= 1.
 void softmax(float* x, int64_t n) {
-  float top = x[0];
-  for (int64_t i = 1; i < n; ++i) top = std::max(top, x[i]);
+  const float top = maximum(x, n);
   for (int64_t i = 0; i < n; ++i) x[i] = exp_nonpositive(x[i] - top);
   const float inverse = 1.0f / sum(x, n);
   for (int64_t i = 0; i < n; ++i) x[i] *= inverse;
@@ -211,8 +224,8 @@ class ContextEncoder {
   std::vector<double> document_sum_;
 };
 
-// h = softmax(UT z) with UT (D, Z) stored input-major, so that each nonzero z_j adds one
-// contiguous row (z is sparse: cipher vectors have few nonzero bits).
+// h = softmax(UT z), shared by the threads. UT (D, Z) is stored input-major so that each
+// nonzero z_j adds one contiguous row (z is sparse: cipher vectors have few nonzero bits).
 class HiddenLayer {
  public:
   HiddenLayer(const float* UT, int64_t D, int64_t Z) : D_(D), Z_(Z), by_input_(Z * D) {

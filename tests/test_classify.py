@@ -76,6 +76,14 @@ def test_tau_scales_the_likelihood_terms_only():
     np.testing.assert_array_equal(tempered.intercept_, plain.intercept_)
 
 
+def test_bias_form_ignores_the_priming_number():
+    X, y = count_data()
+    default = ExplicitSoftmaxClassifier().fit(X, y)
+    primed = ExplicitSoftmaxClassifier(priming=2.5).fit(X, y)
+    np.testing.assert_array_equal(primed.coef_, default.coef_)
+    assert primed.priming_ is None
+
+
 @pytest.mark.parametrize("priming", ["auto", 2.5])
 def test_folded_form_matches_the_equation(priming):
     X, y = count_data()
@@ -166,8 +174,11 @@ def test_partial_fit_checks_its_classes():
     clf = ExplicitSoftmaxClassifier()
     with pytest.raises(ValueError, match="classes must be passed"):
         clf.partial_fit(X, y)
+    with pytest.raises(ValueError, match="not among the classes"):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    assert not hasattr(clf, "classes_"), "a failed first call must leave the estimator unfitted"
     clf.partial_fit(X, y, classes=[0, 1, 2, 3])
-    with pytest.raises(ValueError, match="not among classes_"):
+    with pytest.raises(ValueError, match="not among the classes"):
         clf.partial_fit(X[:3], [0, 1, 7])
     with pytest.raises(ValueError, match="differs from the classes"):
         clf.partial_fit(X, y, classes=[0, 1, 2, 3, 4])
@@ -215,7 +226,9 @@ def test_explicit_init_chunks_give_the_same_weights(digits):
     X, y = digits
     whole = explicit_init_(torch.nn.Linear(64, 10, dtype=torch.float64), X, y, tau=0.5)
     pieces = [(X[i : i + 500], y[i : i + 500]) for i in range(0, len(y), 500)]
-    chunked = explicit_init_(torch.nn.Linear(64, 10, dtype=torch.float64), iter(pieces), tau=0.5, chunk_size=77)
+    chunked = explicit_init_(
+        torch.nn.Linear(64, 10, dtype=torch.float64), iter(pieces), tau=0.5, chunk_size=77
+    )
     torch.testing.assert_close(chunked.weight, whole.weight, rtol=1e-12, atol=0)
     torch.testing.assert_close(chunked.bias, whole.bias, rtol=1e-12, atol=0)
 
@@ -254,5 +267,5 @@ def test_explicit_init_rejects_bad_input(digits):
         explicit_init_(torch.nn.Linear(64, 10), X, y[:-1])
     with pytest.raises(ValueError, match="tau"):
         explicit_init_(torch.nn.Linear(64, 10), X, y, tau=0)
-    with pytest.raises(TypeError, match="nn.Linear"):
+    with pytest.raises(TypeError, match=r"nn\.Linear"):
         explicit_init_(torch.nn.Conv1d(64, 10, 1), X, y)

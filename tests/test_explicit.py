@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.special import logsumexp
 from sklearn.naive_bayes import MultinomialNB
+from threadpoolctl import threadpool_limits
 
 from saffu.explicit import ExplicitLayer, ExplicitStats
 
@@ -78,7 +79,7 @@ def test_folded_form_equals_bias_form_when_input_mass_is_constant(tau):
         form="folded", priming=K).weight_t)
 
 
-def test_folded_form_formula():
+def test_folded_form_formula(backend):
     FT = np.array([[1.0, 3.0, 0.0], [2.0, 2.0, 4.0]])
     stats = ExplicitStats(3, 2).add(FT, [1.0, 1.0], 4.0, 10.0)
     layer = stats.solve(alpha=0.5, tau=0.3, form="folded", dtype=np.float64)
@@ -88,13 +89,18 @@ def test_folded_form_formula():
     assert layer.weight.shape == (3, 2) and np.shares_memory(layer.weight, layer.weight_t)
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
 def test_explicit_start_is_near_the_optimum_of_gradient_descent():
-    """Multi-hot inputs from a naive-Bayes-like source: the explicit layer's cross-entropy is
-    far below a zero-initialized layer's (log N), and 300 steps of gradient descent from it
-    improve it only a little (measured: 0.204 → 0.183 nats, versus 0.481 after 300 steps from
-    zero)."""
+    """Multi-hot inputs from a naive-Bayes-like source (N = 20, D = 60, K = 5, n = 2000): the
+    explicit layer's cross-entropy is far below a zero-initialized layer's (log N = 3.00), and
+    300 steps of full-batch gradient descent from it improve it only a little (measured:
+    0.226 → 0.189 nats, while 300 steps from zero reach 0.471)."""
     rng = np.random.default_rng(0)
-    N, D, K, n = 20, 60, 5, 4000
+    N, D, K, n = 20, 60, 5, 2000
     conditionals = rng.dirichlet(np.full(D, 0.3), size=N)
     y = rng.choice(N, size=n, p=rng.dirichlet(np.full(N, 5.0)))
     X = np.zeros((n, D))
@@ -106,18 +112,17 @@ def test_explicit_start_is_near_the_optimum_of_gradient_descent():
     def descend(W: np.ndarray, b: np.ndarray, steps: int = 300, rate: float = 1.0) -> float:
         onehot = np.eye(N)[y]
         for _ in range(steps):
-            logits = X @ W + b
-            gradient = (np.exp(logits - logsumexp(logits, axis=1, keepdims=True)) - onehot) / n
+            gradient = (np.exp(log_softmax(X @ W + b)) - onehot) / n
             W, b = W - rate * X.T @ gradient, b - rate * gradient.sum(axis=0)
-        logits = X @ W + b
-        return cross_entropy(logits - logsumexp(logits, axis=1, keepdims=True), y)
+        return cross_entropy(log_softmax(X @ W + b), y)
 
+    with threadpool_limits(1):  # tiny products: BLAS threads only add overhead
+        warm = descend(layer.weight.copy(), layer.bias.copy())
+        cold = descend(np.zeros((D, N)), np.zeros(N))
     assert explicit < 0.1 * np.log(N)
-    warm = descend(layer.weight.copy(), layer.bias.copy())
-    cold = descend(np.zeros((D, N)), np.zeros(N))
     assert warm <= explicit
     assert explicit - warm < 0.05
-    assert cold > 2 * explicit
+    assert cold > explicit + 0.2
 
 
 # --- statistics --------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_solve_equals_reference(backend, seed, shape, out_dtype, alpha, tau, shr
     np.testing.assert_allclose(out, expected, rtol=rtol, atol=rtol * np.abs(expected).max(initial=1))
 
 
-def test_solve_formula():
+def test_solve_formula(backend):
     FT = np.array([[0.0, 2.0, 6.0], [1.0, 1.0, 0.0]])
     out = np.empty_like(FT)
     kernels.explicit_solve(FT, out, 0.5, 2.0, 0.25)

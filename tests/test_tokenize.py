@@ -249,6 +249,9 @@ def test_make_tokenizer():
         make_tokenizer("bpe", vocab_size=100)
     with pytest.raises(TypeError):
         make_tokenizer("word", vocab_sise=100)
+    for pattern, message in (("(", "invalid"), (r"\w*", "empty string"), (r"(\w+)", "groups")):
+        with pytest.raises(ValueError, match=message):
+            make_tokenizer("word", pattern=pattern)
 
 
 def test_train_constructs_and_fits(documents):

@@ -52,6 +52,15 @@ def _check_dtype(dtype: object) -> np.dtype:
     return dtype
 
 
+def _encode(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Labels ``y`` → int64 indices into the sorted ``classes``; unknown labels are a ``ValueError``."""
+    index = np.searchsorted(classes, y)
+    known = (index < len(classes)) & (classes[np.minimum(index, len(classes) - 1)] == y)
+    if not known.all():
+        raise ValueError(f"labels {np.unique(y[~known])!r} are not among the classes {classes!r}")
+    return index.astype(np.int64)
+
+
 class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     """Softmax classifier for non-negative features with a closed-form ("explicit") fit.
 
@@ -122,8 +131,10 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_params()
         X, y = self._validate_training_data(X, y, reset=True)
-        self._start(np.unique(y), X.shape[1])
-        return self._learn(X, y)
+        classes = np.unique(y)
+        labels = _encode(classes, y)
+        self._start(classes, X.shape[1])
+        return self._learn(X, labels)
 
     def partial_fit(self, X, y, classes=None) -> ExplicitSoftmaxClassifier:
         """Add a chunk of examples to the statistics and re-solve.
@@ -140,12 +151,17 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("classes must be passed on the first call to partial_fit")
         X, y = self._validate_training_data(X, y, reset=first_call)
         if first_call:
-            self._start(np.unique(classes), X.shape[1])
+            classes = np.unique(classes)
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(
                 f"classes={classes!r} differs from the classes of the first call, {self.classes_!r}"
             )
-        return self._learn(X, y)
+        else:
+            classes = self.classes_
+        labels = _encode(classes, y)
+        if first_call:
+            self._start(classes, X.shape[1])
+        return self._learn(X, labels)
 
     def decision_function(self, X) -> np.ndarray:
         """Logits ``X coef_ᵀ + intercept_``: (n, N), or (n,) ``logit_1 − logit_0`` for two classes."""
@@ -200,28 +216,19 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.stats_ = ExplicitStats(n_inputs=n_features, n_outputs=len(classes))
 
-    def _learn(self, X, y: np.ndarray) -> ExplicitSoftmaxClassifier:
-        """Accumulate ``(X, y)`` into ``stats_`` and re-solve the weights."""
-        self.stats_.update(X, self._encode(y))
-        priming = None if isinstance(self.priming, str) else float(self.priming)
-        if self.form == "folded" and priming is None:
-            priming = self.stats_.priming_number
+    def _learn(self, X, labels: np.ndarray) -> ExplicitSoftmaxClassifier:
+        """Accumulate ``X`` with its class indices ``labels`` into ``stats_``; re-solve the weights."""
+        self.stats_.update(X, labels)
+        self.priming_ = None
+        if self.form == "folded":
+            auto = isinstance(self.priming, str)
+            self.priming_ = self.stats_.priming_number if auto else float(self.priming)
         layer = self.stats_.solve(
-            alpha=self.alpha, tau=self.tau, form=self.form, priming=priming, dtype=self.dtype
+            alpha=self.alpha, tau=self.tau, form=self.form, priming=self.priming_, dtype=self.dtype
         )
         self.coef_ = layer.weight_t
         self.intercept_ = layer.bias if layer.bias is not None else np.zeros_like(layer.weight_t[:, 0])
-        self.priming_ = priming
         return self
-
-    def _encode(self, y: np.ndarray) -> np.ndarray:
-        """Labels → int64 indices into ``classes_``; unknown labels are a ``ValueError``."""
-        index = np.searchsorted(self.classes_, y)
-        known = (index < len(self.classes_)) & (self.classes_[np.minimum(index, len(self.classes_) - 1)] == y)
-        if not known.all():
-            unknown = np.unique(np.asarray(y)[~known])
-            raise ValueError(f"labels {unknown!r} are not among classes_ {self.classes_!r}")
-        return index.astype(np.int64)
 
     def _logits(self, X) -> np.ndarray:
         """(n, N) ``X coef_ᵀ + intercept_`` after validating ``X``."""

@@ -98,15 +98,13 @@ def read_file_documents(path: PathLike, *, separator: str | re.Pattern[str] | No
             the file and the byte offset. ``errors="replace"`` substitutes U+FFFD instead.
     """
     path = Path(path)
-    if errors not in ("strict", "replace"):
-        raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
+    _check_errors(errors)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
     if separator is None:
-        text = _decode_block(codecs.getincrementaldecoder("utf-8")(errors), path.read_bytes(),
-                             path, 0, final=True)
+        text = _decode_block(decoder, path.read_bytes(), path, 0, final=True)
         yield from _non_blank([text.removeprefix("\ufeff")])
         return
     regex = _separator_regex(separator)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors)
     pending, offset = "", 0
     with path.open("rb") as handle:
         while block := handle.read(_BLOCK_BYTES):
@@ -117,6 +115,11 @@ def read_file_documents(path: PathLike, *, separator: str | re.Pattern[str] | No
             yield from _non_blank(documents)
     pending += _decode_block(decoder, b"", path, offset, final=True)
     yield from _non_blank(_split_complete(regex, pending, final=True)[0])
+
+
+def _check_errors(errors: str) -> None:
+    if errors not in ("strict", "replace"):
+        raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
 
 
 def _separator_regex(separator: str | re.Pattern[str]) -> re.Pattern[str]:
@@ -181,8 +184,7 @@ class Corpus:
     def __init__(self, source: PathLike | Iterable[PathLike], *, pattern: str = "*.txt",
                  separator: str | re.Pattern[str] | None = None,
                  errors: Errors = "strict") -> None:
-        if errors not in ("strict", "replace"):
-            raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
+        _check_errors(errors)
         if separator is not None:
             _separator_regex(separator)
         self.paths = resolve_paths(source, pattern)

@@ -27,6 +27,7 @@ from scipy.special import logsumexp
 
 from saffu import kernels
 from saffu._io import atomic_write_bytes
+from saffu.kernels.cooc import cooc_dense_dense
 
 FORMS = ("bias", "folded")
 FILE_FORMAT = "saffu.ExplicitStats"
@@ -118,7 +119,7 @@ def _as_targets(y: object, n_examples: int, n_outputs: int) -> np.ndarray:
         if outside.any():
             first = int(np.argmax(outside))
             raise ValueError(f"labels must lie in [0, {n_outputs}); y[{first}] = {y[first]}")
-        y = y.astype(np.int64, copy=False)
+        y = np.ascontiguousarray(y, dtype=np.int64)
     elif y.ndim == 2:
         if y.shape[1] != n_outputs:
             raise ValueError(f"target matrix y has {y.shape[1]} columns, expected {n_outputs}")
@@ -204,9 +205,8 @@ class ExplicitStats:
         sparse = sp.issparse(X)
         if y.ndim == 1:
             if sparse:
-                kernels.cooc_sparse_onehot(
-                    self.FT, X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data, y
-                )
+                indptr, indices = (a.astype(np.int64, copy=False) for a in (X.indptr, X.indices))
+                kernels.cooc_sparse_onehot(self.FT, indptr, indices, X.data, y)
             else:
                 kernels.cooc_dense_onehot(self.FT, X, y)
             self.target_mass += np.bincount(y, minlength=self.n_outputs)
@@ -214,7 +214,7 @@ class ExplicitStats:
             if sparse:
                 _cooc_sparse_dense(self.FT, X, y)
             else:
-                kernels.cooc_dense_dense(self.FT, X, y)
+                cooc_dense_dense(self.FT, X, y)
             self.target_mass += y.sum(axis=0, dtype=np.float64)
         self.n_examples += X.shape[0]
         self.input_mass += float((X.data if sparse else X).sum(dtype=np.float64))

@@ -104,8 +104,8 @@ class SaffuConfig:
 
         check(self.tokenizer in TOKENIZERS, f"tokenizer must be one of {TOKENIZERS}")
         check(_is_int(self.vocab_size) and self.vocab_size >= 8, "vocab_size must be an int ≥ 8")
-        check(self.bits is None or (_is_int(self.bits) and 1 <= self.bits <= 64),
-              "bits must be None or an int in [1, 64]")
+        check(self.bits is None or (_is_int(self.bits) and 1 <= self.bits <= 65536),
+              "bits must be None or an int in [1, 65536]")
         check(self.hidden is None or (_is_int(self.hidden) and 1 <= self.hidden <= 65536),
               "hidden must be None or an int in [1, 65536]")
         check(_is_int(self.radial) and 0 <= self.radial <= 1024, "radial must be an int in [0, 1024]")
@@ -164,12 +164,23 @@ class ContextLayer:
     attention: np.ndarray
     hidden_t: np.ndarray
 
-    def forward(self, model: SaffuModel, ids: np.ndarray, pos: np.ndarray, start: int, stop: int,
-                out: np.ndarray) -> int:
-        """Write h (D values) for each target in ``[start, stop)`` into ``out``; return the count."""
-        return kernels.saffu_forward(
+    def aggregate(self, model: SaffuModel, ids: np.ndarray, pos: np.ndarray, start: int,
+                  stop: int) -> np.ndarray:
+        """z (m, Z) float32 for the m targets in ``[start, stop)``: windows, attention, aggregation."""
+        width = self.hidden_t.shape[1]
+        z = np.empty((int(np.count_nonzero(pos[start:stop])), width), dtype=np.float32)
+        kernels.saffu_forward(
             ids, pos, self.spec.kind_code, self.spec.size, model.cipher.vectors, self.attention,
-            AGGREGATIONS[model.config.aggregation], self.hidden_t, start, stop, out)
+            AGGREGATIONS[model.config.aggregation], _NO_HIDDEN, start, stop, z)
+        return z
+
+    def hidden(self, model: SaffuModel, ids: np.ndarray, pos: np.ndarray, start: int,
+               stop: int) -> np.ndarray:
+        """h = softmax(z Uᵀ) (m, D) float32; the product goes to BLAS as one batched GEMM."""
+        return softmax(self.aggregate(model, ids, pos, start, stop) @ self.hidden_t.T)
+
+
+_NO_HIDDEN = np.zeros((0, 0), dtype=np.float32)  # tells saffu_forward to return z, not h
 
 
 @dataclass
@@ -248,13 +259,7 @@ class SaffuModel:
         """
         self._require_fitted()
         stop = len(ids) if stop is None else stop
-        n_targets = int(np.count_nonzero(pos[start:stop]))
-        width = self.layers[0].hidden_t.shape[0]
-        blocks = []
-        for layer in self.layers:
-            out = np.empty((n_targets, width), dtype=np.float32)
-            layer.forward(self, ids, pos, start, stop, out)
-            blocks.append(out)
+        blocks = [layer.hidden(self, ids, pos, start, stop) for layer in self.layers]
         return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
@@ -479,6 +484,14 @@ def target_batches(pos: np.ndarray, batch: int) -> Iterable[tuple[int, int]]:
     for first in range(0, len(target_index), batch):
         last = min(first + batch, len(target_index)) - 1
         yield int(target_index[first]), int(target_index[last]) + 1
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, numerically stable, in place on a temporary of the input's dtype."""
+    out = logits - logits.max(axis=-1, keepdims=True)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

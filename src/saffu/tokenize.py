@@ -443,8 +443,9 @@ class CharTokenizer(_ListTokenizer):
         if np.any(np.diff(self._chars.astype(np.int64)) <= 0):
             raise ValueError("character vocabulary must be sorted by code point")
         self._byte_base = N_SPECIAL + len(chars)
-        unknown = "\ufffd".encode()
-        self._token_bytes = ([b"", unknown, b"", b""] + [char.encode() for char in chars]
+        special = [b""] * N_SPECIAL  # decode drops <pad>, <sod>, <eod> ...
+        special[UNK] = "\ufffd".encode()  # ... and shows <unk> as the replacement character
+        self._token_bytes = (special + [char.encode() for char in chars]
                              + [bytes([value]) for value in range(256 * self.byte_fallback)])
         self._learned = chars
 
@@ -532,6 +533,8 @@ class WordTokenizer(_ListTokenizer):
             raise ValueError(f"invalid word pattern {pattern!r}: {error}") from None
         if self._regex.match(""):
             raise ValueError(f"word pattern {pattern!r} matches the empty string")
+        if self._regex.groups:
+            raise ValueError(f"word pattern {pattern!r} has capturing groups; use (?:...)")
         self.vocab_size_limit = vocab_size
         self.min_count = int(min_count)
         self.pattern = pattern

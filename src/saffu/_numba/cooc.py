@@ -46,20 +46,25 @@ def _group_by_target(targets, offsets):
     return order
 
 
+@njit(cache=True, inline="always")
+def _add_row(row, x):
+    for j in range(row.size):
+        row[j] += x[j]
+
+
 @njit(cache=True, parallel=True)
 def _dense_onehot(FT, X, targets, parts):
     offsets = _target_offsets(targets, FT.shape[0])
     first = _balanced_first_rows(offsets, parts)
     if parts == 1:
         for m in range(targets.size):
-            FT[targets[m]] += X[m]
+            _add_row(FT[targets[m]], X[m])
         return
     order = _group_by_target(targets, offsets)
     for p in prange(parts):
         for t in range(first[p], first[p + 1]):
-            row = FT[t]
             for s in range(offsets[t], offsets[t + 1]):
-                row += X[order[s]]
+                _add_row(FT[t], X[order[s]])
 
 
 @njit(cache=True, parallel=True)

@@ -38,62 +38,60 @@ def _dot(a, b):
 
 
 @njit(cache=True)
-def _fill_window(pos, t, kind, index):
-    """Corpus index of each slot of target t into ``index`` (-1 when masked); returns the pivot."""
-    K = index.size
+def _window(pos, t, kind, K):
+    """Valid slots [begin, end) of target t; slot k holds token t - end + k, the pivot is end - 1."""
     if kind == RADIAL:
-        doc_start = t - pos[t]
-        for k in range(K):
-            j = t - K + k
-            index[k] = j if j >= doc_start else -1
-        return K - 1
-    q = (pos[t] - 1) % K  # block: slot of the most recent context token
-    for k in range(K):
-        index[k] = t - 1 - q + k if k <= q else -1
-    return q
+        return max(0, K - pos[t]), K
+    return 0, (pos[t] - 1) % K + 1  # block: the positions of the current block seen so far
 
 
 @njit(cache=True)
-def _comparisons(ids, E, index, pivot, s):
-    """s_k = X_k · X_pivot (0 for masked slots)."""
-    x_pivot = E[ids[index[pivot]]]
-    for k in range(index.size):
-        s[k] = _dot(E[ids[index[k]]], x_pivot) if index[k] >= 0 else 0.0
+def _comparisons(ids, E, t, begin, end, s):
+    """s_k = X_k · X_pivot on the valid slots, 0 elsewhere."""
+    s[:] = 0.0
+    for k in range(begin, end):
+        s[k] = _dot(E[ids[t - end + k]], E[ids[t - 1]])
 
 
 @njit(cache=True)
-def _masked_softmax(x, index):
-    """In place: softmax over the slots with ``index >= 0``, zero elsewhere (``index=None``: all)."""
-    top = -np.inf
-    for k in range(x.size):
-        if index is None or index[k] >= 0:
-            top = max(top, x[k])
+def _softmax(x):
+    """In place, numerically stable."""
+    top = x.max()
     total = 0.0
-    for k in range(x.size):
-        x[k] = np.exp(x[k] - top) if index is None or index[k] >= 0 else 0.0
-        total += x[k]
-    for k in range(x.size):
-        x[k] /= total
+    for i in range(x.size):
+        x[i] = np.exp(x[i] - top)
+        total += x[i]
+    for i in range(x.size):
+        x[i] /= total
 
 
 @njit(cache=True)
-def _attend_and_aggregate(ids, E, W, aggregation, index, pivot, s, a, z):
-    """a = softmax_valid(s W), then z = Σ_k a_k X_k (sum) or concat_k a_k X_k (cat)."""
-    K, bits = index.size, E.shape[1]
-    _comparisons(ids, E, index, pivot, s)
+def _attend_and_aggregate(ids, E, W, aggregation, t, begin, end, s, a, z):
+    """a = softmax over the valid slots of (s W), then z = Σ_k a_k X_k (sum) or concat (cat)."""
+    bits = E.shape[1]
+    _comparisons(ids, E, t, begin, end, s)
     a[:] = 0.0
-    for kp in range(K):
-        if index[kp] >= 0:
-            for k in range(K):
-                a[k] += s[kp] * W[kp, k]
-    _masked_softmax(a, index)
+    for kp in range(begin, end):
+        for k in range(begin, end):
+            a[k] += s[kp] * W[kp, k]
+    _softmax(a[begin:end])
     z[:] = 0.0
-    for k in range(K):
-        if index[k] >= 0:
-            offset = k * bits if aggregation == CAT else 0
-            x = E[ids[index[k]]]
-            for b in range(bits):
-                z[offset + b] += a[k] * x[b]
+    for k in range(begin, end):
+        offset = k * bits if aggregation == CAT else 0
+        x = E[ids[t - end + k]]
+        for b in range(bits):
+            z[offset + b] += a[k] * x[b]
+
+
+@njit(cache=True)
+def _hidden(UT_by_input, z, h):
+    """h = softmax(UT z), UT given input-major (Z, D); zero entries of z are skipped."""
+    h[:] = 0.0
+    for j in range(z.size):
+        if z[j] != 0.0:
+            for i in range(h.size):
+                h[i] += z[j] * UT_by_input[j, i]
+    _softmax(h)
 
 
 @njit(cache=True)
@@ -115,7 +113,7 @@ def _prime_document(ids, pos, E, kind, begin, end, document_sum):
 
 
 @njit(cache=True)
-def _encode(ids, pos, E, kind, W, aggregation, t, index, s, a, z, document_sum):
+def _encode(ids, pos, E, kind, K, W, aggregation, t, s, a, z, document_sum):
     """z of target t; for the document model ``document_sum`` must cover the tokens before t."""
     if kind == DOCUMENT:
         mass = np.abs(document_sum).sum()
@@ -123,15 +121,14 @@ def _encode(ids, pos, E, kind, W, aggregation, t, index, s, a, z, document_sum):
         for b in range(z.size):
             z[b] = document_sum[b] * scale
     else:
-        pivot = _fill_window(pos, t, kind, index)
-        _attend_and_aggregate(ids, E, W, aggregation, index, pivot, s, a, z)
+        begin, end = _window(pos, t, kind, K)
+        _attend_and_aggregate(ids, E, W, aggregation, t, begin, end, s, a, z)
 
 
 @njit(cache=True)
 def _buffers(K, bits, Z):
-    """Per-part scratch: slot indices, s, a, z and the document sum."""
+    """Per-part scratch: s, a, z and the document sum."""
     return (
-        np.full(K, -1, np.int64),
         np.zeros(K, np.float32),
         np.zeros(K, np.float32),
         np.zeros(Z, np.float32),
@@ -155,18 +152,16 @@ def _expert_stats(ids, pos, kind, K, E, FT, T, parts):
     ft_parts = np.zeros((parts, K, V, bits))
     t_parts = np.zeros((parts, K, V))
     for p in prange(parts):
-        index = np.full(K, -1, np.int64)
         for t in range(bounds[p], bounds[p + 1]):
             if pos[t] < 1:
                 continue
-            _fill_window(pos, t, kind, index)
+            begin, end = _window(pos, t, kind, K)
             y = ids[t]
-            for k in range(K):
-                if index[k] >= 0:
-                    x = E[ids[index[k]]]
-                    for b in range(bits):
-                        ft_parts[p, k, y, b] += x[b]
-                    t_parts[p, k, y] += 1.0
+            for k in range(begin, end):
+                x = E[ids[t - end + k]]
+                for b in range(bits):
+                    ft_parts[p, k, y, b] += x[b]
+                t_parts[p, k, y] += 1.0
     _add_parts(FT, ft_parts)
     _add_parts(T, t_parts)
 
@@ -177,24 +172,23 @@ def _attention_stats(ids, pos, kind, K, E, expert_UT, expert_b, expert_logz, FT,
     ft_parts = np.zeros((parts, K, K))
     mass = np.zeros(parts)
     for p in prange(parts):
-        index = np.full(K, -1, np.int64)
         s = np.zeros(K, np.float32)
-        w = np.zeros(K, np.float32)
+        weight = np.zeros(K, np.float32)
         for t in range(bounds[p], bounds[p + 1]):
             if pos[t] < 1:
                 continue
-            pivot = _fill_window(pos, t, kind, index)
-            _comparisons(ids, E, index, pivot, s)
+            begin, end = _window(pos, t, kind, K)
+            _comparisons(ids, E, t, begin, end, s)
             y = ids[t]
-            for k in range(K):
-                if index[k] >= 0:
-                    v = ids[index[k]]
-                    w[k] = _dot(E[v], expert_UT[k, y]) + expert_b[k, y] - expert_logz[k, v]
-            _masked_softmax(w, index)
-            for k_out in range(K):
-                for k_in in range(K):
-                    ft_parts[p, k_out, k_in] += np.float64(w[k_out]) * s[k_in]
-            for k in range(K):
+            # weight_k ∝ P̂_k(y | x_k): the expert log-likelihoods, normalized over the valid slots
+            for k in range(begin, end):
+                v = ids[t - end + k]
+                weight[k] = _dot(E[v], expert_UT[k, y]) + expert_b[k, y] - expert_logz[k, v]
+            _softmax(weight[begin:end])
+            for k_out in range(begin, end):
+                for k_in in range(begin, end):
+                    ft_parts[p, k_out, k_in] += np.float64(weight[k_out]) * s[k_in]
+            for k in range(begin, end):
                 mass[p] += s[k]
     _add_parts(FT, ft_parts)
     return mass.sum()
@@ -207,12 +201,12 @@ def _hidden_stats(ids, pos, kind, K, E, W, aggregation, codes, FT, parts):
     ft_parts = np.zeros((parts, D, Z))
     mass = np.zeros(parts)
     for p in prange(parts):
-        index, s, a, z, document_sum = _buffers(K, E.shape[1], Z)
+        s, a, z, document_sum = _buffers(K, E.shape[1], Z)
         begin, end = bounds[p], bounds[p + 1]
         _prime_document(ids, pos, E, kind, begin, end, document_sum)
         for t in range(begin, end):
             if pos[t] >= 1:
-                _encode(ids, pos, E, kind, W, aggregation, t, index, s, a, z, document_sum)
+                _encode(ids, pos, E, kind, K, W, aggregation, t, s, a, z, document_sum)
                 code = codes[ids[t]]
                 for i in range(D):
                     if code[i] != 0.0:
@@ -227,29 +221,25 @@ def _hidden_stats(ids, pos, kind, K, E, W, aggregation, codes, FT, parts):
 
 
 @njit(cache=True, parallel=True)
-def _forward(ids, pos, kind, K, E, W, aggregation, UT, start, stop, out, parts):
+def _forward(ids, pos, kind, K, E, W, aggregation, UT_by_input, start, stop, out, parts):
     bits = E.shape[1]
     Z = K * bits if aggregation == CAT else bits
-    D = UT.shape[0]
     bounds = _part_bounds(start, stop, parts)
     first_row = np.zeros(parts + 1, np.int64)
     for p in range(parts):
         first_row[p + 1] = first_row[p] + np.count_nonzero(pos[bounds[p] : bounds[p + 1]])
     for p in prange(parts):
-        index, s, a, z, document_sum = _buffers(K, bits, Z)
+        s, a, z, document_sum = _buffers(K, bits, Z)
         begin, end = bounds[p], bounds[p + 1]
         _prime_document(ids, pos, E, kind, begin, end, document_sum)
         row = first_row[p]
         for t in range(begin, end):
             if pos[t] >= 1:
-                _encode(ids, pos, E, kind, W, aggregation, t, index, s, a, z, document_sum)
-                if D == 0:
-                    out[row, :Z] = z
+                _encode(ids, pos, E, kind, K, W, aggregation, t, s, a, z, document_sum)
+                if UT_by_input.shape[1] == 0:
+                    out[row] = z
                 else:
-                    h = out[row, :D]
-                    for i in range(D):
-                        h[i] = _dot(UT[i], z)
-                    _masked_softmax(h, None)
+                    _hidden(UT_by_input, z, out[row])
                 row += 1
             if kind == DOCUMENT:
                 _track_document(ids, pos, E, t, document_sum)
@@ -276,4 +266,5 @@ def saffu_hidden_stats(ids, pos, kind, K, E, W, aggregation, codes, FT, n_thread
 def saffu_forward(ids, pos, kind, K, E, W, aggregation, UT, start, stop, out, n_threads) -> int:
     """See docs/internals.md; writes one row of ``out`` per target in [start, stop)."""
     parts = _parts(n_threads, stop - start)
-    return int(_forward(ids, pos, kind, K, E, W, aggregation, UT, start, stop, out, parts))
+    UT_by_input = np.ascontiguousarray(UT.T)  # (Z, D): each nonzero z_j adds one row
+    return int(_forward(ids, pos, kind, K, E, W, aggregation, UT_by_input, start, stop, out, parts))

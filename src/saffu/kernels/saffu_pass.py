@@ -50,6 +50,12 @@ def _check_array(
     return a
 
 
+def _check_finite(**arrays: np.ndarray) -> None:
+    for name, a in arrays.items():
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} must be finite (it holds NaN or infinity)")
+
+
 def _check_int(name: str, value: object, minimum: int | None = None) -> int:
     try:
         value = operator.index(value)
@@ -86,6 +92,7 @@ def _check_vectors(E: object) -> tuple[int, int]:
     _check_array("E", E, _F32, 2)
     if E.shape[0] < 1 or E.shape[1] < 1:
         raise ValueError(f"E must have at least one token and one bit, got shape {E.shape}")
+    _check_finite(E=E)
     return E.shape
 
 
@@ -200,6 +207,7 @@ def saffu_attention_stats(
     _check_array("expert_UT", expert_UT, _F32, 3, (K, V, bits))
     _check_array("expert_b", expert_b, _F32, 2, (K, V))
     _check_array("expert_logz", expert_logz, _F32, 2, (K, V))
+    _check_finite(expert_UT=expert_UT, expert_b=expert_b, expert_logz=expert_logz)
     _check_array("FT", FT, _F64, 2, (K, K), writeable=True)
     return float(
         backend_module().saffu_attention_stats(
@@ -241,6 +249,7 @@ def saffu_hidden_stats(
     _check_array("codes", codes, _F32, 2)
     if codes.shape[0] != V:
         raise ValueError(f"codes must have one row per token (V = {V}), got shape {codes.shape}")
+    _check_finite(W=W, codes=codes)
     _check_array("FT", FT, _F64, 2, (codes.shape[1], Z), writeable=True)
     return float(
         backend_module().saffu_hidden_stats(
@@ -283,6 +292,7 @@ def saffu_forward(
     _check_array("UT", UT, _F32, 2)
     if UT.shape != (0, 0) and (UT.shape[0] < 1 or UT.shape[1] != Z):
         raise ValueError(f"UT must have shape (D, Z = {Z}) with D >= 1, or (0, 0); got {UT.shape}")
+    _check_finite(W=W, UT=UT)
     n = _check_token_arrays(ids, pos)
     start = _check_int("start", start, minimum=0)
     stop = _check_int("stop", stop, minimum=start)
