@@ -121,23 +121,30 @@ def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
 
 
 class Stopwatch:
-    """Wall-clock seconds since construction, minus the time spent inside :meth:`paused`."""
+    """Wall-clock seconds since construction, not counting the time spent inside :meth:`paused`
+    (read inside a pause, it gives the time at which the pause began)."""
 
     def __init__(self) -> None:
         self._started = time.perf_counter()
         self._paused = 0.0
+        self._pause_began: float | None = None
 
     @property
     def seconds(self) -> float:
-        return time.perf_counter() - self._started - self._paused
+        now = time.perf_counter() if self._pause_began is None else self._pause_began
+        return now - self._started - self._paused
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        began = time.perf_counter()
+        if self._pause_began is not None:  # nested: the outer pause already stops the clock
+            yield
+            return
+        self._pause_began = time.perf_counter()
         try:
             yield
         finally:
-            self._paused += time.perf_counter() - began
+            self._paused += time.perf_counter() - self._pause_began
+            self._pause_began = None
 
 
 @contextlib.contextmanager
