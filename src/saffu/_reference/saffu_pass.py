@@ -63,7 +63,7 @@ def _context(
     if kind == DOCUMENT:
         total = E[ids[t - pos[t] : t]].astype(np.float64).sum(axis=0)
         mass = np.abs(total).sum()
-        return total / (mass + 1) if mass > 0 else total
+        return total / mass if mass > 0 else total
     X, valid, pivot = _window(ids, pos, t, kind, K, E)
     s = X @ X[pivot]
     a = _softmax(s @ W.astype(np.float64), valid)

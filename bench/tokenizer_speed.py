@@ -1,21 +1,13 @@
 """Tokenizer throughput on the Shakespeare train split: fit, batch encoding, and encode_corpus.
 
 Usage (from the repository root):
-    python bench/tokenize.py [--root ../shared/data/shakespeare] [--repeat 3]
-                             [--json bench/tokenize.json]
+    python bench/tokenizer_speed.py [--root ../shared/data/shakespeare] [--repeat 3]
+                             [--json bench/tokenizer_speed.json]
 
 Documents are read into memory first, so the timings exclude disk reads. Each figure is the
 best of ``--repeat`` runs. Throughput is in tokens per second, counting the tokens that the
 tokenizer produces for the whole train split (``<sod>``/``<eod>`` excluded).
 """
-
-import os
-import sys
-
-# This file shares its name with the standard library's `tokenize` module, which numpy and
-# others import: drop this script's folder from the import path before importing them.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
 
 import argparse
 import json
@@ -77,7 +69,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=REPO.parent / "shared/data/shakespeare",
                         help="folder of the Shakespeare *_gut.txt files")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best kept)")
-    parser.add_argument("--json", type=Path, default=REPO / "bench/tokenize.json",
+    parser.add_argument("--json", type=Path, default=REPO / "bench/tokenizer_speed.json",
                         help="where to write the results")
     args = parser.parse_args()
 
