@@ -11,7 +11,9 @@ tokenizer produces for the whole train split (``<sod>``/``<eod>`` excluded).
 
 import argparse
 import json
+import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
