@@ -5,7 +5,8 @@ so frequent tokens get the sparsest codes) cut into documents of random lengths,
 with ``<sod>``; bit-cipher vectors as in METHOD.md §2 (codes enumerated by number of set bits,
 unit sum). Every kernel is called through ``saffu.kernels`` (validation included) after a
 warm-up call on a tiny input (Numba compile or cache load, reported separately).
-``saffu_forward`` runs like the output-layer pass: buffers of ``--batch`` targets.
+``saffu_forward`` runs like the output-layer pass, in buffers of ``--batch`` targets, both
+writing z (what the model uses; it applies U through BLAS) and writing h = softmax(U z).
 
     python bench/saffu_pass.py --tokens 1000000 --json bench/out/saffu_pass.json
 """
@@ -34,6 +35,7 @@ CONTEXT_MODELS = {
     "block16-sum": (1, 16, 0),
     "document": (2, 1, 0),
 }
+NO_HIDDEN = np.zeros((0, 0), dtype=np.float32)
 
 
 def cipher_vectors(vocab_size: int, bits: int) -> np.ndarray:
@@ -59,13 +61,16 @@ def zipf_corpus(
     return ids, pos.astype(np.int32)
 
 
-def best_time(fn: Callable[[], object], repeat: int) -> float:
-    times = []
+def best_times(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Best wall-clock and best CPU seconds (all threads) of ``repeat`` calls. CPU time is the
+    steadier figure when other jobs share the machine."""
+    walls, cpus = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), min(cpus)
 
 
 class Workload:
@@ -109,12 +114,15 @@ class Workload:
         calls["hidden_stats"] = lambda: kernels.saffu_hidden_stats(
             ids, pos, kind, K, E, w["W"], aggregation, self.codes, np.zeros((self.D, Z))
         )
-        calls["forward"] = lambda: self.forward(kind, K, aggregation, w["W"], w["UT"])
+        calls["forward z"] = lambda: self.forward(kind, K, aggregation, w["W"], NO_HIDDEN)
+        calls["forward h"] = lambda: self.forward(kind, K, aggregation, w["W"], w["UT"])
         return calls
 
     def forward(self, kind: int, K: int, aggregation: int, W: np.ndarray, UT: np.ndarray) -> int:
-        """saffu_forward over the corpus in buffers of ``batch`` targets (the output pass)."""
-        out = np.empty((self.batch, UT.shape[0]), dtype=np.float32)
+        """saffu_forward over the corpus in buffers of ``batch`` targets (the output pass);
+        UT of shape (0, 0) writes z (the model then applies U with BLAS)."""
+        width = UT.shape[0] or (K * self.bits if aggregation == 1 else self.bits)
+        out = np.empty((self.batch, width), dtype=np.float32)
         target_index = np.flatnonzero(self.pos)
         bounds = [*target_index[:: self.batch], len(self.ids)]
         rows = 0
@@ -148,9 +156,10 @@ def run(args: argparse.Namespace) -> dict:
         results["warmup_s"][backend] = warm_up(workload)
         for model, (kind, K, aggregation) in CONTEXT_MODELS.items():
             for name, call in workload.calls(kind, K, aggregation).items():
-                seconds = best_time(call, args.repeat)
+                seconds, cpu_seconds = best_times(call, args.repeat)
                 results["kernels"].setdefault(f"{model} {name}", {})[backend] = {
                     "seconds": seconds,
+                    "cpu_seconds": cpu_seconds,
                     "tokens_per_s": args.tokens / seconds,
                 }
     results["config"] = {
@@ -161,24 +170,27 @@ def run(args: argparse.Namespace) -> dict:
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "numpy": np.__version__,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     return results
 
 
 def print_table(results: dict) -> None:
     backends = list(results["warmup_s"])
-    header = "".join(f" {b + ' s':>9} {b + ' tok/s':>13}" for b in backends)
-    ratio = " numba/cpp" if {"cpp", "numba"} <= set(backends) else ""
-    print(f"{'kernel':<30}{header}{ratio}")
+    header = "".join(f" {b + ' s':>9} {b + ' cpu s':>10} {b + ' tok/s':>12}" for b in backends)
+    both = {"cpp", "numba"} <= set(backends)
+    print(f"{'kernel':<30}{header}{' numba/cpp' if both else ''}")
     for name, by_backend in results["kernels"].items():
         cells = "".join(
-            f" {by_backend[b]['seconds']:9.3f} {by_backend[b]['tokens_per_s']:13.3g}" for b in backends
+            f" {r['seconds']:9.3f} {r['cpu_seconds']:10.3f} {r['tokens_per_s']:12.3g}"
+            for r in (by_backend[b] for b in backends)
         )
-        if ratio:
+        if both:
             cells += f" {by_backend['numba']['seconds'] / by_backend['cpp']['seconds']:9.2f}x"
         print(f"{name:<30}{cells}")
     warmups = ", ".join(f"{b} {s:.2f} s" for b, s in results["warmup_s"].items())
     print(f"\nwarm-up on 2,000 tokens (Numba compile or cache load): {warmups}")
+    print(f"load average after the run: {results['config']['load_average']}")
 
 
 def main() -> None:
@@ -186,7 +198,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--vocab", type=int, default=4101)
     parser.add_argument("--bits", type=int, default=13)
-    parser.add_argument("--hidden", type=int, default=13, help="label-code dimension D")
+    parser.add_argument("--hidden", type=int, default=256, help="label-code dimension D")
     parser.add_argument("--mean-length", type=int, default=500, help="mean document length")
     parser.add_argument("--batch", type=int, default=65_536, help="targets per forward buffer")
     parser.add_argument("--repeat", type=int, default=3, help="timed calls; the best is reported")

@@ -410,7 +410,7 @@ def plot(results: dict[str, Any], curve_tokens: int | None, path: Path) -> None:
             for method in METHODS:
                 if method not in runs:
                     continue
-                points = [p for p in runs[method]["points"] if p[axis_key] > 0]
+                points = [p for p in runs[method]["points"] if p["tokens_seen"] > 0]  # log axes
                 single = method == "explicit"
                 ax.plot([p[axis_key] for p in points], [p["dev_perplexity"] for p in points],
                         marker="*" if single else ".", markersize=12 if single else 5,

@@ -349,6 +349,7 @@ double attention_stats(const Corpus& c, ContextModel m, Experts experts, double*
     double* ft = pairs.allocate(p);
     double thread_mass = 0.0;
     std::vector<float> s(K), weight(K);
+    std::vector<double> s_wide(K);
     for_each_window(c, m, begin, end, [&](const Window& w) {
       const int64_t y = c.ids[w.t];
       comparisons(c, m, w, s.data());
@@ -359,12 +360,15 @@ double attention_stats(const Corpus& c, ContextModel m, Experts experts, double*
                     experts.b[ky] - experts.logz[k * c.V + c.ids[w.index(k)]];
       }
       softmax(weight.data() + w.begin, w.end - w.begin);
+      for (int k = w.begin; k < w.end; ++k) {
+        s_wide[k] = s[k];
+        thread_mass += s_wide[k];
+      }
       for (int k_out = w.begin; k_out < w.end; ++k_out) {
         double* row = ft + static_cast<int64_t>(k_out) * K;
-        for (int k_in = w.begin; k_in < w.end; ++k_in)
-          row[k_in] += static_cast<double>(weight[k_out]) * s[k_in];
+        const double weight_out = weight[k_out];
+        for (int k_in = w.begin; k_in < w.end; ++k_in) row[k_in] += weight_out * s_wide[k_in];
       }
-      for (int k = w.begin; k < w.end; ++k) thread_mass += s[k];
     });
     mass[p] = thread_mass;
   });

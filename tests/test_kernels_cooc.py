@@ -251,11 +251,15 @@ def test_solve_rejects_bad_output():
         kernels.explicit_solve(np.ones((2, 3)), np.empty((2, 3), np.float16), 1.0, 1.0, 1.0)
 
 
-def test_dense_dense_rejects_mismatched_shapes():
+def test_dense_dense_rejects_bad_input():
     with pytest.raises(ValueError, match=r"expected X \(n, 4\) and Y \(n, 3\)"):
         cooc_dense_dense(np.zeros((3, 4)), np.ones((2, 4)), np.ones((2, 2)))
     with pytest.raises(ValueError, match="Y has length 3, expected 2"):
         cooc_dense_dense(np.zeros((3, 4)), np.ones((2, 4)), np.ones((3, 3)))
+    with pytest.raises(TypeError, match="X must be a 2-D float32 or float64"):
+        cooc_dense_dense(np.zeros((3, 4)), np.ones((2, 4), np.int64), np.ones((2, 3)))
+    with pytest.raises(ValueError, match="chunk must be a positive integer"):
+        cooc_dense_dense(np.zeros((3, 4)), np.ones((2, 4)), np.ones((2, 3)), chunk=0)
 
 
 @pytest.mark.skipif("cpp" not in saffu.available_backends(), reason="compiled backend not built")

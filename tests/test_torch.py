@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 from saffu.model import SaffuConfig, SaffuModel  # noqa: E402
 from saffu.torch import cold_start, context_batch, from_torch, to_torch  # noqa: E402
-from saffu.trainer import evaluate, register_commands, train  # noqa: E402
+from saffu.trainer import Stopwatch, evaluate, lr_factor, register_commands, train  # noqa: E402
 
 SMALL = dict(tokenizer="char", hidden=None, radial=3, block=4, document=True)
 FAST = dict(batch_targets=64, warmup_steps=2, eval_every=5, verbose=0, n_jobs=1)
@@ -170,6 +171,17 @@ def test_budgets_stop_training(model, corpus, budget, reason):
         assert 300 <= last["tokens_seen"] < 300 + FAST["batch_targets"]
     else:
         assert 0.05 <= last["seconds"] < 5
+
+
+def test_stopwatch_excludes_pauses():
+    clock = Stopwatch()
+    with clock.paused():
+        inside = clock.seconds
+        time.sleep(0.2)
+        assert clock.seconds == inside
+    assert clock.seconds < 0.15
+    assert lr_factor(0, 0.0, 10) == pytest.approx(0.1) and lr_factor(50, 0.0, 10) == 1.0
+    assert lr_factor(50, 1.0, 10) == pytest.approx(0.1) and lr_factor(50, 0.5, 0) == pytest.approx(0.55)
 
 
 def test_patience_stops_and_keeps_the_best_weights(model, corpus, dev):

@@ -1,4 +1,4 @@
-"""The ``saffu`` command line: demo, fit, eval, generate, info.
+"""The ``saffu`` command line: demo, fit, eval, generate, finetune, train, sweep, info.
 
 User mistakes (a missing file, a bad option value, a corrupted model) print one line on stderr
 and exit with status 2; ``--json`` makes a command print exactly one JSON object on stdout.
@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(info)
     info.set_defaults(handler=cmd_info)
 
+    # Commands defined beside the features they drive; their heavy imports (torch) are lazy.
+    from saffu import trainer
+
+    trainer.register_commands(commands)
     return parser
 
 

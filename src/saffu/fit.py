@@ -27,7 +27,7 @@ from saffu.cipher import Cipher
 from saffu.corpus import TokenizedCorpus
 from saffu.explicit import ExplicitStats
 from saffu.model import AGGREGATIONS, ContextLayer, SaffuModel, target_batches
-from saffu.tokenize import count_tokens, make_tokenizer
+from saffu.tokenize import make_tokenizer
 
 OUTPUT_BATCH_TARGETS = 16384  # rows of h held at once while accumulating the output statistics
 
@@ -40,9 +40,19 @@ class PassStatistics:
     stats: dict[str, ExplicitStats] = field(default_factory=dict)
 
     def __add__(self, other: PassStatistics) -> PassStatistics:
+        """A new sum; both operands stay as they are (a retried Dask task may read them again)."""
+        self._check_mergeable(other)
+        return PassStatistics(self.stage, {k: v + other.stats[k] for k, v in self.stats.items()})
+
+    def __iadd__(self, other: PassStatistics) -> PassStatistics:
+        self._check_mergeable(other)
+        for key, stats in self.stats.items():
+            stats.merge(other.stats[key])
+        return self
+
+    def _check_mergeable(self, other: PassStatistics) -> None:
         if other.stage != self.stage or other.stats.keys() != self.stats.keys():
             raise ValueError(f"cannot merge statistics of pass {other.stage!r} into {self.stage!r}")
-        return PassStatistics(self.stage, {k: v.merge(other.stats[k]) for k, v in self.stats.items()})
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {f"{name}.{key}": array for name, stats in self.stats.items()
@@ -251,13 +261,28 @@ def run_pass(stage: Stage, model: SaffuModel, corpus: TokenizedCorpus, *, verbos
         from saffu.distributed import run_pass_distributed
 
         return run_pass_distributed(stage, model, corpus, client)
-    total: PassStatistics | None = None
     with _progress(corpus, stage.name, verbose) as bar:
-        for ids, pos in corpus.chunks():
-            stats = stage.accumulate(model, ids, pos)
-            total = stats if total is None else total + stats
-            bar.update(len(ids))
+        return accumulate_chunks(stage, model, _counted(corpus.chunks(), bar))
+
+
+def accumulate_chunks(stage: Stage, model: SaffuModel,
+                      chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> PassStatistics | None:
+    """The running sum of ``stage.accumulate`` over ``chunks``, in order (None without chunks)."""
+    total: PassStatistics | None = None
+    for ids, pos in chunks:
+        stats = stage.accumulate(model, ids, pos)
+        if total is None:
+            total = stats
+        else:
+            total += stats
     return total
+
+
+def _counted(chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+             bar: tqdm) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for ids, pos in chunks:
+        yield ids, pos
+        bar.update(len(ids))
 
 
 def _progress(corpus: TokenizedCorpus, name: str, verbose: int) -> tqdm:
@@ -277,7 +302,7 @@ def prepare(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus) -> To
     corpus = model.encode(documents)
     if corpus.n_tokens == 0:
         raise ValueError("cannot fit on an empty corpus")
-    counts = count_tokens(corpus.chunks(), model.tokenizer.vocab_size)
+    counts = corpus.token_counts(model.tokenizer.vocab_size)
     model.cipher = Cipher.fit(counts, bits=config.bits, smoothing=config.cipher_smoothing)
     model.labels = model.cipher.label_codes(config.hidden or model.cipher.bits)
     return corpus
@@ -321,6 +346,10 @@ def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
             model.fit_state = {}
             corpus = prepare(model, documents)
             _init_layers(model)
+        if client is not None:  # send the corpus to the workers once, not once per pass
+            from saffu.distributed import distribute
+
+            corpus = distribute(corpus, client)
         stored = model.fit_state.setdefault("statistics", {})
         for stage in stages_for(model):
             stats = run_pass(stage, model, corpus, verbose=verbose, client=client)

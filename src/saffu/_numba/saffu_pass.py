@@ -116,7 +116,9 @@ def _prime_document(ids, pos, E, kind, begin, end, document_sum):
 def _encode(ids, pos, E, kind, K, W, aggregation, t, s, a, z, document_sum):
     """z of target t; for the document model ``document_sum`` must cover the tokens before t."""
     if kind == DOCUMENT:
-        mass = np.abs(document_sum).sum()
+        mass = 0.0
+        for b in range(document_sum.size):
+            mass += abs(document_sum[b])
         scale = 1.0 / mass if mass > 0 else 0.0
         for b in range(z.size):
             z[b] = document_sum[b] * scale

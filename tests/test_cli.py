@@ -1,0 +1,95 @@
+"""The ``saffu`` command line end to end on a tiny corpus."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import tiny_documents
+
+from saffu.cli import main
+from saffu.model import SaffuModel
+
+SMALL = ["--tokenizer", "char", "--hidden", "none", "--radial", "3", "--block", "4", "--verbose", "0"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    for i, text in enumerate(tiny_documents(8)):
+        (root / f"doc{i}.txt").write_text(text + "\n")
+    held = root / "held"
+    held.mkdir()
+    (held / "a.txt").write_text(" ".join(tiny_documents(3, seed=4)) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_dir(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "m"
+    assert main(["fit", str(corpus / "doc*.txt"), "--out", str(out), *SMALL]) == 0
+    return out
+
+
+def run_json(capsys, argv):
+    capsys.readouterr()
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_fit_writes_a_loadable_model(model_dir):
+    model = SaffuModel.load(model_dir)
+    assert model.config.radial == 3 and model.config.tokenizer == "char"
+
+
+def test_eval_json_equals_the_api(capsys, corpus, model_dir):
+    result = run_json(capsys, ["eval", str(model_dir), str(corpus / "held"), "--json"])
+    from saffu.corpus import read_documents
+
+    api = SaffuModel.load(model_dir).score(read_documents([str(corpus / "held")]))
+    assert result["perplexity"] == pytest.approx(api["perplexity"])
+    assert result["bits_per_char"] == pytest.approx(api["bits_per_char"])
+    assert result["tokens"] == api["tokens"]
+
+
+def test_generate_json_is_seeded(capsys, model_dir):
+    argv = ["generate", str(model_dir), "--prompt", "the", "--max-tokens", "15", "--seed", "3", "--json"]
+    first = run_json(capsys, argv)
+    assert first == run_json(capsys, argv)
+    assert first["prompt"] == "the"
+
+
+def test_fit_json_summary(capsys, corpus, tmp_path):
+    result = run_json(capsys, ["fit", str(corpus / "doc*.txt"), "--out", str(tmp_path / "m"),
+                               "--json", *SMALL])
+    assert result["parameters"] > 0 and result["tokens"] > 0 and result["seconds"] > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "/nonexistent/model", "x.txt"], "does not exist"),
+    (["fit", "/nonexistent/*.txt", "--out", "/tmp/never"], "no"),
+    (["fit", "x.txt", "--out", "/tmp/never", "--tau", "-1"], "tau"),
+])
+def test_user_errors_are_one_line_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_corrupted_model_is_a_user_error(capsys, corpus, model_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "weights.safetensors").write_bytes(b"garbage")
+    assert main(["eval", str(broken), str(corpus / "held")]) == 2
+    assert "corrupted" in capsys.readouterr().err
+
+
+def test_console_script_info_json():
+    result = subprocess.run([sys.executable, "-m", "saffu.cli", "info", "--json"],
+                            capture_output=True, text=True, check=True)
+    info = json.loads(result.stdout)
+    assert info["backend"] in info["available_backends"]
