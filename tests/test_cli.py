@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import tiny_documents
 
+from conftest import tiny_documents
 from saffu.cli import main
 from saffu.model import SaffuModel
 

@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import pytest
-from conftest import tiny_documents
 
 import saffu
+from conftest import tiny_documents
 from saffu import kernels
 from saffu.fit import PassStatistics
 from saffu.model import ModelFormatError, SaffuConfig, SaffuModel, log_softmax
@@ -78,7 +78,7 @@ def _reference_log_proba(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) ->
                     pivot = q
                 valid = np.array([j >= start for j in slots])
                 X = np.array([vectors[ids[j]] if ok else np.zeros(vectors.shape[1])
-                              for j, ok in zip(slots, valid)])
+                              for j, ok in zip(slots, valid, strict=True)])
                 s = X @ X[pivot]
                 scores = np.where(valid, s @ layer.attention, -np.inf)
                 a = np.exp(scores - scores.max())
