@@ -15,12 +15,14 @@ Every method uses one BPE tokenizer (vocabulary 4096) fitted on the whole train 
 default SAFFU config is small (radial 8 + document, D = 64 per context model) so that the full
 run fits in about 15 minutes on 2 cores.
 
-Seconds are training wall-clock, evaluations excluded; warm runs include their fit time, so every
-run ends at the same budget. Tokens seen are targets trained on (the explicit fit counts each of
-its streaming passes over the corpus). Curves (dev and test perplexity vs seconds and vs tokens
-seen) are measured on fixed subsets of dev and test (``--curve-tokens``, the first tokens of each
-document) at geometrically spaced steps, and early stopping keeps the weights best on the dev
-subset; the final numbers (table) score those weights on the whole dev and test sets.
+Learning rates (``--lr-*``) are the best of a sweep on the dev subset at 100k tokens and 30 s
+(bench/RESULTS.md). Seconds are training wall-clock, evaluations excluded; warm runs include
+their fit time, so every run ends at the same budget. Tokens seen are targets trained on (the
+explicit fit counts each of its streaming passes over the corpus). Curves (dev and test
+perplexity vs seconds and vs tokens seen) are measured on fixed subsets of dev and test
+(``--curve-tokens``, the first tokens of each document) at geometrically spaced steps, and
+early stopping keeps the weights best on the dev subset; the final numbers (table) score those
+weights on the whole dev and test sets.
 
     python bench/warm_vs_cold.py                     # full run, ~15 min on 2 cores
     python bench/warm_vs_cold.py --quick             # ~2-3 min: 10k and 100k tokens, 15 s runs
@@ -463,7 +465,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--quick", action="store_true",
                         help="sizes 10k and 100k, 15 s runs, smaller evaluation sets (~2-3 min)")
-    parser.add_argument("--curve-tokens", type=int, default=20_000,
+    parser.add_argument("--curve-tokens", type=int, default=10_000,
                         help="dev and test tokens scored at every curve point (each split)")
     parser.add_argument("--final-tokens", type=int, default=None,
                         help="dev and test tokens of the final scores (default: whole splits)")
@@ -472,9 +474,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--radial", type=int, default=8)
     parser.add_argument("--block", type=int, default=0)
     parser.add_argument("--document", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
-    parser.add_argument("--lr-cold", type=float, default=1e-2)
-    parser.add_argument("--lr-warm", type=float, default=1e-3)
-    parser.add_argument("--lr-transformer", type=float, default=3e-3)
+    parser.add_argument("--lr-cold", type=float, default=0.1)
+    parser.add_argument("--lr-warm", type=float, default=0.1)
+    parser.add_argument("--lr-transformer", type=float, default=1e-2)
     parser.add_argument("--batch-targets", type=int, default=512, help="targets per step (every method)")
     parser.add_argument("--warmup-steps", type=int, default=20)
     parser.add_argument("--eval-every", type=int, default=8, help="first evaluation step; gaps then double")

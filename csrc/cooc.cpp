@@ -6,7 +6,7 @@
 // Every row receives its examples in their original order, so the result is the same for every
 // thread count and equals the sequential sum (and the NumPy reference, np.add.at).
 //
-// Two ways to visit a part's examples (measured on 1M LM-shaped examples, bench/kernels.py):
+// Two ways to visit a part's examples (measurements: bench/RESULTS.md, "Kernels"):
 // - scan: stream all examples in order and add those whose target the part owns. Inputs are
 //   read sequentially and the target row a few examples ahead is prefetched; best on one
 //   thread, and for sparse rows at any thread count.

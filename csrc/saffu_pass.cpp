@@ -334,13 +334,37 @@ void expert_stats(const Corpus& c, ContextModel m, double* FT, double* T, int n_
   });
 }
 
-struct Experts {
-  const float* UT;    // (K, V, bits)
-  const float* b;     // (K, V)
-  const float* logz;  // (K, V)
+// The per-position experts regrouped by target token: row (y, k) holds expert_UT[k, y, :] and
+// then expert_b[k, y], so the K experts consulted for one target are one contiguous block
+// (the (K, V, bits) input layout would touch K pages far apart per target).
+class ExpertsByTarget {
+ public:
+  ExpertsByTarget(const float* UT, const float* b, const float* logz, int K, int64_t V, int64_t bits)
+      : K_(K), V_(V), bits_(bits), rows_(V * K * (bits + 1)), logz_(logz) {
+    for (int k = 0; k < K; ++k) {
+      for (int64_t y = 0; y < V; ++y) {
+        float* row = rows_.data() + (y * K + k) * (bits + 1);
+        std::copy(UT + (k * V + y) * bits, UT + (k * V + y + 1) * bits, row);
+        row[bits] = b[k * V + y];
+      }
+    }
+  }
+
+  // log P̂_k(y | x) for the input token v with vector x.
+  float log_likelihood(int k, int64_t y, int64_t v, const float* x) const {
+    const float* row = rows_.data() + (y * K_ + k) * (bits_ + 1);
+    return dot(x, row, bits_) + row[bits_] - logz_[k * V_ + v];
+  }
+
+ private:
+  int K_;
+  int64_t V_, bits_;
+  std::vector<float> rows_;
+  const float* logz_;  // (K, V)
 };
 
-double attention_stats(const Corpus& c, ContextModel m, Experts experts, double* FT, int n_threads) {
+double attention_stats(const Corpus& c, ContextModel m, const ExpertsByTarget& experts, double* FT,
+                       int n_threads) {
   const int parts = effective_threads(n_threads, c.n);
   const int K = m.K;
   Partials pairs(parts, static_cast<int64_t>(K) * K);
@@ -354,11 +378,8 @@ double attention_stats(const Corpus& c, ContextModel m, Experts experts, double*
       const int64_t y = c.ids[w.t];
       comparisons(c, m, w, s.data());
       // weight_k ∝ P̂_k(y | x_k): the expert log-likelihoods, normalized over the valid slots.
-      for (int k = w.begin; k < w.end; ++k) {
-        const int64_t ky = k * c.V + y;
-        weight[k] = dot(c.vector_at(w.index(k)), experts.UT + ky * c.bits, c.bits) +
-                    experts.b[ky] - experts.logz[k * c.V + c.ids[w.index(k)]];
-      }
+      for (int k = w.begin; k < w.end; ++k)
+        weight[k] = experts.log_likelihood(k, y, c.ids[w.index(k)], c.vector_at(w.index(k)));
       softmax(weight.data() + w.begin, w.end - w.begin);
       for (int k = w.begin; k < w.end; ++k) {
         s_wide[k] = s[k];
@@ -486,9 +507,9 @@ double py_attention_stats(const carray<int32_t>& ids, const carray<int32_t>& pos
   require_shape(expert_b, {K, c.V}, "expert_b");
   require_shape(expert_logz, {K, c.V}, "expert_logz");
   require_shape(FT, {K, K}, "FT");
-  const Experts experts{expert_UT.data(), expert_b.data(), expert_logz.data()};
   double* ft = FT.mutable_data();
   py::gil_scoped_release release;
+  const ExpertsByTarget experts(expert_UT.data(), expert_b.data(), expert_logz.data(), K, c.V, c.bits);
   return attention_stats(c, m, experts, ft, n_threads);
 }
 

@@ -72,9 +72,11 @@ def run_stats(module, kind, K, aggregation, ids, pos, n_threads=2) -> dict[str, 
     return result
 
 
-def run_forward(module, kind, K, aggregation, ids, pos, start=0, stop=None, *, hidden=True, n_threads=2):
+def run_forward(
+    module, kind, K, aggregation, ids, pos, start=0, stop=None, *, hidden=True, n_threads=2, weights=None
+):
     """Rows of saffu_forward over [start, stop): h (hidden=True) or z."""
-    w = Weights(kind, K, aggregation)
+    w = weights or Weights(kind, K, aggregation)
     stop = len(ids) if stop is None else stop
     UT = w.UT if hidden else np.zeros((0, 0), np.float32)
     out = np.full((len(ids), D if hidden else w.Z), np.nan, np.float32)
@@ -144,13 +146,9 @@ def test_uniform_attention_averages_the_window(backend, r, corpus):
     """W = 0 attends uniformly: the sum-aggregated z is the mean of the last min(r, pos) vectors."""
     ids, pos = corpus
     w = Weights(RADIAL, r, SUM)
-    out = np.empty((len(ids), BITS), np.float32)
-    backend_module(backend).saffu_forward(
-        ids, pos, RADIAL, r, w.E, np.zeros((r, r), np.float32), SUM, np.zeros((0, 0), np.float32),
-        0, len(ids), out, 2,
-    )  # fmt: skip
-    rows = np.count_nonzero(pos)
-    np.testing.assert_allclose(out[:rows], context_means(ids, pos, w.E, r), rtol=1e-5, atol=1e-7)
+    w.W[:] = 0.0
+    z = run_forward(backend_module(backend), RADIAL, r, SUM, ids, pos, hidden=False, weights=w)
+    np.testing.assert_allclose(z, context_means(ids, pos, w.E, r), rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("backend", saffu.available_backends())
@@ -224,6 +222,17 @@ def test_statistics_accumulate_in_place(backend, corpus):
     np.testing.assert_array_equal(T, whole["expert_T"])
 
 
+@pytest.mark.parametrize("backend", saffu.available_backends())
+@pytest.mark.parametrize("lengths", [(), (0, 0, 0)], ids=["empty", "only-sod"])
+def test_corpus_without_targets_adds_nothing(backend, lengths):
+    ids, pos = make_corpus(lengths) if lengths else (np.zeros(0, np.int32), np.zeros(0, np.int32))
+    module = backend_module(backend)
+    for kind, K in [(RADIAL, 3), (DOCUMENT, 1)]:
+        stats = run_stats(module, kind, K, CAT, ids, pos)
+        assert all(not np.any(value) for value in stats.values())
+        assert len(run_forward(module, kind, K, CAT, ids, pos)) == 0
+
+
 # --- the validated public API ------------------------------------------------------------------
 
 
@@ -260,19 +269,33 @@ def forward_args(**changes):
     """Valid saffu_forward arguments (radial r = 3, cat), with some replaced."""
     ids, pos = make_corpus()
     w = Weights(RADIAL, 3, CAT)
-    args = dict(ids=ids, pos=pos, kind=RADIAL, K=3, E=w.E, W=w.W, aggregation=CAT, UT=w.UT, start=0,
-                stop=len(ids), out=np.empty((len(ids), D), np.float32))  # fmt: skip
+    args = dict(
+        ids=ids,
+        pos=pos,
+        kind=RADIAL,
+        K=3,
+        E=w.E,
+        W=w.W,
+        aggregation=CAT,
+        UT=w.UT,
+        start=0,
+        stop=len(ids),
+        out=np.empty((len(ids), D), np.float32),
+    )
     args.update(changes)
     return args
 
 
-def bad_pos(ids_pos, index, value):
-    pos = ids_pos[1].copy()
+CORPUS = make_corpus()
+
+
+def corrupted_pos(index: int, value: int) -> np.ndarray:
+    """The test corpus's positions with pos[index] = value."""
+    pos = CORPUS[1].copy()
     pos[index] = value
     return pos
 
 
-CORPUS = make_corpus()
 BAD_FORWARD_INPUTS = [
     (dict(ids=CORPUS[0].astype(np.int64)), TypeError, "ids must have dtype int32"),
     (dict(ids=list(CORPUS[0])), TypeError, "ids must be a numpy.ndarray"),
@@ -283,9 +306,9 @@ BAD_FORWARD_INPUTS = [
         r"ids\[\d+\] = 11 is out of range",
     ),
     (dict(ids=np.where(CORPUS[0] == 3, -1, CORPUS[0]).astype(np.int32)), ValueError, "out of range"),
-    (dict(pos=bad_pos(CORPUS, 0, 1)), ValueError, r"pos\[0\]"),
-    (dict(pos=bad_pos(CORPUS, 3, 5)), ValueError, r"pos\[3\] = 5 is inconsistent"),
-    (dict(pos=bad_pos(CORPUS, 3, -1)), ValueError, r"pos\[3\] = -1"),
+    (dict(pos=corrupted_pos(0, 1)), ValueError, r"pos\[0\]"),
+    (dict(pos=corrupted_pos(3, 5)), ValueError, r"pos\[3\] = 5 is inconsistent"),
+    (dict(pos=corrupted_pos(3, -1)), ValueError, r"pos\[3\] = -1"),
     (dict(kind=3), ValueError, "kind must be one of"),
     (dict(kind=1.0), TypeError, "kind must be an integer"),
     (dict(K=0), ValueError, "K must be >= 1"),
@@ -359,9 +382,16 @@ def test_stats_reject_bad_input():
         )
     with pytest.raises(ValueError, match="expert_b must be finite"):
         kernels.saffu_attention_stats(
-            ids, pos, RADIAL, 3, w.E, w.expert_UT, np.full_like(w.expert_b, -np.inf), w.expert_logz,
+            ids,
+            pos,
+            RADIAL,
+            3,
+            w.E,
+            w.expert_UT,
+            np.full_like(w.expert_b, -np.inf),
+            w.expert_logz,
             np.zeros((3, 3)),
-        )  # fmt: skip
+        )
     with pytest.raises(ValueError, match="codes must have one row per token"):
         kernels.saffu_hidden_stats(
             ids, pos, RADIAL, 3, w.E, w.W, SUM, w.codes[:-1].copy(), np.zeros((D, BITS))
@@ -387,5 +417,17 @@ def test_compiled_module_rejects_wrong_shapes_and_dtypes():
             ids, pos, RADIAL, 3, w.E, np.zeros((3, V, BITS), np.float32), np.zeros((3, V)), 1
         )
     with pytest.raises(ValueError, match="out must have shape"):
-        core.saffu_forward(ids, pos, RADIAL, 3, w.E, w.W, SUM, w.UT[:, :BITS].copy(), 0, len(ids),
-                           np.empty((2, D), np.float32), 1)  # fmt: skip
+        core.saffu_forward(
+            ids,
+            pos,
+            RADIAL,
+            3,
+            w.E,
+            w.W,
+            SUM,
+            w.UT[:, :BITS].copy(),
+            0,
+            len(ids),
+            np.empty((2, D), np.float32),
+            1,
+        )

@@ -60,7 +60,7 @@ def _check_nonnegative_scalar(name: str, value: float) -> float:
     return value
 
 
-def _check_positive_scalar(name: str, value: float) -> float:
+def check_positive_scalar(name: str, value: float) -> float:
     value = float(value)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
@@ -338,8 +338,8 @@ class ExplicitStats:
         """
         if form not in FORMS:
             raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
-        alpha = _check_positive_scalar("alpha", alpha)
-        tau = _check_positive_scalar("tau", tau)
+        alpha = check_positive_scalar("alpha", alpha)
+        tau = check_positive_scalar("tau", tau)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -356,7 +356,7 @@ class ExplicitStats:
                 if self.input_mass == 0:
                     raise ValueError("cannot solve the folded form: every input was zero (K̄ = 0)")
                 priming = self.priming_number
-            K = _check_positive_scalar("priming", priming)
+            K = check_positive_scalar("priming", priming)
             shrink = (tau * K - 1.0) / K
             bias = None
         weight_t = np.empty(self.FT.shape, dtype=dtype)

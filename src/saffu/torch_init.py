@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from saffu.explicit import FORMS, ExplicitStats, _check_positive_scalar
+from saffu.explicit import FORMS, ExplicitStats, check_positive_scalar
 
 DEFAULT_CHUNK_SIZE = 65_536
 """Rows per :meth:`ExplicitStats.update` call (bounds the memory of converted chunks)."""
@@ -94,8 +94,8 @@ def explicit_init_(
         form = "folded" if linear.bias is None else "bias"
     if form not in FORMS:
         raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
-    _check_positive_scalar("alpha", alpha)
-    _check_positive_scalar("tau", tau)
+    check_positive_scalar("alpha", alpha)
+    check_positive_scalar("tau", tau)
     if form == "bias" and linear.bias is None:
         raise ValueError("the bias form needs a layer with a bias; use form='folded'")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:

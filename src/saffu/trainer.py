@@ -206,7 +206,7 @@ def _check_corpus(corpus: object, name: str) -> None:
 
 
 def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | None = None, *,
-          lr: float = 1e-3, weight_decay: float = 0.0, batch_targets: int = 1024,
+          lr: float = 0.1, weight_decay: float = 0.0, batch_targets: int = 1024,
           epochs: float | None = 1, max_seconds: float | None = None, max_tokens: int | None = None,
           warmup_steps: int = 100, max_grad_norm: float | None = 1.0, eval_every: int = 200,
           eval_growth: float = 1.0, patience: int | None = None, checkpoint_dir: str | None = None,
@@ -220,7 +220,9 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
         corpus: training documents, encoded with the model's tokenizer.
         dev: held-out documents for perplexity, early stopping and the best weights.
         lr: peak learning rate (after ``warmup_steps`` linear warmup steps; cosine decay to
-            ``LR_FLOOR·lr`` over the tightest budget).
+            ``LR_FLOOR·lr`` over the tightest budget). The default 0.1 was the best of 3e-4 to
+            0.3 for both warm and cold starts on Shakespeare (bench/RESULTS.md): the softmax
+            hidden layers need large steps.
         weight_decay: AdamW decoupled weight decay of the weight matrices (not of ``o``/cipher).
         batch_targets: targets per mini-batch (consecutive targets of one chunk).
         epochs, max_seconds, max_tokens: budgets; training stops at the first one reached.
@@ -466,7 +468,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dev", nargs="+", default=None, metavar="CORPUS",
                         help="held-out files for dev perplexity, early stopping and the best model")
     group = parser.add_argument_group("backpropagation")
-    group.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    group.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default: 0.1)")
     group.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     group.add_argument("--batch-targets", type=int, default=1024, help="targets per mini-batch")
     group.add_argument("--epochs", type=float, default=None,

@@ -4,7 +4,7 @@ Each function checks dtypes, shapes, contiguity and index ranges, then calls the
 backend (``saffu._backend``) with the configured thread count.
 """
 
-from saffu.kernels.cooc import cooc_dense_onehot, cooc_sparse_onehot, explicit_solve
+from saffu.kernels.cooc import cooc_dense_dense, cooc_dense_onehot, cooc_sparse_onehot, explicit_solve
 from saffu.kernels.saffu_pass import (
     saffu_attention_stats,
     saffu_expert_stats,
@@ -13,6 +13,7 @@ from saffu.kernels.saffu_pass import (
 )
 
 __all__ = [
+    "cooc_dense_dense",
     "cooc_dense_onehot",
     "cooc_sparse_onehot",
     "explicit_solve",
