@@ -90,9 +90,11 @@ def pass_timer(seconds: dict[str, float]) -> Iterator[None]:
 def timed_fit(tokenizer: Tokenizer, corpus: TokenizedCorpus, config: SaffuConfig,
               **fit_options: Any) -> tuple[SaffuModel, dict[str, Any]]:
     passes: dict[str, float] = {}
+    cpu_started = time.process_time()
     with pass_timer(passes):
         model = SaffuModel(config, tokenizer=tokenizer).fit(corpus, verbose=0, **fit_options)
-    return model, {"fit_s": model.fit_info["seconds"], "pass_s": passes}
+    return model, {"fit_s": model.fit_info["seconds"], "pass_s": passes,
+                   "client_cpu_s": time.process_time() - cpu_started}
 
 
 def task_costs(task_stream: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
@@ -188,6 +190,7 @@ def summary(results: dict[str, Any]) -> dict[str, dict[str, float]]:
         for stage in PASSES:
             row[f"{stage}_s"] = median(runs, lambda r, s=stage: r["pass_s"].get(s, 0.0))
         row["other_s"] = row["fit_s"] - sum(row[f"{stage}_s"] for stage in PASSES)
+        row["client_cpu_s"] = median(runs, lambda r: r["client_cpu_s"])
         row["speedup"] = baseline / row["fit_s"]
         table[name] = row
     return table
@@ -217,6 +220,8 @@ def constants(results: dict[str, Any]) -> dict[str, Any]:
 
         per_pass[stage] = {
             "cost_s_per_token": median(runs, compute) / tokens,
+            "local_cost_s_per_token": median(results["runs"]["local, 1 thread"],
+                                             lambda r, s=stage: r["pass_s"][s]) / tokens,
             "overhead_s": median(runs, lambda r, c=compute, s=stage: r["pass_s"][s] - c(r) / workers),
             "sum_task_s": median(runs, sum_task),
             "shard_s": median(runs, lambda r, c=compute: c(r)) / results["corpus"]["chunks"],
@@ -228,7 +233,7 @@ def constants(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def estimate(measured: dict[str, Any], statistics_bytes: dict[str, int], tokens: float,
-             workers: int) -> float:
+             workers: int, cost: str = "cost_s_per_token") -> float:
     """Fit seconds for ``tokens`` on ``workers`` single-threaded workers (fit_files: encoding on
     the workers too), with S = tokens / SHARD_TOKENS shards:
 
@@ -237,6 +242,8 @@ def estimate(measured: dict[str, Any], statistics_bytes: dict[str, int], tokens:
 
     S₀ shards were measured; each extra shard adds an accumulate and a reduction task to the
     scheduler's work, each extra tree level one reduction (add + transfer at NETWORK_BYTES_PER_S).
+    ``cost`` picks the per-token costs: those of the Dask tasks, or ``"local_cost_s_per_token"``,
+    those of the 1-thread local fit (its pass seconds, all compute).
     """
     shards = max(1, math.ceil(tokens / SHARD_TOKENS))
     extra_levels = max(0, math.ceil(math.log2(shards)) - math.ceil(math.log2(measured["shards"])))
@@ -244,7 +251,7 @@ def estimate(measured: dict[str, Any], statistics_bytes: dict[str, int], tokens:
     compute = measured["encode_s_per_token"] * tokens / workers
     passes = 0.0
     for stage, pass_constants in measured["passes"].items():
-        compute += pass_constants["cost_s_per_token"] * tokens / workers
+        compute += pass_constants[cost] * tokens / workers
         level = pass_constants["sum_task_s"] + statistics_bytes[stage] / NETWORK_BYTES_PER_S
         passes += (pass_constants["overhead_s"] + extra_tasks * measured["task_overhead_s"]
                    + extra_levels * level)
@@ -263,30 +270,34 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     for name, cluster in results["clusters"].items():
         print(f"{name}: cluster start {cluster['start_s']:.1f} s, "
               f"{cluster['task_overhead_s'] * 1e3:.2f} ms per no-op task")
-    columns = ["fit_s", *(f"{stage}_s" for stage in PASSES), "other_s", "speedup"]
-    print(f"\n{'configuration (median of ' + str(args.rounds) + ')':<30}"
-          + "".join(f"{c:>12}" for c in columns))
-    for name, row in summary(results).items():
-        print(f"{name:<30}" + "".join(f"{row[c]:12.2f}" for c in columns))
+    columns = ["fit_s", *(f"{stage}_s" for stage in PASSES), "other_s", "client_cpu_s", "speedup"]
+    print(f"\n{'configuration (median of ' + str(len(results['runs'][REFERENCE])) + ')':<30}"
+          + "".join(f"{c:>13}" for c in columns))
+    for name, row in results["summary"].items():
+        print(f"{name:<30}" + "".join(f"{row[c]:13.2f}" for c in columns))
     for name in CLUSTERS:
         worst = max(run["max_relative_difference"] for run in results["runs"][name])
         print(f"{name}: weights within {worst:.1e} (relative to max |w|) of the local fit")
-    measured = constants(results)
+    measured = results["constants"]
     print(f"\nper-pass constants ({REFERENCE}):")
-    print(f"{'pass':<10}{'µs/token':>10}{'s/shard':>10}{'overhead s':>12}{'sum task s':>12}"
-          f"{'stats MB':>10}")
+    print(f"{'pass':<10}{'µs/token':>10}{'local µs/token':>16}{'s/shard':>10}{'overhead s':>12}"
+          f"{'sum task s':>12}{'stats MB':>10}")
     for stage, c in measured["passes"].items():
-        print(f"{stage:<10}{c['cost_s_per_token'] * 1e6:10.2f}{c['shard_s']:10.3f}"
+        print(f"{stage:<10}{c['cost_s_per_token'] * 1e6:10.2f}"
+              f"{c['local_cost_s_per_token'] * 1e6:16.2f}{c['shard_s']:10.3f}"
               f"{c['overhead_s']:12.2f}{c['sum_task_s']:12.3f}"
               f"{results['statistics_bytes'][stage] / 1e6:10.1f}")
     print(f"fixed {measured['fixed_s']:.2f} s per fit; encoding "
           f"{measured['encode_s_per_token'] * 1e6:.2f} µs/token")
     print(f"\nestimated fit time, {args.cores_per_machine} single-threaded workers per machine:")
-    print(f"{'tokens':>8}" + "".join(f"{str(n) + ' machines':>14}" for n in args.machines))
+    print(f"{'tokens':>8} {'per-token costs':<16}"
+          + "".join(f"{str(n) + ' machines':>14}" for n in args.machines))
     for tokens in (1e8, 1e9):
-        cells = [estimate(measured, results["statistics_bytes"], tokens, n * args.cores_per_machine)
-                 for n in args.machines]
-        print(f"{tokens:8.0e}" + "".join(f"{_duration(s):>14}" for s in cells))
+        for cost, label in (("cost_s_per_token", "Dask tasks"),
+                            ("local_cost_s_per_token", "local 1 thread")):
+            cells = [estimate(measured, results["statistics_bytes"], tokens,
+                              n * args.cores_per_machine, cost) for n in args.machines]
+            print(f"{tokens:8.0e} {label:<16}" + "".join(f"{_duration(s):>14}" for s in cells))
 
 
 def _duration(seconds: float) -> str:
@@ -303,7 +314,11 @@ def main() -> None:
     parser.add_argument("--cores-per-machine", type=int, default=16)
     parser.add_argument("--machines", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--report", type=Path, help="print the report of a --json file; no runs")
     args = parser.parse_args()
+    if args.report:
+        print_report(json.loads(args.report.read_text()), args)
+        return
     results = run(args)
     results["summary"] = summary(results)
     results["constants"] = constants(results)

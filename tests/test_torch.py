@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -245,6 +247,12 @@ def test_thawed_cipher_survives_save_and_load(tmp_path, model, corpus, dev):
 # --- command line ------------------------------------------------------------------------------
 
 
+def test_trainer_imports_without_torch():
+    """The CLI imports saffu.trainer to register its commands: that must not import PyTorch."""
+    code = "import sys, saffu.model, saffu.trainer; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
 def run_command(argv: list[str], capsys) -> dict:
     parser = argparse.ArgumentParser()
     register_commands(parser.add_subparsers(dest="command"))
@@ -270,3 +278,6 @@ def test_cli_train_cold_then_finetune(tmp_path, capsys):
     assert tuned["initial_dev_perplexity"] == pytest.approx(cold["dev_perplexity"], rel=1e-5)
     assert tuned["stopped"] == "max_tokens" and tuned["tokens_seen"] >= 200
     assert SaffuModel.load(tmp_path / "tuned").config.radial == 3
+    with pytest.raises(ValueError, match="epochs"):  # before any slow work
+        run_command(["finetune", str(tmp_path / "missing"), *files, "--out", str(tmp_path / "x"),
+                     "--epochs", "-1"], capsys)

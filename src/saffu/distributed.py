@@ -183,7 +183,9 @@ def run_pass_distributed(stage: Stage, model: SaffuModel, corpus: TokenizedCorpu
             scatter for this pass only (one chunk per shard).
         split_every: statistics added per reduction task (≥ 2).
         kernel_threads: kernel threads per task; ``None`` keeps each worker's own setting
-            (``SAFFU_NUM_THREADS``, ``saffu.set_num_threads``, or all its cores).
+            (``SAFFU_NUM_THREADS``, ``saffu.set_num_threads``, or all its cores). It is a
+            per-process setting: on an in-process cluster (``processes=False``) the tasks set
+            it in the client's process too.
     Returns:
         The pass's statistics over the whole corpus, on the client.
     """

@@ -27,8 +27,9 @@ same model, two passes fewer), so equivalent variants are fitted once.
 :func:`run_sweep` tokenizes the corpus and fits one tokenizer for all variants, caches the
 encoded splits in the output folder, fits and scores the variants in parallel processes, and
 writes each variant's result to ``variants/<key>.json`` as soon as it is done (``key`` is a hash
-of the config), so an interrupted sweep resumes where it stopped. It then writes
-``results.json`` and ``results.csv``; :func:`write_report` draws the figures and ``report.md``.
+of the config), so an interrupted sweep resumes where it stopped. ``results.json`` and
+``results.csv`` (every completed variant) are rewritten after each variant;
+:func:`write_report` draws the figures and writes ``report.md``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import random
 import sys
 import time
 import tracemalloc
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -77,11 +79,12 @@ NONE_WORDS = {"bits": "min", "hidden": "bits", "priming": "mean"}
 BACKPROP_OPTIONS = ("lr", "weight_decay", "batch_targets", "warmup_steps", "max_grad_norm",
                     "eval_every", "patience", "seed")
 SAMPLE_TRIES_PER_VARIANT = 100
-METRICS = ("parameters", "train_tokens", "fit_seconds", "fit_cpu_seconds", "eval_seconds",
-           "peak_memory_mb", "dev_perplexity", "dev_bits_per_char", "test_perplexity",
-           "test_bits_per_char", "backprop_seconds", "backprop_steps", "backprop_stopped",
-           "backprop_dev_perplexity", "backprop_dev_bits_per_char", "backprop_test_perplexity",
-           "backprop_test_bits_per_char")
+METRICS = (
+    "parameters", "train_tokens", "fit_seconds", "fit_cpu_seconds", "eval_seconds",
+    "eval_cpu_seconds", "fit_peak_memory_mb", "peak_memory_mb", "dev_perplexity",
+    "dev_bits_per_char", "test_perplexity", "test_bits_per_char", "backprop_seconds",
+    "backprop_steps", "backprop_stopped", "backprop_dev_perplexity", "backprop_dev_bits_per_char",
+    "backprop_test_perplexity", "backprop_test_bits_per_char")
 
 
 # --- grid files ------------------------------------------------------------------------------------
@@ -225,6 +228,8 @@ def parse_grid(text: str, *, source: str = "grid") -> Grid:
     fixed = _fixed_values(_table(data, "fixed", source), source)
     raw_grids = data.get("grid", [])
     raw_grids = [raw_grids] if isinstance(raw_grids, dict) else raw_grids
+    if not isinstance(raw_grids, list):
+        raise ValueError(f"{source}: grid must be a table: write [[grid]] above its fields")
     grids = tuple(_value_lists(_checked_table(g, f"[[grid]] #{i}", source), f"[[grid]] #{i}", source)
                   for i, g in enumerate(raw_grids, start=1))
     sample = _parse_sample(data["sample"], source) if "sample" in data else None
@@ -232,6 +237,10 @@ def parse_grid(text: str, *, source: str = "grid") -> Grid:
     if not grids and sample is None:
         raise ValueError(f"{source}: the grid is empty: add a [[grid]] table or a [sample] table")
     grid = Grid(fixed, grids, sample, backprop, source)
+    try:
+        grid.reference  # noqa: B018  (validates the combination of the [fixed] values)
+    except ValueError as error:
+        raise ValueError(f"{source}: [fixed]: {error}") from None
     _check_shared_fields(grid)
     if not grid.variants():
         raise ValueError(f"{source}: the grid defines no variants")
@@ -399,6 +408,16 @@ def _fingerprint(documents: dict[str, list[str]], tokenizer: str, vocab_size: in
     return digest.hexdigest()
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is corrupted: {error}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} is corrupted: not a JSON object")
+    return value
+
+
 def prepare_data(directory: Path, documents: dict[str, list[str]], reference: SaffuConfig,
                  verbose: int = 1) -> SweepData:
     """The sweep's data in ``directory``: reused if it was prepared from the same documents,
@@ -410,12 +429,11 @@ def prepare_data(directory: Path, documents: dict[str, list[str]], reference: Sa
     fingerprint = _fingerprint(documents, reference.tokenizer, reference.vocab_size)
     manifest_path = directory / "sweep.json"
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("fingerprint") != fingerprint:
+        if _read_json(manifest_path).get("fingerprint") != fingerprint:
             raise ValueError(f"{directory} holds a sweep of other documents or another tokenizer; "
                              "choose another --out")
-        with contextlib.suppress(FileNotFoundError, ValueError, KeyError, OSError):
-            return SweepData.load(directory)
+        with contextlib.suppress(OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return SweepData.load(directory)  # else rebuilt below
     _log(verbose, f"fitting the {reference.tokenizer} tokenizer ({reference.vocab_size} ids) and "
                   "encoding the corpus")
     tokenizer = make_tokenizer(reference.tokenizer, vocab_size=reference.vocab_size)
@@ -435,21 +453,21 @@ def prepare_data(directory: Path, documents: dict[str, list[str]], reference: Sa
 
 
 @contextlib.contextmanager
-def _peak_memory() -> Iterator[dict[str, float]]:
-    """Yield a dict that receives ``peak_mb``: the tracemalloc peak (MB) above the memory
-    traced when the block starts."""
+def _tracing_memory() -> Iterator[None]:
+    """Trace Python and NumPy allocations inside the block (unless they are traced already)."""
     started_here = not tracemalloc.is_tracing()
     if started_here:
         tracemalloc.start()
-    tracemalloc.reset_peak()
-    baseline = tracemalloc.get_traced_memory()[0]
-    usage: dict[str, float] = {}
     try:
-        yield usage
+        yield
     finally:
-        usage["peak_mb"] = (tracemalloc.get_traced_memory()[1] - baseline) / 2**20
         if started_here:
             tracemalloc.stop()
+
+
+def _traced_peak_mb(baseline: int) -> float:
+    """The traced peak since the last reset, in MB above ``baseline`` bytes."""
+    return (tracemalloc.get_traced_memory()[1] - baseline) / 2**20
 
 
 def fit_variant(config: SaffuConfig, data: SweepData, *, backprop: Backprop | None = None,
@@ -458,25 +476,33 @@ def fit_variant(config: SaffuConfig, data: SweepData, *, backprop: Backprop | No
 
     Returns:
         the variant's record: ``key``, every config field, ``parameters``, ``train_tokens``,
-        ``fit_seconds`` (wall) and ``fit_cpu_seconds`` (this process), ``eval_seconds``,
-        ``peak_memory_mb`` (tracemalloc peak over the fit and scoring: NumPy arrays and Python
-        objects, not allocations inside the C++ kernels or BLAS), ``{dev,test}_perplexity``
+        ``fit_seconds`` (wall) and ``fit_cpu_seconds`` (this process), the same for scoring
+        dev and test (``eval_seconds``, ``eval_cpu_seconds``), ``fit_peak_memory_mb`` and
+        ``peak_memory_mb`` (tracemalloc peaks of the fit and of the whole variant, in MB above
+        what the process held before: NumPy arrays and Python objects, not allocations inside
+        the C++ kernels or BLAS), ``{dev,test}_perplexity``
         and ``{dev,test}_bits_per_char`` (test ``None`` without a test split), and with
         ``backprop`` the same scores after warm fine-tuning (``backprop_*``).
     """
     record: dict[str, Any] = {"key": variant_key(config, backprop), **config.to_dict()}
-    with _peak_memory() as memory:
+    with _tracing_memory():
+        tracemalloc.reset_peak()
+        baseline = tracemalloc.get_traced_memory()[0]
         wall, cpu = time.perf_counter(), time.process_time()
         model = SaffuModel(config, tokenizer=data.tokenizer).fit(
             data.splits["train"], n_jobs=n_jobs, verbose=0)
         fit_seconds, fit_cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+        fit_peak = _traced_peak_mb(baseline)
         scores = _scores(model.score, data)
         eval_seconds = time.perf_counter() - wall - fit_seconds
+        eval_cpu_seconds = time.process_time() - cpu - fit_cpu_seconds
         if backprop is not None:
             scores.update(_fine_tune(model, data, backprop, n_jobs))
+        peak = _traced_peak_mb(baseline)
     record.update(parameters=model.n_parameters, train_tokens=data.splits["train"].n_tokens,
                   fit_seconds=fit_seconds, fit_cpu_seconds=fit_cpu_seconds,
-                  eval_seconds=eval_seconds, peak_memory_mb=memory["peak_mb"], **scores)
+                  eval_seconds=eval_seconds, eval_cpu_seconds=eval_cpu_seconds,
+                  fit_peak_memory_mb=fit_peak, peak_memory_mb=peak, **scores)
     return record
 
 
@@ -568,32 +594,18 @@ def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | No
     documents = {"train": _document_list(train, "train"), "dev": _document_list(dev, "dev")}
     if test is not None:
         documents["test"] = _document_list(test, "test")
-    configs = grid.variants()
-    load_start = os.getloadavg()[0]
-    started = time.perf_counter()
-    data = prepare_data(directory, documents, grid.reference, verbose)
-    (directory / "variants").mkdir(exist_ok=True)
-    _remove_temporary_files(directory / "variants")
-    records = {config: _cached(directory, variant_key(config, grid.backprop)) for config in configs}
-    missing = [config for config, record in records.items() if record is None]
-    _log(verbose, f"{len(configs)} variants: {len(configs) - len(missing)} stored, "
+    run = _SweepRun(grid, directory, documents, verbose)
+    missing = run.load_stored()
+    _log(verbose, f"{len(run.records)} variants: {len(run.records) - len(missing)} stored, "
                   f"{len(missing)} to fit with {jobs} job(s)")
-    failures = _run_missing(missing, grid, data, directory, jobs, records,
-                            _Progress(verbose, len(configs), len(configs) - len(missing), grid))
-    done = [record for record in records.values() if record is not None]
-    _write_results(directory, done, {
-        "grid": grid.source, "variants": len(configs), "completed": len(done),
-        "computed_this_run": len(missing) - len(failures), "jobs": jobs,
-        "wall_seconds_this_run": time.perf_counter() - started,
-        "load_average_start": load_start, "load_average_end": os.getloadavg()[0],
-        "cpu_count": os.cpu_count(), "splits": data.summary(),
-        "backprop": grid.backprop.to_dict() if grid.backprop else None})
-    if failures:
-        first_config, first_error = failures[0]
-        raise RuntimeError(f"{len(failures)} of {len(configs)} variants failed (first: "
-                           f"{_describe(_varied(first_config, grid))}: {first_error!r}); completed "
-                           f"variants are stored in {directory}; rerun to retry the failed ones")
-    return done
+    _fit_missing(run, missing, jobs)
+    run.publish()
+    if run.failures:
+        config, error = run.failures[0]
+        raise RuntimeError(f"{len(run.failures)} of {len(run.records)} variants failed (first: "
+                           f"{_label(config, grid)}: {error!r}); completed variants are stored "
+                           f"in {directory}; rerun to retry the failed ones")
+    return run.completed
 
 
 def _document_list(documents: Iterable[str], name: str) -> list[str]:
@@ -611,68 +623,94 @@ def _remove_temporary_files(directory: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def _run_missing(missing: Sequence[SaffuConfig], grid: Grid, data: SweepData, directory: Path,
-                 jobs: int, records: dict[SaffuConfig, dict[str, Any] | None],
-                 progress: _Progress) -> list[tuple[SaffuConfig, BaseException]]:
-    """Fit the missing variants (in this process or a pool), storing each record as it comes;
-    return the failures."""
-    failures = []
+class _SweepRun:
+    """One run of a sweep: the records so far, progress lines, and the results files, which
+    are rewritten after every variant so that they always hold every completed one."""
+
+    def __init__(self, grid: Grid, directory: Path, documents: dict[str, list[str]],
+                 verbose: int) -> None:
+        self.grid, self.directory, self.verbose = grid, directory, verbose
+        self.records: dict[SaffuConfig, dict[str, Any] | None] = dict.fromkeys(grid.variants())
+        self.failures: list[tuple[SaffuConfig, BaseException]] = []
+        self.computed = 0
+        self.started, self.load_start = time.perf_counter(), os.getloadavg()[0]
+        self.data = prepare_data(directory, documents, grid.reference, verbose)
+
+    def load_stored(self) -> list[SaffuConfig]:
+        """Take the stored records of this grid's variants; return the variants still missing."""
+        (self.directory / "variants").mkdir(exist_ok=True)
+        _remove_temporary_files(self.directory / "variants")
+        for config in self.records:
+            self.records[config] = _cached(self.directory, variant_key(config, self.grid.backprop))
+        return [config for config, record in self.records.items() if record is None]
+
+    @property
+    def completed(self) -> list[dict[str, Any]]:
+        return [record for record in self.records.values() if record is not None]
+
+    def finished(self, config: SaffuConfig, record: dict[str, Any]) -> None:
+        self.records[config] = record
+        self.computed += 1
+        done = len(self.completed)
+        _log(self.verbose, f"[{done}/{len(self.records)}] {_label(config, self.grid)}: "
+                           f"dev perplexity {record['dev_perplexity']:.2f}, "
+                           f"{record['parameters']:,} parameters, fit {record['fit_seconds']:.1f} s")
+        self.publish()
+
+    def failed(self, config: SaffuConfig, error: BaseException) -> None:
+        self.failures.append((config, error))
+        _log(self.verbose, f"FAILED {_label(config, self.grid)}: {error!r}")
+
+    def publish(self) -> None:
+        """Write ``results.json`` and ``results.csv`` of the completed variants."""
+        meta = {
+            "grid": self.grid.source, "variants": len(self.records),
+            "completed": len(self.completed), "computed_this_run": self.computed,
+            "failed_this_run": len(self.failures),
+            "wall_seconds_this_run": time.perf_counter() - self.started,
+            "load_average_start": self.load_start, "load_average_now": os.getloadavg()[0],
+            "cpu_count": os.cpu_count(), "splits": self.data.summary(),
+            "backprop": self.grid.backprop.to_dict() if self.grid.backprop else None}
+        _write_results(self.directory, self.completed, meta)
+
+
+def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int) -> None:
+    """Fit the missing variants, in this process (``jobs == 1``) or in a pool of processes."""
     if jobs == 1:
         for config in missing:
             try:
-                record = fit_variant(config, data, backprop=grid.backprop)
-                _store(directory, record)
+                record = fit_variant(config, run.data, backprop=run.grid.backprop)
+                _store(run.directory, record)
             except Exception as error:
-                failures.append((config, error))
-                progress.failed(config, error)
-                continue
-            records[config] = record
-            progress.done(record)
-        return failures
+                run.failed(config, error)
+            else:
+                run.finished(config, record)
+        return
     import multiprocessing
 
     executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(str(directory),))
+                                   initializer=_init_worker, initargs=(str(run.directory),))
     try:
         pending: dict[Future, SaffuConfig] = {
-            executor.submit(_worker_task, config, grid.backprop, str(directory)): config
+            executor.submit(_worker_task, config, run.grid.backprop, str(run.directory)): config
             for config in missing}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 config = pending.pop(future)
                 if future.exception() is not None:
-                    failures.append((config, future.exception()))
-                    progress.failed(config, future.exception())
+                    run.failed(config, future.exception())
                 else:
-                    records[config] = future.result()
-                    progress.done(future.result())
+                    run.finished(config, future.result())
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
-    return failures
 
 
-def _varied(config: SaffuConfig, grid: Grid) -> dict[str, Any]:
-    """The fields of ``config`` that vary in ``grid``."""
-    values = config.to_dict()
-    return {name: values[name] for name in grid.value_lists(grid.sample)}
-
-
-class _Progress:
-    """One line per finished variant on stderr."""
-
-    def __init__(self, verbose: int, total: int, done: int, grid: Grid) -> None:
-        self.verbose, self.total, self.count, self.grid = verbose, total, done, grid
-
-    def done(self, record: dict[str, Any]) -> None:
-        self.count += 1
-        config = SaffuConfig.from_dict({name: record[name] for name in CONFIG_FIELDS})
-        _log(self.verbose, f"[{self.count}/{self.total}] {_describe(_varied(config, self.grid))}: "
-                           f"dev perplexity {record['dev_perplexity']:.2f}, "
-                           f"{record['parameters']:,} parameters, fit {record['fit_seconds']:.1f} s")
-
-    def failed(self, config: SaffuConfig, error: BaseException) -> None:
-        _log(self.verbose, f"FAILED {_describe(_varied(config, self.grid))}: {error!r}")
+def _label(config: SaffuConfig, grid: Grid) -> str:
+    """The fields where ``config`` differs from the grid's reference, e.g. "bits=64, tau=3"."""
+    reference = canonical(grid.reference).to_dict()
+    changes = {name: value for name, value in config.to_dict().items() if value != reference[name]}
+    return _describe(changes) or "the reference variant"
 
 
 def _log(verbose: int, message: str) -> None:
@@ -698,10 +736,9 @@ def read_results(directory: str | os.PathLike) -> list[dict[str, Any]]:
     path = Path(directory) / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run saffu sweep first")
-    try:
-        records = json.loads(path.read_text())["variants"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is not a saffu sweep result: {error}") from None
+    records = _read_json(path).get("variants")
+    if not isinstance(records, list):
+        raise ValueError(f"{path} is not a saffu sweep result: it has no list of variants")
     if not records:
         raise ValueError(f"{path} holds no completed variants")
     return records
@@ -757,11 +794,11 @@ def _pyplot() -> Any:
 
 
 def _plot_pareto(records: Sequence[dict[str, Any]], path: Path) -> None:
-    """Dev perplexity against parameters and against fit seconds, Pareto fronts marked."""
+    """Dev perplexity against parameters and against fit CPU seconds, Pareto fronts marked."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, cost, label in ((axes[0], "parameters", "parameters"),
-                            (axes[1], "fit_seconds", "fit wall-clock seconds")):
+                            (axes[1], "fit_cpu_seconds", "fit CPU seconds (one process)")):
         ax.scatter([r[cost] for r in records], [r["dev_perplexity"] for r in records], s=14,
                    alpha=0.5, color="tab:blue", label="variant")
         front = pareto_front(records, cost)
@@ -812,14 +849,15 @@ def _group_by(records: Sequence[dict[str, Any]], name: str) -> dict[str, list[fl
 
 def _report_markdown(records: Sequence[dict[str, Any]], top: int) -> str:
     ranked = sorted(records, key=lambda r: r["dev_perplexity"])
-    by_size = sorted(records, key=lambda r: -r["parameters"])
-    best, largest = ranked[0], by_size[0]
+    best = ranked[0]
+    largest = max(records, key=lambda r: r["parameters"])
+    larger = sum(r["parameters"] > best["parameters"] for r in records)
     lines = [
         "# Sweep report", "",
-        f"{len(records)} variants. Best dev perplexity {best['dev_perplexity']:.2f} with "
-        f"{best['parameters']:,} parameters (rank {by_size.index(best) + 1} of {len(records)} by "
-        f"size); the largest variant ({largest['parameters']:,} parameters) ranks "
-        f"{ranked.index(largest) + 1} by dev perplexity.", "",
+        f"{len(records)} variants. The best dev perplexity, {best['dev_perplexity']:.2f}, has "
+        f"{best['parameters']:,} parameters; {larger} variants have more. The largest variant "
+        f"({largest['parameters']:,} parameters) ranks {ranked.index(largest) + 1} by dev "
+        "perplexity.", "",
         f"## Top {min(top, len(ranked))} by dev perplexity", "",
         *_markdown_table(ranked[:top], CONFIG_FIELDS), "",
         "## Pareto front (dev perplexity against parameters)", "",
@@ -835,13 +873,13 @@ def _report_markdown(records: Sequence[dict[str, Any]], top: int) -> str:
 
 
 def _markdown_table(records: Sequence[dict[str, Any]], fields: Sequence[str]) -> list[str]:
-    metrics = ["parameters", "fit_seconds", "dev_perplexity", "dev_bits_per_char",
+    metrics = ["parameters", "fit_cpu_seconds", "dev_perplexity", "dev_bits_per_char",
                "test_perplexity", "test_bits_per_char"]
     lines = ["| " + " | ".join(["#", *fields, *metrics]) + " |",
              "|" + "---|" * (1 + len(fields) + len(metrics))]
     for rank, record in enumerate(records, start=1):
         cells = [str(rank), *[_format_value(name, record[name]) for name in fields],
-                 f"{record['parameters']:,}", f"{record['fit_seconds']:.1f}",
+                 f"{record['parameters']:,}", f"{record['fit_cpu_seconds']:.1f}",
                  *[_format_metric(record.get(m)) for m in metrics[2:]]]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

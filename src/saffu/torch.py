@@ -190,10 +190,6 @@ class SaffuModule(nn.Module):
         self.output_bias = nn.Parameter(output_bias)
         self.template: SaffuModel | None = None  # tokenizer, config and codes for from_torch
 
-    @property
-    def vocab_size(self) -> int:
-        return self.output_t.shape[0]
-
     def forward(self, batch: ContextBatch) -> Tensor:
         """(n, V) next-token log-probabilities of the batch's targets."""
         return F.log_softmax(self.logits(batch), dim=-1)

@@ -269,7 +269,7 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
                                       warmup_steps)
                 run.train_step(batch, rate, max_grad_norm)
                 bar.update(len(batch))
-                bar.set_postfix(loss=f"{run.last_loss:.3f}", ppl=f"{math.exp(run.last_loss):.1f}")
+                bar.set_postfix(loss=f"{run.last_loss:.3f}", ppl=f"{_perplexity(run.last_loss):.1f}")
                 if run.step >= next_eval:
                     run.evaluate()
                     gap *= eval_growth
@@ -278,6 +278,10 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
             run.evaluate()
         run.finish(stopped)
     return run.history
+
+
+def _perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf  # a diverged loss must not crash the bar
 
 
 def _check_options(*, lr: float, weight_decay: float, batch_targets: int, warmup_steps: int,
@@ -489,6 +493,7 @@ def finetune_command(args: argparse.Namespace) -> None:
     from saffu.cli import _read_corpus
     from saffu.model import SaffuModel
 
+    _training_arguments(args)
     saffu_torch = _import_saffu_torch()
     model = SaffuModel.load(args.model)
     corpus = model.encode(_read_corpus(args.corpus, args.separator))
@@ -503,6 +508,7 @@ def train_command(args: argparse.Namespace) -> None:
     from saffu.fit import prepare
     from saffu.model import SaffuModel
 
+    _training_arguments(args)
     saffu_torch = _import_saffu_torch()
     model = SaffuModel(config_from_args(args))
     with threads(args.jobs):
@@ -514,6 +520,23 @@ def train_command(args: argparse.Namespace) -> None:
     model.fit(corpus, n_jobs=args.jobs, verbose=args.verbose)
     module = saffu_torch.to_torch(model, thaw_cipher=args.thaw_cipher)
     _train_and_save(args, module, corpus, {"start": "warm", "fit_seconds": model.fit_info["seconds"]})
+
+
+def _training_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of :func:`train` from the command line, validated (before any slow work).
+
+    Without a budget option, training runs for one epoch.
+    """
+    no_budget = args.epochs is None and args.max_seconds is None and args.max_tokens is None
+    options = dict(lr=args.lr, weight_decay=args.weight_decay, batch_targets=args.batch_targets,
+                   epochs=1 if no_budget else args.epochs, max_seconds=args.max_seconds,
+                   max_tokens=args.max_tokens, warmup_steps=args.warmup_steps,
+                   eval_every=args.eval_every, patience=args.patience, seed=args.seed)
+    Budget(options["epochs"], options["max_seconds"], options["max_tokens"], n_targets=1)
+    _check_options(lr=args.lr, weight_decay=args.weight_decay, batch_targets=args.batch_targets,
+                   warmup_steps=args.warmup_steps, eval_every=args.eval_every,
+                   patience=args.patience, eval_growth=1.0, max_grad_norm=None)
+    return options
 
 
 def _import_saffu_torch() -> Any:
@@ -531,12 +554,7 @@ def _train_and_save(args: argparse.Namespace, module: SaffuModule, corpus: Token
     from saffu.cli import _emit, _read_corpus
 
     dev = module.template.encode(_read_corpus(args.dev, args.separator)) if args.dev else None
-    no_budget = args.epochs is None and args.max_seconds is None and args.max_tokens is None
-    history = train(module, corpus, dev, lr=args.lr, weight_decay=args.weight_decay,
-                    batch_targets=args.batch_targets, epochs=1 if no_budget else args.epochs,
-                    max_seconds=args.max_seconds, max_tokens=args.max_tokens,
-                    warmup_steps=args.warmup_steps, eval_every=args.eval_every,
-                    patience=args.patience, checkpoint_dir=args.out, seed=args.seed,
+    history = train(module, corpus, dev, **_training_arguments(args), checkpoint_dir=args.out,
                     n_jobs=args.jobs, verbose=args.verbose)
     last = history[-1]
     best = min((r["dev_perplexity"] for r in history if r["dev_perplexity"] is not None), default=None)
