@@ -11,6 +11,7 @@ Run it as its own process: the peak memory reported is this process's maximum re
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -20,9 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from baselines import kneser_ney_perplexity
-
 import saffu
+from baselines import kneser_ney_perplexity
 from saffu.corpus import TokenizedCorpus, read_documents, shakespeare_split
 from saffu.model import SaffuConfig, SaffuModel
 from saffu.tokenize import make_tokenizer
@@ -39,7 +39,7 @@ def documents_of(corpus: TokenizedCorpus) -> list:
     docs = []
     for ids, pos in corpus.chunks():
         starts = [int(i) for i in (pos == 0).nonzero()[0]] + [len(ids)]
-        docs += [ids[a:b].astype("int64") for a, b in zip(starts, starts[1:], strict=False)]
+        docs += [ids[a:b].astype("int64") for a, b in itertools.pairwise(starts)]
     return docs
 
 
@@ -103,7 +103,8 @@ def print_table(result: dict) -> None:
     print(f"{result['parameters']:,} parameters; {result['train_tokens']:,} train tokens; "
           f"V = {result['vocab_size']}; backend {result['backend']}, {result['threads']} threads; "
           f"load average {result['load_average'][0]:.1f}")
-    print(f"fit end to end {result['fit_seconds_total']:.1f} s (peak RSS {result['peak_rss_mb_fit']:.0f} MB): "
+    print(f"fit end to end {result['fit_seconds_total']:.1f} s "
+          f"(peak RSS {result['peak_rss_mb_fit']:.0f} MB): "
           f"tokenizer training {result['tokenizer_train_seconds']:.1f} s, encoding "
           f"{result['encode_seconds']:.1f} s, explicit passes {result['explicit_passes_seconds']:.1f} s")
     print("\n| model | dev ppl | dev bits/char | test ppl | test bits/char |")

@@ -14,7 +14,7 @@ from saffu import kernels
 from saffu.fit import PassStatistics
 from saffu.model import ModelFormatError, SaffuConfig, SaffuModel, log_softmax
 
-SMALL = dict(tokenizer="char", hidden=None, radial=3, block=4, document=True)
+SMALL = dict(tokenizer="char", bits=None, hidden=None, radial=3, block=4, document=True)
 
 
 def fitted(**changes) -> SaffuModel:

@@ -254,9 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=cmd_info)
 
     # Commands defined beside the features they drive; their heavy imports (torch) are lazy.
-    from saffu import trainer
+    from saffu import sweep, trainer
 
     trainer.register_commands(commands)
+    sweep.register_commands(commands)
     return parser
 
 

@@ -84,15 +84,15 @@ class SaffuConfig:
 
     tokenizer: str = "bpe"
     vocab_size: int = 4096
-    bits: int | None = None
+    bits: int | None = 256
     hidden: int | None = 256
-    radial: int = 8
+    radial: int = 1
     block: int = 0
-    document: bool = True
+    document: bool = False
     aggregation: str = "sum"
     attention: str = "explicit"
-    tau: float = 1.0
-    output_tau: float = 0.5
+    tau: float = 2.0
+    output_tau: float = 3.0
     alpha: float = 0.1
     priming: float | None = None
     cipher_smoothing: bool = False
