@@ -12,7 +12,8 @@ from conftest import tiny_documents
 from saffu.cli import main
 from saffu.model import SaffuModel
 
-SMALL = ["--tokenizer", "char", "--bits", "none", "--hidden", "none", "--radial", "3", "--block", "4", "--verbose", "0"]
+SMALL = ["--tokenizer", "char", "--bits", "none", "--hidden", "none", "--radial", "3", "--block", "4",
+         "--verbose", "0"]
 
 
 @pytest.fixture(scope="module")
