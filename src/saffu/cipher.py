@@ -9,6 +9,7 @@ its popcount. ``bits`` must be at least :func:`min_bits` (``ceil(log2(|V| + 1))`
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -150,6 +151,22 @@ class Cipher:
     def fit(cls, counts: Any, bits: int | None = None, smoothing: bool = False) -> Cipher:
         """Codes for tokens with frequencies ``counts`` (V,), ``bits`` long (default minimum)."""
         return cls(cipher_codes(counts, bits), counts, smoothing=smoothing)
+
+    def with_vectors(self, vectors: Any) -> Cipher:
+        """A copy whose token vectors are ``vectors`` (V, bits), e.g. trained by backprop.
+
+        Codes and counts are kept; the vectors need not be unit-sum any more.
+        """
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != self.vectors.shape or not np.isfinite(vectors).all():
+            raise ValueError(f"vectors must be finite with shape {self.vectors.shape}, "
+                             f"got {vectors.shape}")
+        table = np.zeros((vectors.shape[0] + 1, vectors.shape[1]), dtype=np.float32)
+        table[:-1] = vectors
+        table.flags.writeable = False
+        trained = copy.copy(self)
+        trained._table = table
+        return trained
 
     @property
     def vectors(self) -> np.ndarray:

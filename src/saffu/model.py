@@ -399,7 +399,8 @@ class SaffuModel:
             model = cls(
                 config=config,
                 tokenizer=Tokenizer.load(directory / "tokenizer.json"),
-                cipher=Cipher.load(directory / "cipher.json"),
+                # The saved vectors are authoritative: backprop may have trained them.
+                cipher=Cipher.load(directory / "cipher.json").with_vectors(arrays["cipher"]),
                 labels=Cipher.load(directory / "labels.json"),
                 output_t=arrays["output_t"],
                 output_bias=arrays["output_bias"],

@@ -16,7 +16,6 @@ This module and :mod:`saffu.trainer` are the only parts of saffu that import PyT
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -271,7 +270,7 @@ def from_torch(module: SaffuModule, model: SaffuModel | None = None) -> SaffuMod
     _check_template(module, template)
     cipher = template.cipher
     if isinstance(module.cipher, nn.Parameter):
-        cipher = _cipher_with_vectors(cipher, _array(module.cipher))
+        cipher = cipher.with_vectors(_array(module.cipher))
     layers = [
         ContextLayer(spec, _array(module.attention[str(i)]) if spec.attends
                      else np.zeros((spec.size, spec.size), dtype=np.float32),
@@ -280,20 +279,6 @@ def from_torch(module: SaffuModule, model: SaffuModel | None = None) -> SaffuMod
     return SaffuModel(config=template.config, tokenizer=template.tokenizer, cipher=cipher,
                       labels=template.labels, layers=layers, output_t=_array(module.output_t),
                       output_bias=_array(module.output_bias), fit_info=dict(template.fit_info))
-
-
-def _cipher_with_vectors(cipher: Cipher, vectors: np.ndarray) -> Cipher:
-    """A copy of ``cipher`` whose vectors are trained ones (codes and counts kept).
-
-    Cipher derives its vectors from its codes and has no public way to replace them, so the copy
-    gets a new lookup table (the vectors plus the zero row that id −1 selects).
-    """
-    trained = copy.copy(cipher)
-    table = np.zeros((vectors.shape[0] + 1, vectors.shape[1]), dtype=np.float32)
-    table[:-1] = vectors
-    table.flags.writeable = False
-    trained._table = table
-    return trained
 
 
 def _check_template(module: SaffuModule, template: SaffuModel) -> None:
