@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from saffu._backend import backend_module, get_num_threads
+from saffu.kernels._validate import check_array as _check_array
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _F64 = (np.dtype(np.float64),)
@@ -18,28 +19,6 @@ _I64 = (np.dtype(np.int64),)
 
 DEFAULT_CHUNK = 16_384
 """Rows per BLAS product in :func:`cooc_dense_dense` (bounds the float64 copies of a chunk)."""
-
-
-def _check_array(
-    name: str,
-    a: object,
-    dtypes: tuple[np.dtype, ...],
-    ndim: int,
-    *,
-    writeable: bool = False,
-) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in dtypes:
-        expected = " or ".join(str(d) for d in dtypes)
-        raise TypeError(f"{name} must have dtype {expected} (native byte order), got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
-    if writeable and not a.flags.writeable:
-        raise ValueError(f"{name} must be writeable")
-    return a
 
 
 def _check_length(name: str, a: np.ndarray, length: int, what: str) -> None:

@@ -15,6 +15,7 @@ import operator
 import numpy as np
 
 from saffu._backend import backend_module, get_num_threads
+from saffu.kernels._validate import check_array as _check_array
 
 RADIAL, BLOCK, DOCUMENT = 0, 1, 2
 SUM, CAT = 0, 1
@@ -23,31 +24,6 @@ _KIND_NAMES = {RADIAL: "radial", BLOCK: "block", DOCUMENT: "document"}
 _I32 = np.dtype(np.int32)
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
-
-
-def _check_array(
-    name: str,
-    a: object,
-    dtype: np.dtype,
-    ndim: int,
-    shape: tuple[int, ...] | None = None,
-    *,
-    writeable: bool = False,
-) -> np.ndarray:
-    """``a`` must be a C-contiguous ndarray of exactly ``dtype``, ``ndim`` and (if given) ``shape``."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype} (native byte order), got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if shape is not None and a.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
-    if writeable and not a.flags.writeable:
-        raise ValueError(f"{name} must be writeable")
-    return a
 
 
 def _check_finite(**arrays: np.ndarray) -> None:
