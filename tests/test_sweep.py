@@ -105,7 +105,9 @@ hidden = [8, 16, 32]
     variants = parse_grid(text).variants()
     assert len(variants) == 9 + 5 == len(set(variants))
     sampled = variants[9:]
-    assert all(c.bits in (None, 24, 32) and c.tau in (1, 2, 3) and c.hidden in (8, 16, 32)
+    # A sampled variant draws each field from the value lists or keeps the config default.
+    bits_values = (None, 24, 32, SaffuConfig().bits)
+    assert all(c.bits in bits_values and c.tau in (1, 2, 3) and c.hidden in (8, 16, 32)
                for c in sampled)
     assert any(c.hidden != 16 for c in sampled)
     assert parse_grid(text).variants() == variants
@@ -123,7 +125,7 @@ def test_sample_alone_is_a_grid_and_stops_when_the_space_is_exhausted():
     (FIXED + "[[grid]]\nbits = [24, -3]\n", r"\[\[grid\]\] #1 bits = -3: .*bits must be"),
     (FIXED + "[[grid]]\ntau = []\n", "tau is an empty list"),
     (FIXED + "[[grid]]\naggregation = ['sum', 'mean']\n", "aggregation = 'mean'"),
-    (FIXED + "[[grid]]\ndocument = [false]\nradial = [0]\n", "radial=0: .*at least one context"),
+    (FIXED + "[[grid]]\ndocument = [false]\nradial = [0]\n", "radial = 0: .*at least one context"),
     (FIXED + "[[grid]]\nvocab_size = [300, 400]\n", "vocab_size cannot vary"),
     ("[fixed]\ntau = [1, 2]\n[[grid]]\nbits = [24]\n", r"\[fixed\] tau must be a single value"),
     (FIXED + "[grids]\nbits = [24]\n", r"unknown table \[grids\]"),
@@ -135,7 +137,7 @@ def test_sample_alone_is_a_grid_and_stops_when_the_space_is_exhausted():
     ("[fixed\n", "invalid TOML"),
     ("grid = 3\n", "grid must be a table"),
     ("[fixed]\nradial = 0\ndocument = false\n[[grid]]\nbits = [24]\n",
-     r"\[fixed\]: .*at least one context model"),
+     r"\[fixed\] radial = 0: .*at least one context model"),
 ])
 def test_bad_grids_are_rejected_naming_the_problem(text, message):
     with pytest.raises(ValueError, match=message):
