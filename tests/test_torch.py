@@ -21,7 +21,8 @@ from saffu.model import SaffuConfig, SaffuModel  # noqa: E402
 from saffu.torch import cold_start, context_batch, from_torch, to_torch  # noqa: E402
 from saffu.trainer import Stopwatch, evaluate, lr_factor, register_commands, train  # noqa: E402
 
-SMALL = dict(tokenizer="char", bits=None, tau=1.0, output_tau=1.0, hidden=None, radial=3, block=4, document=True)
+SMALL = dict(tokenizer="char", bits=None, tau=1.0, output_tau=1.0, hidden=None, radial=3, block=4,
+             document=True)
 FAST = dict(batch_targets=64, warmup_steps=2, eval_every=5, verbose=0, n_jobs=1)
 
 
