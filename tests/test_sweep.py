@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -17,6 +16,7 @@ import pytest
 
 import saffu.sweep as sweep
 from conftest import tiny_documents
+from saffu.cli import main
 from saffu.corpus import TokenizedCorpus
 from saffu.model import SaffuConfig, SaffuModel
 from saffu.sweep import Grid, canonical, load_grid, pareto_front, parse_grid, run_sweep, write_report
@@ -114,6 +114,15 @@ hidden = [8, 16, 32]
     assert parse_grid(text.replace("seed = 7", "seed = 8")).variants()[9:] != sampled
 
 
+def test_values_are_checked_alone_and_combinations_per_variant():
+    # radial 0 is valid with the document model on, whatever SaffuConfig's defaults are
+    grid = parse_grid("[fixed]\nvocab_size = 300\n[[grid]]\nradial = [0, 1]\ndocument = [true]\n")
+    assert [(c.radial, c.document) for c in grid.variants()] == [(0, True), (1, True)]
+    sample = parse_grid("[fixed]\nvocab_size = 300\nradial = 1\ndocument = false\n"
+                        "[sample]\nn = 10\nradial = [0, 2]\ndocument = [false, true]\n")
+    assert {(c.radial, c.document) for c in sample.variants()} == {(0, True), (2, False), (2, True)}
+
+
 def test_sample_alone_is_a_grid_and_stops_when_the_space_is_exhausted():
     variants = parse_grid(FIXED + "[sample]\nn = 50\ntau = [1, 2, 3]\n").variants()
     assert sorted(c.tau for c in variants) == [1.0, 2.0, 3.0]
@@ -125,7 +134,7 @@ def test_sample_alone_is_a_grid_and_stops_when_the_space_is_exhausted():
     (FIXED + "[[grid]]\nbits = [24, -3]\n", r"\[\[grid\]\] #1 bits = -3: .*bits must be"),
     (FIXED + "[[grid]]\ntau = []\n", "tau is an empty list"),
     (FIXED + "[[grid]]\naggregation = ['sum', 'mean']\n", "aggregation = 'mean'"),
-    (FIXED + "[[grid]]\ndocument = [false]\nradial = [0]\n", "radial = 0: .*at least one context"),
+    (FIXED + "[[grid]]\ndocument = [false]\nradial = [0]\n", "radial=0: .*at least one context"),
     (FIXED + "[[grid]]\nvocab_size = [300, 400]\n", "vocab_size cannot vary"),
     ("[fixed]\ntau = [1, 2]\n[[grid]]\nbits = [24]\n", r"\[fixed\] tau must be a single value"),
     (FIXED + "[grids]\nbits = [24]\n", r"unknown table \[grids\]"),
@@ -137,7 +146,7 @@ def test_sample_alone_is_a_grid_and_stops_when_the_space_is_exhausted():
     ("[fixed\n", "invalid TOML"),
     ("grid = 3\n", "grid must be a table"),
     ("[fixed]\nradial = 0\ndocument = false\n[[grid]]\nbits = [24]\n",
-     r"\[fixed\] radial = 0: .*at least one context model"),
+     r"\[fixed\]: .*at least one context model"),
 ])
 def test_bad_grids_are_rejected_naming_the_problem(text, message):
     with pytest.raises(ValueError, match=message):
@@ -293,10 +302,7 @@ def test_pareto_front_keeps_only_unbeaten_variants():
 
 
 def _command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="saffu")
-    sweep.register_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    args.handler(args)
+    assert main(argv) == 0
 
 
 @pytest.mark.slow
@@ -329,16 +335,14 @@ def test_cli_sweep_in_two_processes_then_report(splits, tmp_path, capsys):
     (["sweep", "--out", "x"], "give the train CORPUS"),
     (["sweep", "train.txt", "--out", "x"], "give --dev FILES"),
     (["sweep", "train.txt", "--shakespeare", "root", "--out", "x"], "--shakespeare takes"),
-    (["sweep-report", "missing-dir"], None),
+    (["sweep", "--shakespeare", "root", "--out", "x", "--grid", "nope.toml"], "nope.toml does not"),
+    (["sweep-report", "missing-dir"], "run saffu sweep first"),
 ])
-def test_cli_user_errors(argv, message, tmp_path, monkeypatch):
+def test_cli_user_errors_exit_2_with_one_line(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    if message is None:
-        with pytest.raises(FileNotFoundError, match="run saffu sweep first"):
-            _command(argv)
-    else:
-        with pytest.raises(ValueError, match=message):
-            _command(argv)
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
 
 
 def test_report_of_an_empty_results_file_is_an_error(tmp_path):

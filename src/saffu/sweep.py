@@ -44,6 +44,7 @@ import io
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import random
 import sys
@@ -205,7 +206,7 @@ def load_grid(path: str | os.PathLike | None = None) -> Grid:
         return parse_grid(text, source="roadmap.toml")
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"grid file {path} does not exist")
+        raise FileNotFoundError(f"grid file {path} does not exist or is not a file")
     return parse_grid(path.read_text(encoding="utf-8"), source=str(path))
 
 
@@ -288,16 +289,19 @@ def _check_field(name: str, where: str, source: str) -> None:
 
 _FLOAT_FIELDS = tuple(f.name for f in dataclasses.fields(SaffuConfig)
                       if isinstance(f.default, float) or f.name == "priming")
+# Values are checked one at a time against a config with two context models on, so that
+# turning one off is never an error on its own (combinations are checked per variant).
+_VALUE_CHECK_BASE = {"radial": 1, "document": True}
 
 
 def _config_value(name: str, value: Any, where: str, source: str) -> Any:
-    """The SaffuConfig value a TOML value stands for, checked by SaffuConfig on its own."""
+    """The SaffuConfig value a TOML value stands for, checked by SaffuConfig alone."""
     if isinstance(value, str) and value.lower() in ("none", NONE_WORDS.get(name)):
         value = None
     elif name in _FLOAT_FIELDS and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # tau = 2 and tau = 2.0 are one variant
     try:
-        SaffuConfig(**{name: value})
+        SaffuConfig(**{**_VALUE_CHECK_BASE, name: value})
     except ValueError as error:
         raise ValueError(f"{source}: {where} {name} = {value!r}: {error}") from None
     return value
@@ -564,7 +568,7 @@ def _cached(directory: Path, key: str) -> dict[str, Any] | None:
         record = json.loads((directory / "variants" / f"{key}.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return record if record.get("key") == key else None
+    return record if isinstance(record, dict) and record.get("key") == key else None
 
 
 def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | None = None, *,
@@ -633,7 +637,7 @@ class _SweepRun:
         self.records: dict[SaffuConfig, dict[str, Any] | None] = dict.fromkeys(grid.variants())
         self.failures: list[tuple[SaffuConfig, BaseException]] = []
         self.computed = 0
-        self.started, self.load_start = time.perf_counter(), os.getloadavg()[0]
+        self.started, self.load_start = time.perf_counter(), _load_average()
         self.data = prepare_data(directory, documents, grid.reference, verbose)
 
     def load_stored(self) -> list[SaffuConfig]:
@@ -668,14 +672,21 @@ class _SweepRun:
             "completed": len(self.completed), "computed_this_run": self.computed,
             "failed_this_run": len(self.failures),
             "wall_seconds_this_run": time.perf_counter() - self.started,
-            "load_average_start": self.load_start, "load_average_now": os.getloadavg()[0],
+            "load_average_start": self.load_start, "load_average_now": _load_average(),
             "cpu_count": os.cpu_count(), "splits": self.data.summary(),
             "backprop": self.grid.backprop.to_dict() if self.grid.backprop else None}
         _write_results(self.directory, self.completed, meta)
 
 
+def _load_average() -> float | None:
+    """The 1-minute load average of the machine (``None`` where the OS has none, e.g. Windows)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int) -> None:
     """Fit the missing variants, in this process (``jobs == 1``) or in a pool of processes."""
+    if not missing:
+        return
     if jobs == 1:
         for config in missing:
             try:
@@ -686,8 +697,6 @@ def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int) -> N
             else:
                 run.finished(config, record)
         return
-    import multiprocessing
-
     executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(str(run.directory),))
     try:
@@ -796,6 +805,8 @@ def _pyplot() -> Any:
 def _plot_pareto(records: Sequence[dict[str, Any]], path: Path) -> None:
     """Dev perplexity against parameters and against fit CPU seconds, Pareto fronts marked."""
     plt = _pyplot()
+    from matplotlib import ticker
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, cost, label in ((axes[0], "parameters", "parameters"),
                             (axes[1], "fit_cpu_seconds", "fit CPU seconds (one process)")):
@@ -805,6 +816,9 @@ def _plot_pareto(records: Sequence[dict[str, Any]], path: Path) -> None:
         ax.step([r[cost] for r in front], [r["dev_perplexity"] for r in front], where="post",
                 color="tab:red", marker="o", markersize=4, label="Pareto front")
         ax.set(xscale="log", yscale="log", xlabel=label)
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.EngFormatter())
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("dev perplexity")
     axes[0].legend()
@@ -942,8 +956,9 @@ def _split_documents(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def sweep_command(args: argparse.Namespace) -> None:
+    grid = load_grid(args.grid)  # a mistake in the grid file is reported before any fitting
     train, dev, test = _split_documents(args)
-    records = run_sweep(train, dev, test, grid=args.grid, out=args.out, jobs=args.jobs,
+    records = run_sweep(train, dev, test, grid=grid, out=args.out, jobs=args.jobs,
                         verbose=args.verbose)
     best = min(records, key=lambda r: r["dev_perplexity"])
     summary = {"out": args.out, "variants": len(records), "best": best}
