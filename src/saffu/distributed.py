@@ -27,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import operator
@@ -281,9 +280,6 @@ def _identity(value: Any) -> Any:
 
 def _accumulate_shard(stage: Stage, model: SaffuModel, shard: TokenizedCorpus,
                       kernel_threads: int | None) -> PassStatistics:
-    # Tasks on one worker share one model object, and a pass may swap its attributes while it
-    # runs (the output pass does): each task works on its own shallow copy.
-    model = copy.copy(model)
     with threads(kernel_threads):
         return accumulate_chunks(stage, model, shard.chunks())
 

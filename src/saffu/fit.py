@@ -207,19 +207,9 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
     width = sum(layer.hidden_t.shape[0] for layer in model.layers)
     stats = ExplicitStats(width, model.vocab_size)
     for start, stop in target_batches(pos, OUTPUT_BATCH_TARGETS):
-        hidden = _hidden_unchecked(model, ids, pos, start, stop)
+        hidden = model.hidden_states(ids, pos, start, stop)
         stats.update(hidden, ids[start:stop][pos[start:stop] > 0].astype(np.int64))
     return PassStatistics("output", {"output": stats})
-
-
-def _hidden_unchecked(model: SaffuModel, ids: np.ndarray, pos: np.ndarray, start: int,
-                      stop: int) -> np.ndarray:
-    """model.hidden_states during the fit, when the output layer does not exist yet."""
-    output_t, model.output_t = model.output_t, np.zeros((0, 0), dtype=np.float32)
-    try:
-        return model.hidden_states(ids, pos, start, stop)
-    finally:
-        model.output_t = output_t
 
 
 def solve_output(model: SaffuModel, stats: PassStatistics) -> None:

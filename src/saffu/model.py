@@ -232,6 +232,11 @@ class SaffuModel:
         if not self.is_fitted:
             raise RuntimeError("this SaffuModel is not fitted yet; call fit() or load() first")
 
+    def _require_layers(self) -> None:
+        """The context layers exist (the output layer may not yet: the fit's last pass reads h)."""
+        if not self.layers or self.cipher is None:
+            raise RuntimeError("this SaffuModel is not fitted yet; call fit() or load() first")
+
     @property
     def vocab_size(self) -> int:
         return self.cipher.vectors.shape[0]
@@ -257,7 +262,7 @@ class SaffuModel:
         Returns:
             (m, n_contexts·D) float32, one row per target t (``pos[t] ≥ 1``) in the range.
         """
-        self._require_fitted()
+        self._require_layers()
         stop = len(ids) if stop is None else stop
         blocks = [layer.hidden(self, ids, pos, start, stop) for layer in self.layers]
         return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
