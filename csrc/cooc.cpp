@@ -14,13 +14,7 @@
 //   row (the row stays in L1) and prefetches the input rows it will read next. Best for dense
 //   rows on several threads, where the scan makes every core stream every input row.
 #include "common.hpp"
-
-// Vectorize the dense row additions for AVX2 as well as the baseline ISA, chosen at load time.
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
-#define SAFFU_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define SAFFU_AVX2_CLONES
-#endif
+#include "vecmath.hpp"
 
 namespace saffu {
 namespace {

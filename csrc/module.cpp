@@ -7,6 +7,7 @@ namespace saffu {
 void register_cooc(py::module_& m);
 void register_solve(py::module_& m);
 void register_saffu_pass(py::module_& m);
+void register_output(py::module_& m);
 }  // namespace saffu
 
 PYBIND11_MODULE(_core, m) {
@@ -14,6 +15,7 @@ PYBIND11_MODULE(_core, m) {
   saffu::register_cooc(m);
   saffu::register_solve(m);
   saffu::register_saffu_pass(m);
+  saffu::register_output(m);
 #ifdef VERSION_INFO
   m.attr("__version__") = VERSION_INFO;
 #endif

@@ -8,6 +8,7 @@
 #include <initializer_list>
 
 #include "common.hpp"
+#include "vecmath.hpp"
 
 namespace saffu {
 namespace {
@@ -17,80 +18,47 @@ constexpr int kBlock = 1;
 constexpr int kDocument = 2;
 constexpr int kCat = 1;
 
-// ---- Vector math (float32, fixed summation order) ----
-
-float total_of_lanes(const float lane[8]) {
-  return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-}
-
-// Eight independent lanes let these reductions vectorize without -ffast-math.
-float dot(const float* a, const float* b, int64_t n) {
-  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) lane[l] += a[j + l] * b[j + l];
-  float total = total_of_lanes(lane);
-  for (; j < n; ++j) total += a[j] * b[j];
-  return total;
-}
-
-float sum(const float* x, int64_t n) {
-  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) lane[l] += x[j + l];
-  float total = total_of_lanes(lane);
-  for (; j < n; ++j) total += x[j];
-  return total;
-}
-
-// y += alpha x
-void axpy(float alpha, const float* x, float* y, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) y[j] += alpha * x[j];
-}
-
-// exp(x) for x <= 0 to about 2 ulp (Cody-Waite reduction, Cephes expf polynomial); x below -87
-// is taken as -87 (exp = 1.6e-38 instead of underflowing). Branch-free, so softmax loops
-// vectorize (std::exp calls and float compares under the default -ftrapping-math do not).
-inline float exp_nonpositive(float x) {
-  constexpr float kRound = 12582912.0f;     // 1.5 * 2^23: adding and subtracting it rounds
-  constexpr uint32_t kMagnitude87 = 0x42ae0000u;  // bits of 87.0f
-  uint32_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  bits = (bits & 0x80000000u) | std::min(bits & 0x7fffffffu, kMagnitude87);  // |x| <= 87
-  std::memcpy(&x, &bits, sizeof x);
-  const float n = (x * 1.44269504088896341f + kRound) - kRound;
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * (r * r) + r + 1.0f;
-  const int32_t exponent = (static_cast<int32_t>(n) + 127) << 23;  // 2^n
-  float scale;
-  std::memcpy(&scale, &exponent, sizeof scale);
-  return p * scale;
-}
-
-float maximum(const float* x, int64_t n) {
-  float lane[8] = {x[0], x[0], x[0], x[0], x[0], x[0], x[0], x[0]};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) lane[l] = std::max(lane[l], x[j + l]);
-  float top = *std::max_element(lane, lane + 8);
-  for (; j < n; ++j) top = std::max(top, x[j]);
-  return top;
-}
+// ---- Vector math ----
 
 // In-place, numerically stable softmax of x[0..n), n >= 1.
-void softmax(float* x, int64_t n) {
+SAFFU_AVX2_CLONES void softmax(float* x, int64_t n) {
   const float top = maximum(x, n);
   for (int64_t i = 0; i < n; ++i) x[i] = exp_nonpositive(x[i] - top);
   const float inverse = 1.0f / sum(x, n);
   for (int64_t i = 0; i < n; ++i) x[i] *= inverse;
 }
+
+// The nonzero entries of each row of a (rows, cols) matrix (cipher vectors and label codes have
+// few: a code with p set bits has p).
+class SparseRows {
+ public:
+  SparseRows(const float* X, int64_t rows, int64_t cols) : first_(rows + 1, 0) {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < cols; ++i) {
+        if (X[r * cols + i] == 0.0f) continue;
+        column_.push_back(i);
+        value_.push_back(X[r * cols + i]);
+      }
+      first_[r + 1] = static_cast<int64_t>(column_.size());
+    }
+  }
+
+  template <typename Fn>
+  void for_each_nonzero(int64_t row, Fn&& fn) const {
+    for (int64_t p = first_[row]; p < first_[row + 1]; ++p) fn(column_[p], value_[p]);
+  }
+
+  // Σ_i X[row, i] y[i] over the nonzero entries of the row.
+  float dot(int64_t row, const float* y) const {
+    float total = 0.0f;
+    for (int64_t p = first_[row]; p < first_[row + 1]; ++p) total += value_[p] * y[column_[p]];
+    return total;
+  }
+
+ private:
+  std::vector<int64_t> first_, column_;
+  std::vector<float> value_;
+};
 
 // ---- Corpus and context windows ----
 
@@ -138,10 +106,12 @@ struct Window {
 };
 
 // s_k = X_k · X_pivot on the valid slots, 0 elsewhere.
-void comparisons(const Corpus& c, const ContextModel& m, const Window& w, float* s) {
+// The dot products read the nonzero bits of X_k only (`vectors` holds those of E).
+void comparisons(const Corpus& c, const SparseRows& vectors, const ContextModel& m, const Window& w,
+                 float* s) {
   const float* pivot = c.vector_at(w.t - 1);
   std::fill(s, s + m.K, 0.0f);
-  for (int k = w.begin; k < w.end; ++k) s[k] = dot(c.vector_at(w.index(k)), pivot, c.bits);
+  for (int k = w.begin; k < w.end; ++k) s[k] = vectors.dot(c.ids[w.index(k)], pivot);
 }
 
 // Calls fn(window) for every target in [begin, end) (attention context models only).
@@ -151,14 +121,18 @@ void for_each_window(const Corpus& c, const ContextModel& m, int64_t begin, int6
     if (c.is_target(t)) fn(Window(c, m, t));
 }
 
-// Per-thread encoder of one context model: turns each target into its aggregated context z.
+// Per-thread encoder of one context model: turns each target into its aggregated context z and
+// the support of z (the indices j where z_j may be nonzero, each listed once; z is 0 elsewhere).
+// Cipher vectors have few nonzero bits, so the support is short even when Z = K * bits is wide.
 class ContextEncoder {
  public:
-  ContextEncoder(const Corpus& c, ContextModel m, const float* W, int aggregation)
-      : c_(c), m_(m), W_(W), aggregation_(aggregation), s_(m.K), a_(m.K),
-        z_(context_width(m, aggregation, c.bits)), document_sum_(c.bits) {}
+  ContextEncoder(const Corpus& c, const SparseRows& vectors, ContextModel m, const float* W,
+                 int aggregation)
+      : c_(c), vectors_(vectors), m_(m), W_(W), aggregation_(aggregation), s_(m.K), a_(m.K),
+        z_(context_width(m, aggregation, c.bits)), in_support_(z_.size(), 0),
+        document_sum_(c.bits) {}
 
-  // Calls fn(t, z) for every target t in [begin, end), in order.
+  // Calls fn(t, z, support) for every target t in [begin, end), in order.
   template <typename Fn>
   void for_each_context(int64_t begin, int64_t end, Fn&& fn) {
     if (begin >= end) return;
@@ -175,7 +149,7 @@ class ContextEncoder {
           attend(w);
           aggregate(w);
         }
-        fn(t, z_.data());
+        fn(t, z_.data(), support_);
       }
       if (m_.kind == kDocument) track_document(t);
     }
@@ -184,7 +158,7 @@ class ContextEncoder {
  private:
   // a = softmax over the valid slots of (s W), 0 elsewhere.
   void attend(const Window& w) {
-    comparisons(c_, m_, w, s_.data());
+    comparisons(c_, vectors_, m_, w, s_.data());
     std::fill(a_.begin(), a_.end(), 0.0f);
     const int valid = w.end - w.begin;
     for (int kp = w.begin; kp < w.end; ++kp)
@@ -192,12 +166,24 @@ class ContextEncoder {
     softmax(a_.data() + w.begin, valid);
   }
 
-  // z = Σ_k a_k X_k (sum) or concat_k a_k X_k (cat, slot-major).
+  // z = Σ_k a_k X_k (sum) or concat_k a_k X_k (cat, slot-major), adding the nonzero bits only.
   void aggregate(const Window& w) {
-    std::fill(z_.begin(), z_.end(), 0.0f);
+    for (int64_t j : support_) {  // the previous target's entries back to 0
+      z_[j] = 0.0f;
+      in_support_[j] = 0;
+    }
+    support_.clear();
     for (int k = w.begin; k < w.end; ++k) {
-      float* dst = z_.data() + (aggregation_ == kCat ? k * c_.bits : 0);
-      axpy(a_[k], c_.vector_at(w.index(k)), dst, c_.bits);
+      const int64_t offset = aggregation_ == kCat ? k * c_.bits : 0;
+      const float weight = a_[k];
+      vectors_.for_each_nonzero(c_.ids[w.index(k)], [&](int64_t b, float x) {
+        const int64_t j = offset + b;
+        if (!in_support_[j]) {
+          in_support_[j] = 1;
+          support_.push_back(j);
+        }
+        z_[j] += weight * x;
+      });
     }
   }
 
@@ -208,65 +194,55 @@ class ContextEncoder {
     for (int64_t b = 0; b < c_.bits; ++b) document_sum_[b] += x[b];
   }
 
-  // z = the document sum divided by its L1 norm (0 if the norm is 0).
+  // z = the document sum divided by its L1 norm (0 if the norm is 0); every z_j is written.
   void document_mean() {
     double mass = 0.0;
     for (double v : document_sum_) mass += std::fabs(v);
     const double scale = mass > 0.0 ? 1.0 / mass : 0.0;
-    for (int64_t b = 0; b < c_.bits; ++b) z_[b] = static_cast<float>(document_sum_[b] * scale);
+    support_.clear();
+    for (int64_t b = 0; b < c_.bits; ++b) {
+      z_[b] = static_cast<float>(document_sum_[b] * scale);
+      if (z_[b] != 0.0f) support_.push_back(b);
+    }
   }
 
   const Corpus& c_;
+  const SparseRows& vectors_;
   ContextModel m_;
   const float* W_;
   int aggregation_;
   std::vector<float> s_, a_, z_;
+  std::vector<char> in_support_;
+  std::vector<int64_t> support_;
   std::vector<double> document_sum_;
 };
 
 // h = softmax(UT z), shared by the threads. UT (D, Z) is stored input-major so that each
-// nonzero z_j adds one contiguous row (z is sparse: cipher vectors have few nonzero bits).
+// entry z_j of the support adds one contiguous row.
 class HiddenLayer {
  public:
-  HiddenLayer(const float* UT, int64_t D, int64_t Z) : D_(D), Z_(Z), by_input_(Z * D) {
+  HiddenLayer(const float* UT, int64_t D, int64_t Z) : D_(D), by_input_(Z * D) {
     for (int64_t i = 0; i < D; ++i)
       for (int64_t j = 0; j < Z; ++j) by_input_[j * D + i] = UT[i * Z + j];
   }
 
-  void apply(const float* z, float* h) const {
+  int64_t width() const { return D_; }
+
+  void apply(const float* z, const std::vector<int64_t>& support, float* h) const {
     std::fill(h, h + D_, 0.0f);
-    for (int64_t j = 0; j < Z_; ++j)
-      if (z[j] != 0.0f) axpy(z[j], by_input_.data() + j * D_, h, D_);
+    for (int64_t j : support) axpy(z[j], by_input_.data() + j * D_, h, D_);
     softmax(h, D_);
   }
 
+  // pre += x_j U[:, j] (double accumulator of D entries).
+  void add_input(int64_t j, float x_j, double* pre) const {
+    const float* column = by_input_.data() + j * D_;
+    for (int64_t i = 0; i < D_; ++i) pre[i] += static_cast<double>(x_j) * column[i];
+  }
+
  private:
-  int64_t D_, Z_;
+  int64_t D_;
   std::vector<float> by_input_;
-};
-
-// The nonzero entries of each row of a (rows, cols) matrix (label codes have one or two).
-class SparseRows {
- public:
-  SparseRows(const float* X, int64_t rows, int64_t cols) : first_(rows + 1, 0) {
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t i = 0; i < cols; ++i) {
-        if (X[r * cols + i] == 0.0f) continue;
-        column_.push_back(i);
-        value_.push_back(X[r * cols + i]);
-      }
-      first_[r + 1] = static_cast<int64_t>(column_.size());
-    }
-  }
-
-  template <typename Fn>
-  void for_each_nonzero(int64_t row, Fn&& fn) const {
-    for (int64_t p = first_[row]; p < first_[row + 1]; ++p) fn(column_[p], value_[p]);
-  }
-
- private:
-  std::vector<int64_t> first_, column_;
-  std::vector<float> value_;
 };
 
 // ---- Passes ----
@@ -307,14 +283,14 @@ void expert_stats(const Corpus& c, ContextModel m, double* FT, double* T, int n_
   const int K = m.K;
   const int64_t bits = c.bits, stride = bits + 1;
   Partials partials(parts, c.V * K * stride);
+  const SparseRows vectors(c.E, c.V, c.bits);
   parallel_ranges(c.n, parts, [&](int p, int64_t begin, int64_t end) {
     double* stats = partials.allocate(p);
     for_each_window(c, m, begin, end, [&](const Window& w) {
       double* block = stats + static_cast<int64_t>(c.ids[w.t]) * K * stride;
       for (int k = w.begin; k < w.end; ++k) {
-        const float* x = c.vector_at(w.index(k));
         double* row = block + k * stride;
-        for (int64_t b = 0; b < bits; ++b) row[b] += x[b];
+        vectors.for_each_nonzero(c.ids[w.index(k)], [&](int64_t b, float x) { row[b] += x; });
         row[bits] += 1.0;
       }
     });
@@ -350,10 +326,10 @@ class ExpertsByTarget {
     }
   }
 
-  // log P̂_k(y | x) for the input token v with vector x.
-  float log_likelihood(int k, int64_t y, int64_t v, const float* x) const {
+  // log P̂_k(y | x) for the input token v, whose nonzero bits `vectors` holds.
+  float log_likelihood(int k, int64_t y, int64_t v, const SparseRows& vectors) const {
     const float* row = rows_.data() + (y * K_ + k) * (bits_ + 1);
-    return dot(x, row, bits_) + row[bits_] - logz_[k * V_ + v];
+    return vectors.dot(v, row) + row[bits_] - logz_[k * V_ + v];
   }
 
  private:
@@ -368,6 +344,7 @@ double attention_stats(const Corpus& c, ContextModel m, const ExpertsByTarget& e
   const int parts = effective_threads(n_threads, c.n);
   const int K = m.K;
   Partials pairs(parts, static_cast<int64_t>(K) * K);
+  const SparseRows vectors(c.E, c.V, c.bits);
   std::vector<double> mass(parts, 0.0);
   parallel_ranges(c.n, parts, [&](int p, int64_t begin, int64_t end) {
     double* ft = pairs.allocate(p);
@@ -376,10 +353,10 @@ double attention_stats(const Corpus& c, ContextModel m, const ExpertsByTarget& e
     std::vector<double> s_wide(K);
     for_each_window(c, m, begin, end, [&](const Window& w) {
       const int64_t y = c.ids[w.t];
-      comparisons(c, m, w, s.data());
+      comparisons(c, vectors, m, w, s.data());
       // weight_k ∝ P̂_k(y | x_k): the expert log-likelihoods, normalized over the valid slots.
       for (int k = w.begin; k < w.end; ++k)
-        weight[k] = experts.log_likelihood(k, y, c.ids[w.index(k)], c.vector_at(w.index(k)));
+        weight[k] = experts.log_likelihood(k, y, c.ids[w.index(k)], vectors);
       softmax(weight.data() + w.begin, w.end - w.begin);
       for (int k = w.begin; k < w.end; ++k) {
         s_wide[k] = s[k];
@@ -402,23 +379,66 @@ double hidden_stats(const Corpus& c, ContextModel m, const float* W, int aggrega
   const int parts = effective_threads(n_threads, c.n);
   const int64_t Z = context_width(m, aggregation, c.bits);
   const SparseRows label_codes(codes, c.V, D);
+  const SparseRows vectors(c.E, c.V, c.bits);
   Partials cooc(parts, D * Z);
   std::vector<double> mass(parts, 0.0);
   parallel_ranges(c.n, parts, [&](int p, int64_t begin, int64_t end) {
     double* ft = cooc.allocate(p);
     double thread_mass = 0.0;
-    ContextEncoder encoder(c, m, W, aggregation);
-    encoder.for_each_context(begin, end, [&](int64_t t, const float* z) {
+    ContextEncoder encoder(c, vectors, m, W, aggregation);
+    encoder.for_each_context(begin, end, [&](int64_t t, const float* z, const std::vector<int64_t>& support) {
       label_codes.for_each_nonzero(c.ids[t], [&](int64_t i, float code) {
         double* row = ft + i * Z;
-        for (int64_t j = 0; j < Z; ++j) row[j] += static_cast<double>(code) * z[j];
+        for (int64_t j : support) row[j] += static_cast<double>(code) * z[j];
       });
-      thread_mass += sum(z, Z);
+      for (int64_t j : support) thread_mass += z[j];
     });
     mass[p] = thread_mass;
   });
   cooc.add_into(FT, n_threads);
   return sum_in_order(mass);
+}
+
+// Writes h of the document model for each target of [begin, end) without a dense product per
+// target: z = S / |S|_1 with S the sum of the document's vectors so far, so U z = (U S) / |S|_1,
+// and U S grows by U x_j (the nonzero bits of one vector) per token. |S|_1 is the running sum of
+// the vectors' masses when no entry of E is negative (always, unless a cipher was thawed and
+// trained), else it is taken from S itself.
+void document_hidden(const Corpus& c, const SparseRows& vectors, const HiddenLayer& hidden,
+                     int64_t begin, int64_t end, float* row) {
+  const int64_t D = hidden.width();
+  const bool nonnegative = std::all_of(c.E, c.E + c.V * c.bits, [](float x) { return x >= 0.0f; });
+  std::vector<double> pre(D, 0.0), sum(nonnegative ? 0 : c.bits, 0.0);
+  double mass = 0.0;
+  auto track = [&](int64_t j) {
+    if (c.pos[j] == 0) {
+      std::fill(pre.begin(), pre.end(), 0.0);
+      std::fill(sum.begin(), sum.end(), 0.0);
+      mass = 0.0;
+    }
+    vectors.for_each_nonzero(c.ids[j], [&](int64_t b, float x) {
+      hidden.add_input(b, x, pre.data());
+      if (nonnegative)
+        mass += x;
+      else
+        sum[b] += x;
+    });
+  };
+  if (begin < end)  // a range may start inside a document: first add the document's prefix
+    for (int64_t j = begin - c.pos[begin]; j < begin; ++j) track(j);
+  for (int64_t t = begin; t < end; ++t) {
+    if (c.is_target(t)) {
+      if (!nonnegative) {
+        mass = 0.0;
+        for (double v : sum) mass += std::fabs(v);
+      }
+      const double scale = mass > 0.0 ? 1.0 / mass : 0.0;
+      for (int64_t i = 0; i < D; ++i) row[i] = static_cast<float>(pre[i] * scale);
+      softmax(row, D);
+      row += D;
+    }
+    track(t);
+  }
 }
 
 // Writes one row per target of [start, stop): h = softmax(UT z) when D >= 1, else z itself.
@@ -437,12 +457,15 @@ int64_t forward(const Corpus& c, ContextModel m, const float* W, int aggregation
     for (int64_t t = start + bounds[p]; t < start + bounds[p + 1]; ++t) targets += c.is_target(t);
     first_row[p + 1] = first_row[p] + targets;
   }
+  const SparseRows vectors(c.E, c.V, c.bits);
   parallel_ranges(n, parts, [&](int p, int64_t begin, int64_t end) {
-    ContextEncoder encoder(c, m, W, aggregation);
     float* row = out + first_row[p] * width;
-    encoder.for_each_context(start + begin, start + end, [&](int64_t, const float* z) {
+    if (m.kind == kDocument && D > 0) return document_hidden(c, vectors, hidden, start + begin, start + end, row);
+    ContextEncoder encoder(c, vectors, m, W, aggregation);
+    encoder.for_each_context(start + begin, start + end,
+                             [&](int64_t, const float* z, const std::vector<int64_t>& support) {
       if (D > 0)
-        hidden.apply(z, row);
+        hidden.apply(z, support, row);
       else
         std::copy(z, z + Z, row);
       row += width;

@@ -220,33 +220,42 @@ class ExplicitStats:
         self.input_mass += float((X.data if sparse else X).sum(dtype=np.float64))
         return self
 
-    def add(
-        self, FT: np.ndarray, target_mass: np.ndarray, n_examples: float, input_mass: float
-    ) -> ExplicitStats:
-        """Add statistics computed elsewhere (e.g. by the fused SAFFU kernels); returns ``self``.
+    @classmethod
+    def from_totals(cls, FT: np.ndarray, target_mass: np.ndarray, n_examples: float,
+                    input_mass: float, *, check: bool = True) -> ExplicitStats:
+        """Statistics computed elsewhere (e.g. by the fused SAFFU kernels), without a copy when
+        ``FT`` and ``target_mass`` are C-contiguous float64 arrays.
 
         Args:
             FT: (N, D) non-negative co-occurrences, target-major.
             target_mass: (N,) non-negative target mass.
             n_examples: number of examples they were computed from.
             input_mass: their total input mass Σ‖x‖₁.
+            check: scan ``FT`` and ``target_mass`` for negative or non-finite entries; only
+                sums of the kernels, non-negative and finite by construction, may skip it.
         """
-        FT = np.asarray(FT, dtype=np.float64)
-        target_mass = np.asarray(target_mass, dtype=np.float64)
-        if FT.shape != self.FT.shape or target_mass.shape != self.target_mass.shape:
-            raise ValueError(
-                f"expected FT {self.FT.shape} and target_mass {self.target_mass.shape}, "
-                f"got {FT.shape} and {target_mass.shape}"
-            )
-        _check_nonnegative_finite("FT", FT)
-        _check_nonnegative_finite("target_mass", target_mass)
-        n_examples = _check_nonnegative_scalar("n_examples", n_examples)
-        input_mass = _check_nonnegative_scalar("input_mass", input_mass)
-        self.FT += FT
-        self.target_mass += target_mass
-        self.n_examples += n_examples
-        self.input_mass += input_mass
-        return self
+        FT = np.ascontiguousarray(FT, dtype=np.float64)
+        target_mass = np.ascontiguousarray(target_mass, dtype=np.float64)
+        if FT.ndim != 2 or min(FT.shape) < 1 or target_mass.shape != FT.shape[:1]:
+            raise ValueError(f"expected FT (N, D) and target_mass (N,), got {FT.shape} and "
+                             f"{target_mass.shape}")
+        if check:
+            _check_nonnegative_finite("FT", FT)
+            _check_nonnegative_finite("target_mass", target_mass)
+        stats = cls.__new__(cls)
+        stats.FT, stats.target_mass = FT, target_mass
+        stats.n_examples = _check_nonnegative_scalar("n_examples", n_examples)
+        stats.input_mass = _check_nonnegative_scalar("input_mass", input_mass)
+        return stats
+
+    def add(
+        self, FT: np.ndarray, target_mass: np.ndarray, n_examples: float, input_mass: float
+    ) -> ExplicitStats:
+        """Add statistics computed elsewhere (see :meth:`from_totals`); returns ``self``."""
+        if np.shape(FT) != self.FT.shape or np.shape(target_mass) != self.target_mass.shape:
+            raise ValueError(f"expected FT {self.FT.shape} and target_mass {self.target_mass.shape}, "
+                             f"got {np.shape(FT)} and {np.shape(target_mass)}")
+        return self.merge(ExplicitStats.from_totals(FT, target_mass, n_examples, input_mass))
 
     def merge(self, other: ExplicitStats) -> ExplicitStats:
         """Add the statistics of ``other`` (e.g. another shard) into ``self``; returns ``self``."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from saffu import kernels
@@ -115,10 +116,9 @@ def accumulate_experts(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> P
         kernels.saffu_expert_stats(ids, pos, layer.spec.kind_code, size, model.cipher.vectors,
                                    ft, mass)
         for k in range(size):
-            stats = ExplicitStats(bits, vocab)
-            examples = float(mass[k].sum())
-            stats.add(ft[k], mass[k], examples, examples)  # cipher vectors have unit mass
-            result.stats[f"{i}.{k}"] = stats
+            examples = float(mass[k].sum())  # cipher vectors have unit mass
+            result.stats[f"{i}.{k}"] = ExplicitStats.from_totals(ft[k], mass[k], examples, examples,
+                                                                 check=False)
     return result
 
 
@@ -132,22 +132,19 @@ class Experts:
 
 
 def solve_experts(model: SaffuModel, stats: PassStatistics) -> None:
-    vectors = model.cipher.vectors
+    vectors = sp.csr_matrix(model.cipher.vectors)
     model.fit_state["experts"] = {}
     for i, layer in _attending_layers(model):
         solved = [stats.stats[f"{i}.{k}"].solve(alpha=model.config.alpha, form="bias")
                   for k in range(layer.spec.size)]
         weight_t = np.stack([s.weight_t for s in solved]).astype(np.float32)
         bias = np.stack([s.bias for s in solved]).astype(np.float32)
-        # The normalizer depends only on (position, input token): one product per position.
+        # The normalizer depends only on (position, input token): one product per position,
+        # sparse because cipher vectors have few nonzero bits.
         log_normalizer = np.stack([
-            _logsumexp_rows(vectors @ weight_t[k].T + bias[k]) for k in range(layer.spec.size)])
+            kernels.logsumexp_rows(np.ascontiguousarray(vectors @ weight_t[k].T), bias[k])
+            for k in range(layer.spec.size)])
         model.fit_state["experts"][i] = Experts(weight_t, bias, log_normalizer.astype(np.float32))
-
-
-def _logsumexp_rows(logits: np.ndarray) -> np.ndarray:
-    peak = logits.max(axis=1, keepdims=True)
-    return (peak + np.log(np.exp(logits - peak).sum(axis=1, keepdims=True)))[:, 0]
 
 
 def accumulate_attention(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> PassStatistics:
@@ -160,10 +157,9 @@ def accumulate_attention(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) ->
         mass = kernels.saffu_attention_stats(
             ids, pos, layer.spec.kind_code, size, model.cipher.vectors, experts.weight_t,
             experts.bias, experts.log_normalizer, ft)
-        stats = ExplicitStats(size, size)
         # The folded form needs no target mass; t sums to 1 per example, so its total is n.
-        stats.add(ft, np.zeros(size), float(_n_targets(pos)), float(mass))
-        result.stats[str(i)] = stats
+        result.stats[str(i)] = ExplicitStats.from_totals(ft, np.zeros(size), float(_n_targets(pos)),
+                                                         float(mass), check=False)
     return result
 
 
@@ -188,9 +184,8 @@ def accumulate_hidden(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
         mass = kernels.saffu_hidden_stats(
             ids, pos, layer.spec.kind_code, layer.spec.size, model.cipher.vectors, layer.attention,
             AGGREGATIONS[config.aggregation], codes, ft)
-        stats = ExplicitStats(width, codes.shape[1])
-        stats.add(ft, target_mass, float(len(targets)), float(mass))
-        result.stats[str(i)] = stats
+        result.stats[str(i)] = ExplicitStats.from_totals(ft, target_mass, float(len(targets)),
+                                                         float(mass), check=False)
     return result
 
 
@@ -203,12 +198,24 @@ def solve_hidden(model: SaffuModel, stats: PassStatistics) -> None:
 
 
 def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> PassStatistics:
-    """Σ h_t ⊗ onehot(y_t) with W and U fixed, in bounded batches of targets."""
-    width = sum(layer.hidden_t.shape[0] for layer in model.layers)
-    stats = ExplicitStats(width, model.vocab_size)
+    """Σ h_t ⊗ onehot(y_t) with W and U fixed, in bounded batches of targets.
+
+    Each context model's block of columns is accumulated on its own (no concatenated copy of
+    the hidden states); the blocks are joined once per chunk.
+    """
+    blocks = [np.zeros((model.vocab_size, layer.hidden_t.shape[0])) for layer in model.layers]
+    input_mass = 0.0
     for start, stop in target_batches(pos, OUTPUT_BATCH_TARGETS):
-        hidden = model.hidden_states(ids, pos, start, stop)
-        stats.update(hidden, ids[start:stop][pos[start:stop] > 0].astype(np.int64))
+        targets = ids[start:stop][pos[start:stop] > 0].astype(np.int64)
+        for layer, block in zip(model.layers, blocks, strict=True):
+            hidden = layer.hidden(model, ids, pos, start, stop)
+            kernels.cooc_dense_onehot(block, hidden, targets)
+            input_mass += float(hidden.sum(dtype=np.float64))
+    targets = ids[pos > 0]
+    stats = ExplicitStats.from_totals(
+        np.hstack(blocks) if len(blocks) > 1 else blocks[0],
+        np.bincount(targets, minlength=model.vocab_size).astype(np.float64), float(len(targets)),
+        input_mass, check=False)  # softmax outputs: non-negative and finite
     return PassStatistics("output", {"output": stats})
 
 

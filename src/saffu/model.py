@@ -30,6 +30,7 @@ KIND_CODES = {"radial": 0, "block": 1, "document": 2}
 AGGREGATIONS = {"sum": 0, "cat": 1}
 TOKENIZERS = ("bpe", "char", "word")
 BATCH_TARGETS = 8192  # targets per forward batch: bounds memory at BATCH_TARGETS × |V| floats
+SCORE_BATCH_FLOATS = 2**24  # hidden-state floats per scoring batch (64 MB)
 
 
 class ModelFormatError(ValueError):
@@ -164,23 +165,18 @@ class ContextLayer:
     attention: np.ndarray
     hidden_t: np.ndarray
 
-    def aggregate(self, model: SaffuModel, ids: np.ndarray, pos: np.ndarray, start: int,
-                  stop: int) -> np.ndarray:
-        """z (m, Z) float32 for the m targets in ``[start, stop)``: windows, attention, aggregation."""
-        width = self.hidden_t.shape[1]
-        z = np.empty((int(np.count_nonzero(pos[start:stop])), width), dtype=np.float32)
-        kernels.saffu_forward(
-            ids, pos, self.spec.kind_code, self.spec.size, model.cipher.vectors, self.attention,
-            AGGREGATIONS[model.config.aggregation], _NO_HIDDEN, start, stop, z)
-        return z
-
     def hidden(self, model: SaffuModel, ids: np.ndarray, pos: np.ndarray, start: int,
                stop: int) -> np.ndarray:
-        """h = softmax(z Uᵀ) (m, D) float32; the product goes to BLAS as one batched GEMM."""
-        return softmax(self.aggregate(model, ids, pos, start, stop) @ self.hidden_t.T)
+        """h = softmax(z Uᵀ) (m, D) float32 for the m targets in ``[start, stop)``.
 
-
-_NO_HIDDEN = np.zeros((0, 0), dtype=np.float32)  # tells saffu_forward to return z, not h
+        One fused kernel call builds each window, attends, aggregates and applies U to the
+        nonzero entries of z only (cipher vectors are sparse, so this beats a dense product).
+        """
+        h = np.empty((int(np.count_nonzero(pos[start:stop])), self.hidden_t.shape[0]), dtype=np.float32)
+        kernels.saffu_forward(
+            ids, pos, self.spec.kind_code, self.spec.size, model.cipher.vectors, self.attention,
+            AGGREGATIONS[model.config.aggregation], self.hidden_t, start, stop, h)
+        return h
 
 
 @dataclass
@@ -278,13 +274,33 @@ class SaffuModel:
         return log_softmax(self.logits(self.hidden_states(ids, pos, start, stop)))
 
     def target_log_proba(self, ids: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """Log-probability (float64) of every target token of a chunk, in batches of targets."""
+        """Log-probability (float64) of every target token of a chunk, in batches of targets.
+
+        Targets that share a hidden state (e.g. all targets after the same token when the model
+        reads only the last token) share one row of the output product, the cost of scoring.
+        """
+        self._require_fitted()
+        batch = max(BATCH_TARGETS, SCORE_BATCH_FLOATS // self.output_t.shape[1])
         pieces = []
-        for start, stop in target_batches(pos, BATCH_TARGETS):
-            logp = self.log_proba(ids, pos, start, stop)
-            targets = ids[start:stop][pos[start:stop] > 0]
-            pieces.append(logp[np.arange(len(targets)), targets].astype(np.float64))
+        for start, stop in target_batches(pos, batch):
+            rows, row_of = unique_rows(self.hidden_states(ids, pos, start, stop))
+            pieces.append(self._log_proba_of(rows, row_of, ids[start:stop][pos[start:stop] > 0]))
         return np.concatenate(pieces) if pieces else np.zeros(0)
+
+    def _log_proba_of(self, rows: np.ndarray, row_of: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """log p(targets[i] | hidden state rows[row_of[i]]) (float64), rows in batches."""
+        result = np.empty(len(targets))
+        order = np.argsort(row_of, kind="stable")
+        firsts = range(0, len(rows), BATCH_TARGETS)
+        bounds = np.searchsorted(row_of[order], [*firsts, len(rows)])
+        for batch, first in enumerate(firsts):
+            logits = rows[first:first + BATCH_TARGETS] @ self.output_t.T
+            log_normalizer = kernels.logsumexp_rows(logits, self.output_bias)
+            chosen = order[bounds[batch]:bounds[batch + 1]]
+            local, y = row_of[chosen] - first, targets[chosen]
+            result[chosen] = (logits[local, y].astype(np.float64) + self.output_bias[y]
+                              - log_normalizer[local])
+        return result
 
     # --- evaluation and generation -------------------------------------------------------------
 
@@ -490,6 +506,16 @@ def target_batches(pos: np.ndarray, batch: int) -> Iterable[tuple[int, int]]:
     for first in range(0, len(target_index), batch):
         last = min(first + batch, len(target_index)) - 1
         yield int(target_index[first]), int(target_index[last]) + 1
+
+
+def unique_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``matrix`` (m, w) in order of first appearance, and for each row its
+    index among them: ``unique[inverse]`` equals ``matrix`` bitwise."""
+    matrix = np.ascontiguousarray(matrix)
+    index: dict[bytes, int] = {}
+    inverse = np.fromiter((index.setdefault(row, len(index)) for row in map(bytes, matrix)),
+                          dtype=np.intp, count=len(matrix))
+    return matrix[np.unique(inverse, return_index=True)[1]], inverse
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

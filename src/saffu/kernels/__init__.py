@@ -5,6 +5,7 @@ backend (``saffu._backend``) with the configured thread count.
 """
 
 from saffu.kernels.cooc import cooc_dense_dense, cooc_dense_onehot, cooc_sparse_onehot, explicit_solve
+from saffu.kernels.output import logsumexp_rows
 from saffu.kernels.saffu_pass import (
     saffu_attention_stats,
     saffu_expert_stats,
@@ -17,6 +18,7 @@ __all__ = [
     "cooc_dense_onehot",
     "cooc_sparse_onehot",
     "explicit_solve",
+    "logsumexp_rows",
     "saffu_attention_stats",
     "saffu_expert_stats",
     "saffu_forward",

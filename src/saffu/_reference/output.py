@@ -1,0 +1,12 @@
+"""Output-layer scoring in plain NumPy (the oracle; ``n_threads`` is ignored)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def logsumexp_rows(logits: np.ndarray, bias: np.ndarray, out: np.ndarray, n_threads: int) -> None:
+    """``out[i] = log Σ_j exp(logits[i, j] + bias[j])``, in float64."""
+    shifted = logits.astype(np.float64) + bias
+    top = shifted.max(axis=1, keepdims=True)
+    out[:] = (top + np.log(np.exp(shifted - top).sum(axis=1, keepdims=True)))[:, 0]
