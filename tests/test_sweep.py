@@ -205,6 +205,45 @@ def test_sweep_records_match_direct_fits_and_results_files(splits, tmp_path):
     assert results["sweep"]["splits"]["train"]["documents"] == 30
 
 
+OUTPUT_TAU_GRID = FIXED + "[[grid]]\nbits = [24]\noutput_tau = [1, 2, 4]\n"
+
+
+def test_variants_differing_in_output_tau_share_their_passes(splits, tmp_path, monkeypatch):
+    fits = []
+    real_fit = SaffuModel.fit
+    monkeypatch.setattr(SaffuModel, "fit", lambda self, *a, **k: fits.append(1) or real_fit(self, *a, **k))
+    records = _sweep(splits, tmp_path, grid=OUTPUT_TAU_GRID)
+    assert len(fits) == 1
+    assert [r["fit_shared"] for r in records] == [False, True, True]
+    assert len({r["fit_cpu_seconds"] for r in records}) == 1
+    assert len({r["dev_perplexity"] for r in records}) == 3
+    tokenizer = Tokenizer.load(tmp_path / "tokenizer.json")
+    train, dev = (TokenizedCorpus.from_documents(tokenizer, splits[name]) for name in ("train", "dev"))
+    for record in records:
+        config = SaffuConfig.from_dict({name: record[name] for name in sweep.CONFIG_FIELDS})
+        model = real_fit(SaffuModel(config, tokenizer=tokenizer), train, verbose=0)
+        assert record["dev_perplexity"] == pytest.approx(model.score(dev)["perplexity"], rel=1e-6)
+        assert record["parameters"] == model.n_parameters
+
+
+def test_fit_variants_takes_variants_that_differ_in_output_tau_only():
+    with pytest.raises(ValueError, match="differ in output_tau only"):
+        next(sweep.fit_variants([SaffuConfig(bits=24), SaffuConfig(bits=32)], None))
+    groups = sweep.output_tau_groups([SaffuConfig(output_tau=1.0), SaffuConfig(bits=24),
+                                      SaffuConfig(output_tau=2.0)])
+    assert [[c.output_tau for c in group] for group in groups] == [[1.0, 2.0], [3.0]]
+
+
+@pytest.mark.slow  # starts two worker processes
+def test_worker_processes_give_the_records_of_one_process(splits, tmp_path):
+    one = _sweep(splits, tmp_path / "one", grid=OUTPUT_TAU_GRID + "[[grid]]\nradial = [2]\n")
+    two = _sweep(splits, tmp_path / "two", grid=OUTPUT_TAU_GRID + "[[grid]]\nradial = [2]\n", jobs=2)
+    assert [r["key"] for r in two] == [r["key"] for r in one]
+    for a, b in zip(one, two, strict=True):
+        assert b["dev_perplexity"] == pytest.approx(a["dev_perplexity"], rel=1e-6)
+        assert b["fit_shared"] == a["fit_shared"]
+
+
 def test_sweep_without_test_split_leaves_test_columns_empty(splits, tmp_path):
     records = run_sweep(splits["train"], splits["dev"], grid=parse_grid(SMALL_GRID), out=tmp_path,
                         verbose=0)
@@ -212,16 +251,16 @@ def test_sweep_without_test_split_leaves_test_columns_empty(splits, tmp_path):
 
 
 def test_failed_variant_is_retried_and_only_it_on_rerun(splits, tmp_path, monkeypatch):
-    real_fit = sweep.fit_variant
+    real_fit = sweep.fit_variants
     calls = []
 
-    def failing_second(config, *args, **kwargs):
-        calls.append(config)
+    def failing_second(configs, *args, **kwargs):
+        calls.append(configs)
         if len(calls) == 2:
             raise MemoryError("simulated")
-        return real_fit(config, *args, **kwargs)
+        return real_fit(configs, *args, **kwargs)
 
-    monkeypatch.setattr(sweep, "fit_variant", failing_second)
+    monkeypatch.setattr(sweep, "fit_variants", failing_second)
     with pytest.raises(RuntimeError, match=r"1 of 4 variants failed .*MemoryError"):
         _sweep(splits, tmp_path)
     assert len(_stored(tmp_path)) == 3
@@ -238,8 +277,8 @@ def test_killed_sweep_resumes_where_it_stopped(splits, tmp_path, monkeypatch):
     (tmp_path / "grid.toml").write_text(FIXED + "[[grid]]\nbits = ['min', 24]\ntau = [1, 2, 3, 4]\n")
     slow = (
         "import json, sys, time; sys.path.insert(0, sys.argv[2]); import saffu.sweep as s\n"
-        "real = s.fit_variant\n"
-        "s.fit_variant = lambda *a, **k: (time.sleep(0.4), real(*a, **k))[1]\n"
+        "real = s.fit_variants\n"
+        "s.fit_variants = lambda *a, **k: (time.sleep(0.4), real(*a, **k))[1]\n"
         "d = json.load(open(sys.argv[1] + '/splits.json'))\n"
         "s.run_sweep(d['train'], d['dev'], d['test'], grid=sys.argv[1] + '/grid.toml',\n"
         "            out=sys.argv[1] + '/out', verbose=0)\n")
@@ -257,8 +296,8 @@ def test_killed_sweep_resumes_where_it_stopped(splits, tmp_path, monkeypatch):
     assert all(json.loads(path.read_text())["key"] == path.stem for path in _stored(out))
 
     calls = []
-    real_fit = sweep.fit_variant
-    monkeypatch.setattr(sweep, "fit_variant", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    real_fit = sweep.fit_variants
+    monkeypatch.setattr(sweep, "fit_variants", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
     records = run_sweep(splits["train"], splits["dev"], splits["test"], grid=tmp_path / "grid.toml",
                         out=out, verbose=0)
     assert len(records) == 8 and len(calls) == 8 - stored

@@ -51,7 +51,7 @@ import sys
 import time
 import tracemalloc
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import resources
@@ -63,6 +63,7 @@ import numpy as np
 from saffu._backend import set_num_threads
 from saffu._io import atomic_write_bytes, atomic_write_text
 from saffu.corpus import TokenizedCorpus
+from saffu.fit import solve_output
 from saffu.model import SaffuConfig, SaffuModel
 from saffu.tokenize import Tokenizer, make_tokenizer
 
@@ -81,7 +82,7 @@ BACKPROP_OPTIONS = ("lr", "weight_decay", "batch_targets", "warmup_steps", "max_
                     "eval_every", "patience", "seed")
 SAMPLE_TRIES_PER_VARIANT = 100
 METRICS = (
-    "parameters", "train_tokens", "fit_seconds", "fit_cpu_seconds", "eval_seconds",
+    "parameters", "train_tokens", "fit_seconds", "fit_cpu_seconds", "fit_shared", "eval_seconds",
     "eval_cpu_seconds", "fit_peak_memory_mb", "peak_memory_mb", "dev_perplexity",
     "dev_bits_per_char", "test_perplexity", "test_bits_per_char", "backprop_seconds",
     "backprop_steps", "backprop_stopped", "backprop_dev_perplexity", "backprop_dev_bits_per_char",
@@ -485,29 +486,65 @@ def fit_variant(config: SaffuConfig, data: SweepData, *, backprop: Backprop | No
         ``peak_memory_mb`` (tracemalloc peaks of the fit and of the whole variant, in MB above
         what the process held before: NumPy arrays and Python objects, not allocations inside
         the C++ kernels or BLAS), ``{dev,test}_perplexity``
-        and ``{dev,test}_bits_per_char`` (test ``None`` without a test split), and with
-        ``backprop`` the same scores after warm fine-tuning (``backprop_*``).
+        and ``{dev,test}_bits_per_char`` (test ``None`` without a test split), ``fit_shared``
+        (see :func:`fit_variants`), and with ``backprop`` the same scores after warm
+        fine-tuning (``backprop_*``).
     """
-    record: dict[str, Any] = {"key": variant_key(config, backprop), **config.to_dict()}
+    return next(fit_variants([config], data, backprop=backprop, n_jobs=n_jobs))
+
+
+def fit_variants(configs: Sequence[SaffuConfig], data: SweepData, *,
+                 backprop: Backprop | None = None, n_jobs: int | None = None) -> Iterator[dict[str, Any]]:
+    """Fit and score variants that differ in ``output_tau`` only, yielding each one's record.
+
+    The passes over the corpus do not depend on ``output_tau`` (it scales the output layer's
+    solution only), so they run once, for the first variant; every other variant re-solves the
+    output layer from the same statistics and is scored on its own. Its record (see
+    :func:`fit_variant`) has ``fit_shared`` true and repeats the first variant's fit time and
+    memory: what fitting it alone would cost.
+
+    Raises:
+        ValueError: the configs differ in more than ``output_tau``.
+    """
+    first = configs[0]
+    if any(config.replace(output_tau=first.output_tau) != first for config in configs):
+        raise ValueError("fit_variants takes variants that differ in output_tau only")
+    model: SaffuModel | None = None
     with _tracing_memory():
-        tracemalloc.reset_peak()
-        baseline = tracemalloc.get_traced_memory()[0]
-        wall, cpu = time.perf_counter(), time.process_time()
-        model = SaffuModel(config, tokenizer=data.tokenizer).fit(
-            data.splits["train"], n_jobs=n_jobs, verbose=0)
-        fit_seconds, fit_cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
-        fit_peak = _traced_peak_mb(baseline)
-        scores = _scores(model.score, data)
-        eval_seconds = time.perf_counter() - wall - fit_seconds
-        eval_cpu_seconds = time.process_time() - cpu - fit_cpu_seconds
-        if backprop is not None:
-            scores.update(_fine_tune(model, data, backprop, n_jobs))
-        peak = _traced_peak_mb(baseline)
-    record.update(parameters=model.n_parameters, train_tokens=data.splits["train"].n_tokens,
-                  fit_seconds=fit_seconds, fit_cpu_seconds=fit_cpu_seconds,
-                  eval_seconds=eval_seconds, eval_cpu_seconds=eval_cpu_seconds,
-                  fit_peak_memory_mb=fit_peak, peak_memory_mb=peak, **scores)
-    return record
+        for config in configs:
+            tracemalloc.reset_peak()
+            baseline = tracemalloc.get_traced_memory()[0]
+            fit: dict[str, Any] = {"fit_shared": model is not None}
+            if model is None:
+                wall, cpu = time.perf_counter(), time.process_time()
+                model = SaffuModel(config, tokenizer=data.tokenizer).fit(
+                    data.splits["train"], n_jobs=n_jobs, verbose=0)
+                shared = {"fit_seconds": time.perf_counter() - wall,
+                          "fit_cpu_seconds": time.process_time() - cpu,
+                          "fit_peak_memory_mb": _traced_peak_mb(baseline)}
+            else:
+                model.config = config
+                solve_output(model, model.fit_state["statistics"]["output"])
+            wall, cpu = time.perf_counter(), time.process_time()
+            scores = _scores(model.score, data)
+            fit.update(eval_seconds=time.perf_counter() - wall,
+                       eval_cpu_seconds=time.process_time() - cpu)
+            if backprop is not None:
+                scores.update(_fine_tune(model, data, backprop, n_jobs))
+            yield {"key": variant_key(config, backprop), **config.to_dict(),
+                   "parameters": model.n_parameters, "train_tokens": data.splits["train"].n_tokens,
+                   **shared, **fit,
+                   "peak_memory_mb": max(shared["fit_peak_memory_mb"], _traced_peak_mb(baseline)),
+                   **scores}
+
+
+def output_tau_groups(configs: Iterable[SaffuConfig]) -> list[list[SaffuConfig]]:
+    """The variants grouped by every field but ``output_tau`` (for :func:`fit_variants`), in
+    order of first appearance."""
+    groups: dict[SaffuConfig, list[SaffuConfig]] = {}
+    for config in configs:
+        groups.setdefault(config.replace(output_tau=1.0), []).append(config)
+    return list(groups.values())
 
 
 def _scores(score: Any, data: SweepData, prefix: str = "") -> dict[str, float | None]:
@@ -552,10 +589,14 @@ def _init_worker(directory: str) -> None:
     _worker_data = SweepData.load(Path(directory))
 
 
-def _worker_task(config: SaffuConfig, backprop: Backprop | None, directory: str) -> dict[str, Any]:
-    record = fit_variant(config, _worker_data, backprop=backprop, n_jobs=1)
-    _store(Path(directory), record)
-    return record
+def _worker_task(configs: list[SaffuConfig], backprop: Backprop | None,
+                 directory: str) -> list[dict[str, Any]]:
+    """Fit one group of :func:`output_tau_groups`, storing each record as soon as it is done."""
+    records = []
+    for record in fit_variants(configs, _worker_data, backprop=backprop, n_jobs=1):
+        _store(Path(directory), record)
+        records.append(record)
+    return records
 
 
 def _store(directory: Path, record: dict[str, Any]) -> None:
@@ -684,35 +725,66 @@ def _load_average() -> float | None:
 
 
 def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int) -> None:
-    """Fit the missing variants, in this process (``jobs == 1``) or in a pool of processes."""
-    if not missing:
-        return
+    """Fit the missing variants, in this process (``jobs == 1``) or in a pool of processes.
+
+    Variants that differ in ``output_tau`` only are one task (:func:`fit_variants`); in a pool
+    the most expensive tasks go first, so that the run does not end waiting for one of them.
+    """
+    groups = output_tau_groups(missing)
     if jobs == 1:
-        for config in missing:
-            try:
-                record = fit_variant(config, run.data, backprop=run.grid.backprop)
-                _store(run.directory, record)
-            except Exception as error:
-                run.failed(config, error)
-            else:
-                run.finished(config, record)
+        for group in groups:
+            _collect(run, group, lambda group=group: list(_fit_and_store(run, group)))
         return
     executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(str(run.directory),))
     try:
-        pending: dict[Future, SaffuConfig] = {
-            executor.submit(_worker_task, config, run.grid.backprop, str(run.directory)): config
-            for config in missing}
+        pending: dict[Future, list[SaffuConfig]] = {
+            executor.submit(_worker_task, group, run.grid.backprop, str(run.directory)): group
+            for group in sorted(groups, key=_estimated_cost, reverse=True)}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                config = pending.pop(future)
-                if future.exception() is not None:
-                    run.failed(config, future.exception())
-                else:
-                    run.finished(config, future.result())
+                _collect(run, pending.pop(future), future.result)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _fit_and_store(run: _SweepRun, group: list[SaffuConfig]) -> Iterator[dict[str, Any]]:
+    for record in fit_variants(group, run.data, backprop=run.grid.backprop):
+        _store(run.directory, record)
+        yield record
+
+
+def _collect(run: _SweepRun, group: list[SaffuConfig],
+             result: Callable[[], list[dict[str, Any]]]) -> None:
+    """Record a group's results; if it failed, the variants stored before the error count as
+    done and the others as failed."""
+    try:
+        records = {record["key"]: record for record in result()}
+    except Exception as error:
+        records = {}
+        for config in group:
+            key = variant_key(config, run.grid.backprop)
+            record = _cached(run.directory, key)
+            if record is None:
+                run.failed(config, error)
+            else:
+                records[key] = record
+    for config in group:
+        record = records.get(variant_key(config, run.grid.backprop))
+        if record is not None:
+            run.finished(config, record)
+
+
+def _estimated_cost(group: Sequence[SaffuConfig]) -> float:
+    """A rough relative cost of fitting and scoring a group: scoring grows with the width of the
+    output layer's input and the number of variants, the passes with the context positions."""
+    config = group[0]
+    bits = config.bits or 16
+    specs = config.context_specs
+    width = len(specs) * (config.hidden or bits)
+    positions = sum(spec.size for spec in specs)
+    return len(group) * width + positions * bits / 4
 
 
 def _label(config: SaffuConfig, grid: Grid) -> str:
