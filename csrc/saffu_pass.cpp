@@ -18,7 +18,7 @@ constexpr int kBlock = 1;
 constexpr int kDocument = 2;
 constexpr int kCat = 1;
 
-// ---- Vector math ----
+// ---- Softmax and sparse rows ----
 
 // In-place, numerically stable softmax of x[0..n), n >= 1.
 SAFFU_AVX2_CLONES void softmax(float* x, int64_t n) {
@@ -408,12 +408,12 @@ void document_hidden(const Corpus& c, const SparseRows& vectors, const HiddenLay
                      int64_t begin, int64_t end, float* row) {
   const int64_t D = hidden.width();
   const bool nonnegative = std::all_of(c.E, c.E + c.V * c.bits, [](float x) { return x >= 0.0f; });
-  std::vector<double> pre(D, 0.0), sum(nonnegative ? 0 : c.bits, 0.0);
+  std::vector<double> pre(D, 0.0), document_sum(nonnegative ? 0 : c.bits, 0.0);
   double mass = 0.0;
   auto track = [&](int64_t j) {
     if (c.pos[j] == 0) {
       std::fill(pre.begin(), pre.end(), 0.0);
-      std::fill(sum.begin(), sum.end(), 0.0);
+      std::fill(document_sum.begin(), document_sum.end(), 0.0);
       mass = 0.0;
     }
     vectors.for_each_nonzero(c.ids[j], [&](int64_t b, float x) {
@@ -421,7 +421,7 @@ void document_hidden(const Corpus& c, const SparseRows& vectors, const HiddenLay
       if (nonnegative)
         mass += x;
       else
-        sum[b] += x;
+        document_sum[b] += x;
     });
   };
   if (begin < end)  // a range may start inside a document: first add the document's prefix
@@ -430,7 +430,7 @@ void document_hidden(const Corpus& c, const SparseRows& vectors, const HiddenLay
     if (c.is_target(t)) {
       if (!nonnegative) {
         mass = 0.0;
-        for (double v : sum) mass += std::fabs(v);
+        for (double v : document_sum) mass += std::fabs(v);
       }
       const double scale = mass > 0.0 ? 1.0 / mass : 0.0;
       for (int64_t i = 0; i < D; ++i) row[i] = static_cast<float>(pre[i] * scale);

@@ -20,16 +20,6 @@ inline float total_of_lanes(const float lane[8]) {
 }
 
 // Eight independent lanes let these reductions vectorize without -ffast-math.
-inline float dot(const float* a, const float* b, int64_t n) {
-  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) lane[l] += a[j + l] * b[j + l];
-  float total = total_of_lanes(lane);
-  for (; j < n; ++j) total += a[j] * b[j];
-  return total;
-}
-
 inline float sum(const float* x, int64_t n) {
   float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t j = 0;

@@ -115,6 +115,18 @@ def test_forward_matches_reference(backend, kind, K, aggregation, hidden, corpus
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@pytest.mark.parametrize(("kind", "K"), [(RADIAL, 3), (BLOCK, 4), (DOCUMENT, 1)])
+def test_forward_matches_reference_with_signed_vectors(backend, kind, K, corpus):
+    """A thawed, trained cipher may hold negative entries: the document model's L1 norm and the
+    sparse paths must still follow the definitions."""
+    weights = Weights(kind, K, CAT)
+    weights.E = (weights.E - 0.2 * (weights.E > 0.3)).astype(np.float32)
+    expected = run_forward(reference, kind, K, CAT, *corpus, weights=weights)
+    actual = run_forward(backend_module(backend), kind, K, CAT, *corpus, weights=weights)
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-7)
+
+
 # --- independent constructions -----------------------------------------------------------------
 
 

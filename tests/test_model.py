@@ -12,7 +12,7 @@ import saffu
 from conftest import tiny_documents
 from saffu import kernels
 from saffu.fit import PassStatistics
-from saffu.model import ModelFormatError, SaffuConfig, SaffuModel, log_softmax
+from saffu.model import AGGREGATIONS, ModelFormatError, SaffuConfig, SaffuModel, log_softmax
 
 SMALL = dict(tokenizer="char", bits=None, hidden=None, radial=3, block=4, document=True)
 
@@ -141,7 +141,8 @@ def test_fit_statistics_equal_materialized_features(model):
         width = layer.hidden_t.shape[1]
         z = np.empty((len(targets), width), dtype=np.float32)
         kernels.saffu_forward(ids, pos, layer.spec.kind_code, layer.spec.size, model.cipher.vectors,
-                              layer.attention, 0, np.zeros((0, 0), np.float32), 0, len(ids), z)
+                              layer.attention, AGGREGATIONS[model.config.aggregation],
+                              np.zeros((0, 0), np.float32), 0, len(ids), z)
         np.testing.assert_allclose(stored["hidden"].stats[str(i)].F, z.T.astype(np.float64) @ codes[targets],
                                    rtol=1e-5, atol=1e-6)
 

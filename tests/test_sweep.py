@@ -28,6 +28,7 @@ vocab_size = 300
 hidden = 16
 radial = 1
 document = false
+aggregation = "sum"
 """
 SMALL_GRID = FIXED + """
 [[grid]]
@@ -107,7 +108,8 @@ hidden = [8, 16, 32]
     sampled = variants[9:]
     # A sampled variant draws each field from the value lists or keeps the config default.
     bits_values = (None, 24, 32, SaffuConfig().bits)
-    assert all(c.bits in bits_values and c.tau in (1, 2, 3) and c.hidden in (8, 16, 32)
+    tau_values = (1, 2, 3, SaffuConfig().tau)
+    assert all(c.bits in bits_values and c.tau in tau_values and c.hidden in (8, 16, 32)
                for c in sampled)
     assert any(c.hidden != 16 for c in sampled)
     assert parse_grid(text).variants() == variants
@@ -231,7 +233,7 @@ def test_fit_variants_takes_variants_that_differ_in_output_tau_only():
         next(sweep.fit_variants([SaffuConfig(bits=24), SaffuConfig(bits=32)], None))
     groups = sweep.output_tau_groups([SaffuConfig(output_tau=1.0), SaffuConfig(bits=24),
                                       SaffuConfig(output_tau=2.0)])
-    assert [[c.output_tau for c in group] for group in groups] == [[1.0, 2.0], [3.0]]
+    assert [[c.output_tau for c in group] for group in groups] == [[1.0, 2.0], [SaffuConfig().output_tau]]
 
 
 @pytest.mark.slow  # starts two worker processes
@@ -344,6 +346,22 @@ def _command(argv: list[str]) -> None:
     assert main(argv) == 0
 
 
+def test_paired_effects_compare_variants_that_differ_in_one_field_only():
+    def record(bits, tau, score):
+        return {**SaffuConfig(bits=bits, tau=tau).to_dict(), "dev_perplexity": score}
+
+    records = [record(24, 1.0, 100.0), record(24, 2.0, 80.0), record(32, 1.0, 50.0),
+               record(24, 3.0, 120.0), record(64, 2.0, 10.0), record(32, 4.0, 1.0)]
+    effects = {(e["field"], e["value"]): e for e in sweep.paired_effects(records)}
+    # baselines: bits 24 and tau 1 (the most common values); (32, 4.0) pairs with (32, 1.0) only
+    assert set(effects) == {("bits", 32), ("bits", 64), ("tau", 2.0), ("tau", 3.0), ("tau", 4.0)}
+    assert effects["bits", 32]["baseline"] == 24 and effects["bits", 32]["median"] == 0.5
+    assert effects["bits", 64]["median"] == pytest.approx(10 / 80)
+    assert effects["tau", 4.0]["pairs"] == 1 and effects["tau", 4.0]["median"] == pytest.approx(1 / 50)
+    assert effects["tau", 2.0]["better"] == 1 and effects["tau", 3.0]["better"] == 0
+    assert effects["tau", 3.0]["low"] == effects["tau", 3.0]["high"] == pytest.approx(1.2)
+
+
 @pytest.mark.slow
 def test_cli_sweep_in_two_processes_then_report(splits, tmp_path, capsys):
     for name, docs in splits.items():
@@ -366,6 +384,7 @@ def test_cli_sweep_in_two_processes_then_report(splits, tmp_path, capsys):
         assert Path(paths[name]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = Path(paths["report"]).read_text()
     assert "## Top 3 by dev perplexity" in report
+    assert "## Effect of each field, all else equal" in report and "## Cost" in report
     best = min(records, key=lambda r: r["dev_perplexity"])
     assert f"| 1 | bpe | 300 | {sweep._format_value('bits', best['bits'])} |" in report
 

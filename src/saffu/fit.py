@@ -30,7 +30,7 @@ from saffu.explicit import ExplicitStats
 from saffu.model import AGGREGATIONS, ContextLayer, SaffuModel, target_batches
 from saffu.tokenize import make_tokenizer
 
-OUTPUT_BATCH_TARGETS = 16384  # rows of h held at once while accumulating the output statistics
+OUTPUT_BATCH_FLOATS = 2**22  # floats of h (16 MB) held at once while accumulating the output statistics
 
 
 @dataclass
@@ -205,7 +205,8 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
     """
     blocks = [np.zeros((model.vocab_size, layer.hidden_t.shape[0])) for layer in model.layers]
     input_mass = 0.0
-    for start, stop in target_batches(pos, OUTPUT_BATCH_TARGETS):
+    widest = max(layer.hidden_t.shape[0] for layer in model.layers)
+    for start, stop in target_batches(pos, max(1024, OUTPUT_BATCH_FLOATS // widest)):
         targets = ids[start:stop][pos[start:stop] > 0].astype(np.int64)
         for layer, block in zip(model.layers, blocks, strict=True):
             hidden = layer.hidden(model, ids, pos, start, stop)

@@ -29,8 +29,10 @@ FORMAT_VERSION = 1
 KIND_CODES = {"radial": 0, "block": 1, "document": 2}
 AGGREGATIONS = {"sum": 0, "cat": 1}
 TOKENIZERS = ("bpe", "char", "word")
-BATCH_TARGETS = 8192  # targets per forward batch: bounds memory at BATCH_TARGETS × |V| floats
-SCORE_BATCH_FLOATS = 2**24  # hidden-state floats per scoring batch (64 MB)
+BATCH_TARGETS = 8192  # the fewest targets per scoring batch (more when the hidden states are narrow)
+SCORE_BATCH_FLOATS = 2**22  # hidden-state floats per scoring batch (16 MB)
+OUTPUT_ROWS = 1024  # rows of the output product at once while scoring: 1024 × |V| float32 logits
+# stay below glibc's mmap threshold, so freed buffers are reused, not faulted in afresh each time
 
 
 class ModelFormatError(ValueError):
@@ -85,15 +87,15 @@ class SaffuConfig:
 
     tokenizer: str = "bpe"
     vocab_size: int = 4096
-    bits: int | None = 256
+    bits: int | None = 2048
     hidden: int | None = 256
-    radial: int = 1
+    radial: int = 2
     block: int = 0
     document: bool = False
-    aggregation: str = "sum"
+    aggregation: str = "cat"
     attention: str = "explicit"
-    tau: float = 2.0
-    output_tau: float = 3.0
+    tau: float = 4.0
+    output_tau: float = 1.5
     alpha: float = 0.1
     priming: float | None = None
     cipher_smoothing: bool = False
@@ -291,10 +293,10 @@ class SaffuModel:
         """log p(targets[i] | hidden state rows[row_of[i]]) (float64), rows in batches."""
         result = np.empty(len(targets))
         order = np.argsort(row_of, kind="stable")
-        firsts = range(0, len(rows), BATCH_TARGETS)
+        firsts = range(0, len(rows), OUTPUT_ROWS)
         bounds = np.searchsorted(row_of[order], [*firsts, len(rows)])
         for batch, first in enumerate(firsts):
-            logits = rows[first:first + BATCH_TARGETS] @ self.output_t.T
+            logits = rows[first:first + OUTPUT_ROWS] @ self.output_t.T
             log_normalizer = kernels.logsumexp_rows(logits, self.output_bias)
             chosen = order[bounds[batch]:bounds[batch + 1]]
             local, y = row_of[chosen] - first, targets[chosen]

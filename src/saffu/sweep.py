@@ -845,6 +845,37 @@ def varied_fields(records: Sequence[dict[str, Any]]) -> list[str]:
     return [name for name in CONFIG_FIELDS if len({json.dumps(r[name]) for r in records}) > 1]
 
 
+def paired_effects(records: Sequence[dict[str, Any]],
+                   score: str = "dev_perplexity") -> list[dict[str, Any]]:
+    """The effect of each varied field, all else equal: for every value of a field other than
+    its most common one (the baseline), the ratios ``score(value) / score(baseline)`` over the
+    pairs of records that differ in that field only (< 1: the value is better).
+
+    Returns:
+        one dict per (field, value) with pairs: ``field``, ``baseline``, ``value``, ``pairs``,
+        ``median``, ``low``, ``high`` (ratios) and ``better`` (pairs with a ratio < 1).
+    """
+    effects = []
+    for name in varied_fields(records):
+        counts: dict[str, int] = {}
+        for record in records:
+            counts[json.dumps(record[name])] = counts.get(json.dumps(record[name]), 0) + 1
+        baseline = json.loads(max(counts, key=counts.get))
+        others = [field for field in CONFIG_FIELDS if field != name]
+        by_rest = {json.dumps([r[f] for f in others]): r for r in records if r[name] == baseline}
+        ratios: dict[str, list[float]] = {}
+        for record in records:
+            base = by_rest.get(json.dumps([record[f] for f in others]))
+            if record[name] != baseline and base is not None:
+                ratios.setdefault(json.dumps(record[name]), []).append(record[score] / base[score])
+        for value, found in sorted(ratios.items()):
+            effects.append({"field": name, "baseline": baseline, "value": json.loads(value),
+                            "pairs": len(found), "median": float(np.median(found)),
+                            "low": min(found), "high": max(found),
+                            "better": sum(ratio < 1 for ratio in found)})
+    return effects
+
+
 def write_report(directory: str | os.PathLike, *, top: int = 10) -> dict[str, Path]:
     """Write ``pareto.png``, ``effects.png`` and ``report.md`` into a sweep folder.
 
@@ -943,7 +974,9 @@ def _report_markdown(records: Sequence[dict[str, Any]], top: int) -> str:
         f"{len(records)} variants. The best dev perplexity, {best['dev_perplexity']:.2f}, has "
         f"{best['parameters']:,} parameters; {larger} variants have more. The largest variant "
         f"({largest['parameters']:,} parameters) ranks {ranked.index(largest) + 1} by dev "
-        "perplexity.", "",
+        "perplexity; the Spearman correlation of parameters and dev perplexity is "
+        f"{_spearman([r['parameters'] for r in records], [r['dev_perplexity'] for r in records])}.",
+        "",
         f"## Top {min(top, len(ranked))} by dev perplexity", "",
         *_markdown_table(ranked[:top], CONFIG_FIELDS), "",
         "## Pareto front (dev perplexity against parameters)", "",
@@ -954,8 +987,41 @@ def _report_markdown(records: Sequence[dict[str, Any]], top: int) -> str:
         for value, scores in _group_by(records, name).items():
             lines.append(f"| {name} | {value} | {np.median(scores):.2f} | {min(scores):.2f} | "
                          f"{len(scores)} |")
-    lines += ["", "![Pareto front](pareto.png)", "", "![Effects](effects.png)", ""]
+    lines += ["", "## Effect of each field, all else equal", "",
+              "Ratio of dev perplexities over pairs of variants that differ in one field only "
+              "(value / baseline, the field's most common value; < 1: the value is better).", "",
+              "| field | baseline → value | pairs | median ratio | range | better in |",
+              "|---|---|---|---|---|---|"]
+    for effect in paired_effects(records):
+        name = effect["field"]
+        lines.append(f"| {name} | {_format_value(name, effect['baseline'])} → "
+                     f"{_format_value(name, effect['value'])} | {effect['pairs']} | "
+                     f"{effect['median']:.3f} | {effect['low']:.3f}-{effect['high']:.3f} | "
+                     f"{effect['better']} |")
+    lines += ["", *_cost_lines(records), "", "![Pareto front](pareto.png)", "",
+              "![Effects](effects.png)", ""]
     return "\n".join(lines)
+
+
+def _cost_lines(records: Sequence[dict[str, Any]]) -> list[str]:
+    """CPU time of the variants: fitting (passes shared by output_tau variants counted once)
+    and scoring."""
+    fit = [r["fit_cpu_seconds"] for r in records if not r.get("fit_shared")]
+    scoring = [r["eval_cpu_seconds"] for r in records]
+    per_variant = [r["eval_cpu_seconds"] + (0 if r.get("fit_shared") else r["fit_cpu_seconds"])
+                   for r in records]
+    return ["## Cost", "",
+            f"{sum(fit) + sum(scoring):,.0f} CPU s in the worker processes: {sum(fit):,.0f} fitting "
+            f"({len(fit)} fits; variants that differ in output_tau only share one) and "
+            f"{sum(scoring):,.0f} scoring. Per variant: median {np.median(per_variant):.1f} CPU s, "
+            f"90th percentile {np.percentile(per_variant, 90):.1f}, maximum {max(per_variant):.1f}."]
+
+
+def _spearman(x: Sequence[float], y: Sequence[float]) -> str:
+    from scipy.stats import spearmanr
+
+    value = spearmanr(x, y).statistic if len(x) > 2 else math.nan
+    return "undefined" if math.isnan(value) else f"{value:.2f}"
 
 
 def _markdown_table(records: Sequence[dict[str, Any]], fields: Sequence[str]) -> list[str]:
