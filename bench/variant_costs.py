@@ -25,7 +25,8 @@ from saffu.model import SaffuConfig, SaffuModel
 from saffu.tokenize import make_tokenizer
 
 SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "shakespeare"
-BASE = {"bits": 256, "hidden": 256, "tau": 2.0, "output_tau": 3.0, "alpha": 0.1}
+BASE = {"bits": 256, "hidden": 256, "radial": 1, "block": 0, "document": False, "aggregation": "sum",
+        "attention": "explicit", "tau": 2.0, "output_tau": 3.0, "alpha": 0.1}  # the roadmap reference
 VARIANTS = {
     "radial 1": {"radial": 1, "attention": "uniform"},
     "radial 2, cat": {"radial": 2, "aggregation": "cat"},
@@ -70,7 +71,7 @@ def main() -> None:
     threadpool_limits(1)
     saffu.set_num_threads(1)
     split = shakespeare_split(args.root)
-    documents = {name: read_documents(paths) for name, paths in split.items()}
+    documents = {name: read_documents(getattr(split, name)) for name in ("train", "dev", "test")}
     tokenizer = make_tokenizer("bpe", vocab_size=4096)
     tokenizer.fit(documents["train"])
     splits = {name: TokenizedCorpus.from_documents(tokenizer, docs) for name, docs in documents.items()}

@@ -194,16 +194,15 @@ class ContextEncoder {
     for (int64_t b = 0; b < c_.bits; ++b) document_sum_[b] += x[b];
   }
 
-  // z = the document sum divided by its L1 norm (0 if the norm is 0); every z_j is written.
+  // z = the document sum divided by its L1 norm (0 if the norm is 0). Every z_j is written, so
+  // the support is every index.
   void document_mean() {
     double mass = 0.0;
     for (double v : document_sum_) mass += std::fabs(v);
     const double scale = mass > 0.0 ? 1.0 / mass : 0.0;
-    support_.clear();
-    for (int64_t b = 0; b < c_.bits; ++b) {
-      z_[b] = static_cast<float>(document_sum_[b] * scale);
-      if (z_[b] != 0.0f) support_.push_back(b);
-    }
+    for (int64_t b = 0; b < c_.bits; ++b) z_[b] = static_cast<float>(document_sum_[b] * scale);
+    if (support_.empty())
+      for (int64_t b = 0; b < c_.bits; ++b) support_.push_back(b);
   }
 
   const Corpus& c_;
@@ -387,11 +386,21 @@ double hidden_stats(const Corpus& c, ContextModel m, const float* W, int aggrega
     double thread_mass = 0.0;
     ContextEncoder encoder(c, vectors, m, W, aggregation);
     encoder.for_each_context(begin, end, [&](int64_t t, const float* z, const std::vector<int64_t>& support) {
+      // A support covering much of z (the document model's: all of it) is cheaper as one
+      // contiguous loop.
+      const bool dense = static_cast<int64_t>(support.size()) * 4 >= Z;
       label_codes.for_each_nonzero(c.ids[t], [&](int64_t i, float code) {
         double* row = ft + i * Z;
-        for (int64_t j : support) row[j] += static_cast<double>(code) * z[j];
+        if (dense)
+          for (int64_t j = 0; j < Z; ++j) row[j] += static_cast<double>(code) * z[j];
+        else
+          for (int64_t j : support) row[j] += static_cast<double>(code) * z[j];
       });
-      for (int64_t j : support) thread_mass += z[j];
+      if (dense) {
+        thread_mass += sum(z, Z);
+      } else {
+        for (int64_t j : support) thread_mass += z[j];
+      }
     });
     mass[p] = thread_mass;
   });
