@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from saffu.corpus import TokenizedCorpus, read_documents, shakespeare_split
-from saffu.model import SaffuConfig, SaffuModel
+from saffu.model import PREVIOUS_DEFAULTS, SaffuConfig, SaffuModel
 from saffu.tokenize import make_tokenizer
 
 SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "shakespeare"
@@ -26,7 +26,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=SHAKESPEARE)
     parser.add_argument("--plays", type=int, default=8)
-    parser.add_argument("--base", default="{}", help="SaffuConfig fields shared by all variants")
+    parser.add_argument("--base", default=json.dumps(PREVIOUS_DEFAULTS),
+                        help="SaffuConfig fields shared by all variants (default: the defaults "
+                             "before the roadmap, which the recorded runs used)")
     parser.add_argument("--variants", default="[{}]", help="JSON list of field overrides")
     args = parser.parse_args()
     split = shakespeare_split(args.root)

@@ -39,7 +39,7 @@ from dask.utils import key_split
 import saffu
 from saffu import fit
 from saffu.corpus import TokenizedCorpus, read_documents, shakespeare_split
-from saffu.model import SaffuConfig, SaffuModel
+from saffu.model import PREVIOUS_DEFAULTS, SaffuConfig, SaffuModel
 from saffu.tokenize import Tokenizer, make_tokenizer
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "shakespeare"
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = [round(x, 2) for x in os.getloadavg()]
     tokenizer, corpus, preparation = load_corpus(args.data, args.documents, args.vocab_size,
                                                  args.chunk_tokens)
-    config = SaffuConfig(vocab_size=args.vocab_size)
+    config = SaffuConfig(**PREVIOUS_DEFAULTS, vocab_size=args.vocab_size)  # as in the recorded runs
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in [*LOCAL, *CLUSTERS]}
     clusters: dict[str, dict[str, Any]] = {}
     reference: SaffuModel | None = None

@@ -63,7 +63,7 @@ from torch import nn
 import saffu
 from saffu.corpus import TokenizedCorpus, read_documents, shakespeare_split
 from saffu.fit import prepare, stages_for
-from saffu.model import SaffuConfig, SaffuModel
+from saffu.model import PREVIOUS_DEFAULTS, SaffuConfig, SaffuModel
 from saffu.tokenize import EOD, make_tokenizer
 from saffu.torch import cold_start, to_torch
 from saffu.trainer import Budget, Stopwatch, evaluate, lr_factor, torch_runtime, train
@@ -368,8 +368,10 @@ def _summary(result: dict[str, Any]) -> str:
 
 
 def saffu_config(args: argparse.Namespace) -> SaffuConfig:
-    return SaffuConfig(tokenizer="bpe", vocab_size=args.vocab_size, hidden=args.hidden, radial=args.radial,
-                       block=args.block, document=args.document)
+    # The recorded runs used the defaults of their time; the options override them.
+    return SaffuConfig(**{**PREVIOUS_DEFAULTS, "tokenizer": "bpe", "vocab_size": args.vocab_size,
+                          "hidden": args.hidden, "radial": args.radial, "block": args.block,
+                          "document": args.document})
 
 
 def log(message: str) -> None:

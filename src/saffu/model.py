@@ -64,6 +64,11 @@ class ContextSpec:
         return self.kind if self.kind == "document" else f"{self.kind}{self.size}"
 
 
+PREVIOUS_DEFAULTS = {"bits": 256, "hidden": 256, "radial": 1, "aggregation": "sum", "tau": 2.0,
+                     "output_tau": 3.0}
+"""The defaults before the roadmap (issue 6), for benchmarks whose recorded runs used them."""
+
+
 @dataclass(frozen=True)
 class SaffuConfig:
     """Everything that defines a SAFFU model; validated on construction.
