@@ -525,14 +525,6 @@ def unique_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return matrix[np.unique(inverse, return_index=True)[1]], inverse
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, numerically stable, in place on a temporary of the input's dtype."""
-    out = logits - logits.max(axis=-1, keepdims=True)
-    np.exp(out, out=out)
-    out /= out.sum(axis=-1, keepdims=True)
-    return out
-
-
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax, numerically stable, in the input's dtype."""
     shifted = logits - logits.max(axis=-1, keepdims=True)

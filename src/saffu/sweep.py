@@ -490,7 +490,8 @@ def fit_variant(config: SaffuConfig, data: SweepData, *, backprop: Backprop | No
         (see :func:`fit_variants`), and with ``backprop`` the same scores after warm
         fine-tuning (``backprop_*``).
     """
-    return next(fit_variants([config], data, backprop=backprop, n_jobs=n_jobs))
+    (record,) = fit_variants([config], data, backprop=backprop, n_jobs=n_jobs)
+    return record
 
 
 def fit_variants(configs: Sequence[SaffuConfig], data: SweepData, *,
