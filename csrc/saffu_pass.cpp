@@ -33,11 +33,23 @@ SAFFU_AVX2_CLONES void softmax(float* x, int64_t n) {
 class SparseRows {
  public:
   SparseRows(const float* X, int64_t rows, int64_t cols) : first_(rows + 1, 0) {
+    constexpr int64_t kSpan = 32;  // a branch-free test per span skips the zero runs quickly
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t i = 0; i < cols; ++i) {
-        if (X[r * cols + i] == 0.0f) continue;
-        column_.push_back(i);
-        value_.push_back(X[r * cols + i]);
+      const float* row = X + r * cols;
+      for (int64_t i0 = 0; i0 < cols; i0 += kSpan) {
+        const int64_t i1 = std::min(i0 + kSpan, cols);
+        uint32_t any = 0;
+        for (int64_t i = i0; i < i1; ++i) {
+          uint32_t bits;
+          std::memcpy(&bits, row + i, sizeof bits);
+          any |= bits & 0x7fffffffu;  // -0.0 counts as zero
+        }
+        if (any == 0) continue;
+        for (int64_t i = i0; i < i1; ++i) {
+          if (row[i] == 0.0f) continue;
+          column_.push_back(i);
+          value_.push_back(row[i]);
+        }
       }
       first_[r + 1] = static_cast<int64_t>(column_.size());
     }
@@ -228,8 +240,11 @@ SAFFU_AVX2_CLONES void add_rows(const float* z, const int64_t* support, int64_t 
 class HiddenLayer {
  public:
   HiddenLayer(const float* UT, int64_t D, int64_t Z) : D_(D), by_input_(Z * D) {
-    for (int64_t i = 0; i < D; ++i)
-      for (int64_t j = 0; j < Z; ++j) by_input_[j * D + i] = UT[i * Z + j];
+    constexpr int64_t kTile = 32;  // transpose in tiles: a plain loop misses the cache per element
+    for (int64_t i0 = 0; i0 < D; i0 += kTile)
+      for (int64_t j0 = 0; j0 < Z; j0 += kTile)
+        for (int64_t i = i0; i < std::min(i0 + kTile, D); ++i)
+          for (int64_t j = j0; j < std::min(j0 + kTile, Z); ++j) by_input_[j * D + i] = UT[i * Z + j];
   }
 
   int64_t width() const { return D_; }
