@@ -1,6 +1,7 @@
 // Output-layer scoring: the log-normalizer of each row of logits, fused in one pass per row
 // (no (rows x V) temporaries beyond the logits themselves). Contract: docs/internals.md.
 #include <cmath>
+#include <limits>
 
 #include "common.hpp"
 #include "vecmath.hpp"
@@ -8,10 +9,16 @@
 namespace saffu {
 namespace {
 
-// log Σ_j exp(x_j + b_j) for one row; scratch holds V floats.
+// log Σ_j exp(x_j + b_j) for one row; scratch holds V floats. A row holding NaN, or whose
+// maximum is not finite, gives NaN (as the NumPy reference does).
 SAFFU_AVX2_CLONES double row_logsumexp(const float* x, const float* b, float* scratch, int64_t V) {
-  for (int64_t j = 0; j < V; ++j) scratch[j] = x[j] + b[j];
+  bool has_nan = false;
+  for (int64_t j = 0; j < V; ++j) {
+    scratch[j] = x[j] + b[j];
+    has_nan |= std::isnan(scratch[j]);
+  }
   const float top = maximum(scratch, V);
+  if (has_nan || !std::isfinite(top)) return std::numeric_limits<double>::quiet_NaN();
   float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t j = 0;
   for (; j + 8 <= V; j += 8)

@@ -45,6 +45,16 @@ def test_logsumexp_rows_gives_the_log_softmax_normalizer(backend):
     np.testing.assert_allclose(log_p, log_softmax((logits + bias).astype(np.float64)), atol=2e-6)
 
 
+def test_logsumexp_rows_gives_nan_for_rows_with_nan_or_infinite_maximum(backend):
+    logits = np.array([[0.0, np.nan, 1.0], [np.inf, 0.0, 0.0], [-np.inf] * 3, [-np.inf, 0.0, 0.0]],
+                      np.float32)
+    actual = kernels.logsumexp_rows(logits, np.zeros(3, np.float32))
+    expected = reference_logsumexp(logits, np.zeros(3, np.float32))
+    np.testing.assert_array_equal(np.isnan(actual), [True, True, True, False])
+    np.testing.assert_array_equal(np.isnan(expected), [True, True, True, False])
+    assert actual[3] == pytest.approx(np.log(2.0))
+
+
 @pytest.mark.parametrize("logits, bias, error, match", [
     (np.zeros((2, 3)), np.zeros(3, np.float32), TypeError, "logits must have dtype float32"),
     (np.zeros((2, 3), np.float32), np.zeros(4, np.float32), ValueError, r"bias \(V,\)"),

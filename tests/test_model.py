@@ -268,6 +268,31 @@ def _bump_version(directory):
     (directory / "model.json").write_text(json.dumps(manifest))
 
 
+def test_float64_weights_written_elsewhere_load_as_float32(tmp_path, model, held_out):
+    from safetensors.numpy import load_file, save_file
+
+    from saffu._io import sha256_file
+
+    path = model.save(tmp_path / "m")
+    weights = path / "weights.safetensors"
+    save_file({k: v.astype(np.float64) for k, v in load_file(str(weights)).items()}, str(weights))
+    manifest = json.loads((path / "model.json").read_text())
+    manifest["checksums"]["weights.safetensors"] = sha256_file(weights)
+    (path / "model.json").write_text(json.dumps(manifest))
+    loaded = SaffuModel.load(path)
+    assert loaded.output_t.dtype == np.float32 and loaded.layers[0].hidden_t.dtype == np.float32
+    assert loaded.score(held_out)["perplexity"] == pytest.approx(model.score(held_out)["perplexity"])
+
+
+def test_partial_fit_with_a_signed_cipher_fails_clearly():
+    """A thawed cipher trained by backprop may hold negative entries: statistics built from it
+    can be negative, which the explicit solve cannot take."""
+    model = fitted()
+    model.cipher = model.cipher.with_vectors(model.cipher.vectors - 0.5)
+    with pytest.raises(ValueError, match="must be finite and non-negative"):
+        model.partial_fit(tiny_documents(), verbose=0)
+
+
 def test_load_missing_directory(tmp_path):
     with pytest.raises(ModelFormatError, match="does not exist"):
         SaffuModel.load(tmp_path / "nope")

@@ -101,6 +101,12 @@ def _attending_layers(model: SaffuModel) -> list[tuple[int, ContextLayer]]:
     return [(i, layer) for i, layer in enumerate(model.layers) if layer.spec.attends]
 
 
+def _signed_cipher(model: SaffuModel) -> bool:
+    """Whether a cipher vector has a negative entry (a thawed cipher trained by backprop): then
+    the kernels' sums may be negative and must be checked before they are solved."""
+    return bool((model.cipher.vectors < 0).any())
+
+
 def _n_targets(pos: np.ndarray) -> int:
     return int(np.count_nonzero(pos))
 
@@ -118,7 +124,7 @@ def accumulate_experts(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> P
         for k in range(size):
             examples = float(mass[k].sum())  # cipher vectors have unit mass
             result.stats[f"{i}.{k}"] = ExplicitStats.from_totals(ft[k], mass[k], examples, examples,
-                                                                 check=False)
+                                                                 check=_signed_cipher(model))
     return result
 
 
@@ -159,7 +165,7 @@ def accumulate_attention(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) ->
             experts.bias, experts.log_normalizer, ft)
         # The folded form needs no target mass; t sums to 1 per example, so its total is n.
         result.stats[str(i)] = ExplicitStats.from_totals(ft, np.zeros(size), float(_n_targets(pos)),
-                                                         float(mass), check=False)
+                                                         float(mass), check=_signed_cipher(model))
     return result
 
 
@@ -185,7 +191,7 @@ def accumulate_hidden(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
             ids, pos, layer.spec.kind_code, layer.spec.size, model.cipher.vectors, layer.attention,
             AGGREGATIONS[config.aggregation], codes, ft)
         result.stats[str(i)] = ExplicitStats.from_totals(ft, target_mass, float(len(targets)),
-                                                         float(mass), check=False)
+                                                         float(mass), check=_signed_cipher(model))
     return result
 
 

@@ -479,8 +479,9 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 def _read_weights(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
-    try:
-        return load_file(str(path))
+    try:  # the kernels take float32: a file written elsewhere in float64 is converted
+        return {name: np.ascontiguousarray(array, dtype=np.float32)
+                for name, array in load_file(str(path)).items()}
     except Exception as error:  # safetensors raises its own error types for bad headers
         raise ModelFormatError(f"{path} is not a readable safetensors file: {error}") from error
 

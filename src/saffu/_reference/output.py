@@ -9,4 +9,5 @@ def logsumexp_rows(logits: np.ndarray, bias: np.ndarray, out: np.ndarray, n_thre
     """``out[i] = log Σ_j exp(logits[i, j] + bias[j])``, in float64."""
     shifted = logits.astype(np.float64) + bias
     top = shifted.max(axis=1, keepdims=True)
-    out[:] = (top + np.log(np.exp(shifted - top).sum(axis=1, keepdims=True)))[:, 0]
+    with np.errstate(invalid="ignore"):  # NaN for rows with NaN or an infinite maximum
+        out[:] = (top + np.log(np.exp(shifted - top).sum(axis=1, keepdims=True)))[:, 0]

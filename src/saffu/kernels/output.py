@@ -18,7 +18,8 @@ def logsumexp_rows(logits: np.ndarray, bias: np.ndarray) -> np.ndarray:
         bias: (V,) float32, added to every row.
     Returns:
         (m,) float64, ``log Σ_j exp(logits[i, j] + bias[j])``. Entries below the row maximum by
-        more than 87 contribute exp(-87) instead of underflowing (a relative error < 1e-37 · V).
+        more than 87 contribute exp(-87) instead of underflowing (a relative error < 1e-37 · V);
+        a row holding NaN, or whose maximum is infinite, gives NaN.
     """
     _check_array("logits", logits, _F32, 2)
     _check_array("bias", bias, _F32, 1)
