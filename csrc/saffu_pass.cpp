@@ -434,10 +434,9 @@ double hidden_stats(const Corpus& c, ContextModel m, const float* W, int aggrega
 // and U S grows by U x_j (the nonzero bits of one vector) per token. |S|_1 is the running sum of
 // the vectors' masses when no entry of E is negative (always, unless a cipher was thawed and
 // trained), else it is taken from S itself.
-void document_hidden(const Corpus& c, const SparseRows& vectors, const HiddenLayer& hidden,
-                     int64_t begin, int64_t end, float* row) {
+void document_hidden(const Corpus& c, const SparseRows& vectors, bool nonnegative,
+                     const HiddenLayer& hidden, int64_t begin, int64_t end, float* row) {
   const int64_t D = hidden.width();
-  const bool nonnegative = std::all_of(c.E, c.E + c.V * c.bits, [](float x) { return x >= 0.0f; });
   std::vector<double> pre(D, 0.0), document_sum(nonnegative ? 0 : c.bits, 0.0);
   double mass = 0.0;
   auto track = [&](int64_t j) {
@@ -488,9 +487,12 @@ int64_t forward(const Corpus& c, ContextModel m, const float* W, int aggregation
     first_row[p + 1] = first_row[p] + targets;
   }
   const SparseRows vectors(c.E, c.V, c.bits);
+  const bool nonnegative = m.kind == kDocument &&
+                           std::all_of(c.E, c.E + c.V * c.bits, [](float x) { return x >= 0.0f; });
   parallel_ranges(n, parts, [&](int p, int64_t begin, int64_t end) {
     float* row = out + first_row[p] * width;
-    if (m.kind == kDocument && D > 0) return document_hidden(c, vectors, hidden, start + begin, start + end, row);
+    if (m.kind == kDocument && D > 0)
+      return document_hidden(c, vectors, nonnegative, hidden, start + begin, start + end, row);
     ContextEncoder encoder(c, vectors, m, W, aggregation);
     encoder.for_each_context(start + begin, start + end,
                              [&](int64_t, const float* z, const std::vector<int64_t>& support) {
