@@ -121,10 +121,11 @@ def accumulate_experts(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> P
         mass = np.zeros((size, vocab))
         kernels.saffu_expert_stats(ids, pos, layer.spec.kind_code, size, model.cipher.vectors,
                                    ft, mass)
+        check = _signed_cipher(model)
         for k in range(size):
             examples = float(mass[k].sum())  # cipher vectors have unit mass
             result.stats[f"{i}.{k}"] = ExplicitStats.from_totals(ft[k], mass[k], examples, examples,
-                                                                 check=_signed_cipher(model))
+                                                                 check=check)
     return result
 
 
