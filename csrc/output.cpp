@@ -1,6 +1,7 @@
 // Output-layer scoring: the log-normalizer of each row of logits, fused in one pass per row
 // (no (rows x V) temporaries beyond the logits themselves). Contract: docs/internals.md.
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "common.hpp"
@@ -12,13 +13,15 @@ namespace {
 // log Σ_j exp(x_j + b_j) for one row; scratch holds V floats. A row holding NaN, or whose
 // maximum is not finite, gives NaN (as the NumPy reference does).
 SAFFU_AVX2_CLONES double row_logsumexp(const float* x, const float* b, float* scratch, int64_t V) {
-  bool has_nan = false;
+  uint32_t nan = 0;  // integer test of the bits: vectorizes, unlike std::isnan
   for (int64_t j = 0; j < V; ++j) {
     scratch[j] = x[j] + b[j];
-    has_nan |= std::isnan(scratch[j]);
+    uint32_t bits;
+    std::memcpy(&bits, scratch + j, sizeof bits);
+    nan |= static_cast<uint32_t>((bits & 0x7fffffffu) > 0x7f800000u);
   }
   const float top = maximum(scratch, V);
-  if (has_nan || !std::isfinite(top)) return std::numeric_limits<double>::quiet_NaN();
+  if (nan || !std::isfinite(top)) return std::numeric_limits<double>::quiet_NaN();
   float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t j = 0;
   for (; j + 8 <= V; j += 8)
