@@ -592,12 +592,7 @@ def _init_worker(directory: str) -> None:
 
 def _worker_task(configs: list[SaffuConfig], backprop: Backprop | None,
                  directory: str) -> list[dict[str, Any]]:
-    """Fit one group of :func:`output_tau_groups`, storing each record as soon as it is done."""
-    records = []
-    for record in fit_variants(configs, _worker_data, backprop=backprop, n_jobs=1):
-        _store(Path(directory), record)
-        records.append(record)
-    return records
+    return _fit_and_store(configs, _worker_data, backprop, Path(directory), n_jobs=1)
 
 
 def _store(directory: Path, record: dict[str, Any]) -> None:
@@ -734,7 +729,8 @@ def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int) -> N
     groups = output_tau_groups(missing)
     if jobs == 1:
         for group in groups:
-            _collect(run, group, lambda group=group: list(_fit_and_store(run, group)))
+            _collect(run, group, lambda group=group: _fit_and_store(
+                group, run.data, run.grid.backprop, run.directory))
         return
     executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(str(run.directory),))
@@ -750,10 +746,14 @@ def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int) -> N
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _fit_and_store(run: _SweepRun, group: list[SaffuConfig]) -> Iterator[dict[str, Any]]:
-    for record in fit_variants(group, run.data, backprop=run.grid.backprop):
-        _store(run.directory, record)
-        yield record
+def _fit_and_store(configs: list[SaffuConfig], data: SweepData, backprop: Backprop | None,
+                   directory: Path, n_jobs: int | None = None) -> list[dict[str, Any]]:
+    """Fit one group of :func:`output_tau_groups`, storing each record as soon as it is done."""
+    records = []
+    for record in fit_variants(configs, data, backprop=backprop, n_jobs=n_jobs):
+        _store(directory, record)
+        records.append(record)
+    return records
 
 
 def _collect(run: _SweepRun, group: list[SaffuConfig],
