@@ -122,7 +122,7 @@ def scheduling_overhead(client: Client, n_tasks: int = 400) -> float:
 
 def statistics_bytes(model: SaffuModel) -> dict[str, int]:
     return {name: sum(a.nbytes for a in stats.to_arrays().values())
-            for name, stats in model.fit_state["statistics"].items()}
+            for name, stats in model.fit_state.statistics.items()}
 
 
 def max_relative_difference(model: SaffuModel, reference: SaffuModel) -> float:

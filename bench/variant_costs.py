@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 import saffu
 from saffu import fit
 from saffu.corpus import TokenizedCorpus, read_documents, shakespeare_split
+from saffu.fit import FitState
 from saffu.model import SaffuConfig, SaffuModel
 from saffu.tokenize import make_tokenizer
 
@@ -49,12 +50,12 @@ def measure(config: SaffuConfig, tokenizer, splits: dict[str, TokenizedCorpus]) 
     row: dict[str, float] = {}
     corpus, row["prepare"] = cpu_seconds(fit.prepare, model, splits["train"])
     fit._init_layers(model)
-    model.fit_state = {"statistics": {}}
+    model.fit_state = FitState()
     for stage in fit.STAGES:
         if stage in fit.stages_for(model):
             stats, seconds = cpu_seconds(lambda s=stage: fit.run_pass(s, model, corpus, verbose=0))
             _, solve_seconds = cpu_seconds(stage.solve, model, stats)
-            model.fit_state["statistics"][stage.name] = stats
+            model.fit_state.statistics[stage.name] = stats
             row[stage.name] = seconds + solve_seconds
     row["fit"] = sum(row.values())
     for split in ("dev", "test"):

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -28,7 +29,9 @@ inline std::vector<int64_t> split_range(int64_t n, int parts) {
 }
 
 // Run fn(part, begin, end) on `parts` threads over a static partition of [0, n).
-// Static partitions make results deterministic for a fixed thread count.
+// Static partitions make results deterministic for a fixed thread count. An exception thrown
+// inside a worker (std::bad_alloc, say) is caught there and rethrown here after every worker
+// has joined, so it reaches the caller (Python: MemoryError, ValueError) instead of aborting.
 template <typename Fn>
 void parallel_ranges(int64_t n, int parts, Fn fn) {
   parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(parts, n)));
@@ -37,11 +40,20 @@ void parallel_ranges(int64_t n, int parts, Fn fn) {
     fn(0, bounds[0], bounds[1]);
     return;
   }
+  std::vector<std::exception_ptr> errors(parts);
   std::vector<std::thread> workers;
   workers.reserve(parts);
   for (int p = 0; p < parts; ++p)
-    workers.emplace_back([&, p] { fn(p, bounds[p], bounds[p + 1]); });
+    workers.emplace_back([&, p] {
+      try {
+        fn(p, bounds[p], bounds[p + 1]);
+      } catch (...) {
+        errors[p] = std::current_exception();
+      }
+    });
   for (auto& w : workers) w.join();
+  for (const auto& error : errors)
+    if (error) std::rethrow_exception(error);
 }
 
 inline int effective_threads(int n_threads, int64_t work) {

@@ -16,6 +16,7 @@ namespace {
 constexpr int kRadial = 0;
 constexpr int kBlock = 1;
 constexpr int kDocument = 2;
+constexpr int kSum = 0;
 constexpr int kCat = 1;
 
 // ---- Softmax and sparse rows ----
@@ -109,9 +110,11 @@ struct Window {
     if (m.kind == kRadial) {  // the last K tokens, masked before the document start
       begin = static_cast<int>(std::max<int64_t>(0, m.K - c.pos[t]));
       end = m.K;
-    } else {  // block: the positions of the current block seen so far
+    } else if (m.kind == kBlock) {  // the positions of the current block seen so far
       begin = 0;
       end = (c.pos[t] - 1) % m.K + 1;
+    } else {
+      throw std::invalid_argument("no window rule for this context kind");
     }
   }
   int64_t index(int k) const { return t - end + k; }
@@ -536,7 +539,7 @@ ContextModel make_model(int kind, int K, bool attention_only) {
 }
 
 int64_t checked_width(const ContextModel& m, int aggregation, int64_t bits) {
-  require(aggregation == 0 || aggregation == kCat, "aggregation must be 0 (sum) or 1 (cat)");
+  require(aggregation == kSum || aggregation == kCat, "aggregation must be 0 (sum) or 1 (cat)");
   return context_width(m, aggregation, bits);
 }
 
@@ -608,6 +611,14 @@ int64_t py_forward(const carray<int32_t>& ids, const carray<int32_t>& pos, int k
 }  // namespace
 
 void register_saffu_pass(py::module_& m) {
+  py::dict kinds, aggregations;
+  kinds["radial"] = kRadial;
+  kinds["block"] = kBlock;
+  kinds["document"] = kDocument;
+  aggregations["sum"] = kSum;
+  aggregations["cat"] = kCat;
+  m.attr("CONTEXT_KIND_CODES") = kinds;
+  m.attr("AGGREGATION_CODES") = aggregations;
   m.def("saffu_expert_stats", &py_expert_stats, py::arg("ids").noconvert(),
         py::arg("pos").noconvert(), py::arg("kind"), py::arg("K"), py::arg("E").noconvert(),
         py::arg("FT").noconvert(), py::arg("T").noconvert(), py::arg("n_threads"),

@@ -15,6 +15,7 @@ distributed = pytest.importorskip("dask.distributed")
 from saffu import fit  # noqa: E402
 from saffu.corpus import TokenizedCorpus, read_documents  # noqa: E402
 from saffu.distributed import (  # noqa: E402
+    DaskRunner,
     ShardedCorpus,
     distribute,
     fit_files,
@@ -92,12 +93,12 @@ def assert_same_weights(actual: SaffuModel, expected: SaffuModel, *, rtol: float
 
 def test_distributed_fit_equals_local_fit(client, tokenizer, corpus):
     local = SaffuModel(CONFIG, tokenizer=tokenizer).fit(corpus, n_jobs=1, verbose=0)
-    remote = SaffuModel(CONFIG, tokenizer=tokenizer).fit(corpus, verbose=0, client=client)
+    remote = SaffuModel(CONFIG, tokenizer=tokenizer).fit(corpus, verbose=0, runner=DaskRunner(client))
     assert_same_weights(remote, local, rtol=1e-6)
     assert remote.fit_info["tokens"] == local.fit_info["tokens"] == corpus.n_tokens
-    for name, stats in local.fit_state["statistics"].items():
+    for name, stats in local.fit_state.statistics.items():
         for key, part in stats.stats.items():
-            assert remote.fit_state["statistics"][name].stats[key].n_examples == part.n_examples
+            assert remote.fit_state.statistics[name].stats[key].n_examples == part.n_examples
 
 
 def test_one_pass_with_larger_shards_and_fan_in(client, tokenizer, corpus):
@@ -190,5 +191,5 @@ def test_scattered_shards_lost_with_a_worker_fail_clearly(client, tokenizer, cor
                                                           monkeypatch):
     monkeypatch.setattr(fit, "STAGES", stages_killing_a_worker(str(tmp_path / "killed")))
     with pytest.raises(RuntimeError, match=r"cancelled the hidden pass.*from_files"):
-        SaffuModel(CONFIG, tokenizer=tokenizer).fit(corpus, verbose=0, client=client)
+        SaffuModel(CONFIG, tokenizer=tokenizer).fit(corpus, verbose=0, runner=DaskRunner(client))
     client.wait_for_workers(2, timeout=60)

@@ -12,7 +12,8 @@ import saffu
 from conftest import tiny_documents
 from saffu import kernels
 from saffu.fit import PassStatistics
-from saffu.model import AGGREGATIONS, ModelFormatError, SaffuConfig, SaffuModel, log_softmax
+from saffu.kinds import Aggregation
+from saffu.model import ModelFormatError, SaffuConfig, SaffuModel, log_softmax
 
 SMALL = dict(tokenizer="char", bits=None, hidden=None, radial=3, block=4, document=True)
 
@@ -129,7 +130,7 @@ def test_fit_statistics_equal_materialized_features(model):
     corpus = model.encode(tiny_documents())
     ids, pos = next(iter(corpus.chunks()))
     targets = ids[pos > 0]
-    stored = model.fit_state["statistics"]
+    stored = model.fit_state.statistics
     # Output pass: Σ h ⊗ onehot(y) from the materialized hidden matrix.
     hidden = model.hidden_states(ids, pos).astype(np.float64)
     onehot = np.eye(model.vocab_size)[targets]
@@ -141,7 +142,7 @@ def test_fit_statistics_equal_materialized_features(model):
         width = layer.hidden_t.shape[1]
         z = np.empty((len(targets), width), dtype=np.float32)
         kernels.saffu_forward(ids, pos, layer.spec.kind_code, layer.spec.size, model.cipher.vectors,
-                              layer.attention, AGGREGATIONS[model.config.aggregation],
+                              layer.attention, Aggregation(model.config.aggregation).code,
                               np.zeros((0, 0), np.float32), 0, len(ids), z)
         np.testing.assert_allclose(stored["hidden"].stats[str(i)].F, z.T.astype(np.float64) @ codes[targets],
                                    rtol=1e-5, atol=1e-6)
@@ -151,7 +152,7 @@ def test_expert_statistics_equal_windows(model):
     """Radial experts: position k of the window co-occurs with the target k' = r−k tokens later."""
     corpus = model.encode(tiny_documents())
     ids, pos = next(iter(corpus.chunks()))
-    stats = model.fit_state["statistics"]["experts"]
+    stats = model.fit_state.statistics["experts"]
     radial = model.layers[0]
     r = radial.spec.size
     for k in range(r):
@@ -179,7 +180,7 @@ def test_fit_beats_unigram_and_uniform_attention_runs(held_out):
     unigram = math.exp(-np.mean(np.log(counts[targets] / counts.sum())))
     assert scores["perplexity"] < unigram
     uniform = fitted(attention="uniform")
-    assert "experts" not in uniform.fit_state["statistics"]
+    assert "experts" not in uniform.fit_state.statistics
     assert np.all(uniform.layers[0].attention == 0)
 
 
@@ -206,8 +207,8 @@ def test_partial_fit_adds_data():
     full = SaffuModel(SaffuConfig(**SMALL)).fit(docs, verbose=0)
     assert model.fit_info["tokens"] > tokens
     # The output counts are exact sums; partial and full fits see the same number of examples.
-    assert model.fit_state["statistics"]["output"].stats["output"].n_examples == \
-        full.fit_state["statistics"]["output"].stats["output"].n_examples
+    assert model.fit_state.statistics["output"].stats["output"].n_examples == \
+        full.fit_state.statistics["output"].stats["output"].n_examples
 
 
 # --- scoring and generation ------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import saffu.sweep as sweep
+import saffu.sweep.run as sweep_run
 from conftest import tiny_documents
 from saffu.cli import main
 from saffu.corpus import TokenizedCorpus
@@ -262,7 +263,7 @@ def test_failed_variant_is_retried_and_only_it_on_rerun(splits, tmp_path, monkey
             raise MemoryError("simulated")
         return real_fit(configs, *args, **kwargs)
 
-    monkeypatch.setattr(sweep, "fit_variants", failing_second)
+    monkeypatch.setattr(sweep_run, "fit_variants", failing_second)
     with pytest.raises(RuntimeError, match=r"1 of 4 variants failed .*MemoryError"):
         _sweep(splits, tmp_path)
     assert len(_stored(tmp_path)) == 3
@@ -278,7 +279,7 @@ def test_killed_sweep_resumes_where_it_stopped(splits, tmp_path, monkeypatch):
     (tmp_path / "splits.json").write_text(json.dumps(splits))
     (tmp_path / "grid.toml").write_text(FIXED + "[[grid]]\nbits = ['min', 24]\ntau = [1, 2, 3, 4]\n")
     slow = (
-        "import json, sys, time; sys.path.insert(0, sys.argv[2]); import saffu.sweep as s\n"
+        "import json, sys, time; sys.path.insert(0, sys.argv[2]); import saffu.sweep.run as s\n"
         "real = s.fit_variants\n"
         "s.fit_variants = lambda *a, **k: (time.sleep(0.4), real(*a, **k))[1]\n"
         "d = json.load(open(sys.argv[1] + '/splits.json'))\n"
@@ -299,7 +300,7 @@ def test_killed_sweep_resumes_where_it_stopped(splits, tmp_path, monkeypatch):
 
     calls = []
     real_fit = sweep.fit_variants
-    monkeypatch.setattr(sweep, "fit_variants", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    monkeypatch.setattr(sweep_run, "fit_variants", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
     records = run_sweep(splits["train"], splits["dev"], splits["test"], grid=tmp_path / "grid.toml",
                         out=out, verbose=0)
     assert len(records) == 8 and len(calls) == 8 - stored
@@ -386,7 +387,7 @@ def test_cli_sweep_in_two_processes_then_report(splits, tmp_path, capsys):
     assert "## Top 3 by dev perplexity" in report
     assert "## Effect of each field, all else equal" in report and "## Cost" in report
     best = min(records, key=lambda r: r["dev_perplexity"])
-    assert f"| 1 | bpe | 300 | {sweep._format_value('bits', best['bits'])} |" in report
+    assert f"| 1 | bpe | 300 | {sweep.grid._format_value('bits', best['bits'])} |" in report
 
 
 @pytest.mark.parametrize("argv, message", [

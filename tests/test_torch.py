@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -19,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from saffu.model import SaffuConfig, SaffuModel  # noqa: E402
 from saffu.torch import cold_start, context_batch, from_torch, to_torch  # noqa: E402
-from saffu.trainer import Stopwatch, evaluate, lr_factor, register_commands, train  # noqa: E402
+from saffu.trainer import Stopwatch, evaluate, lr_factor, train  # noqa: E402
 
 SMALL = dict(tokenizer="char", bits=None, tau=1.0, output_tau=1.0, hidden=None, radial=3, block=4,
              document=True)
@@ -241,42 +237,3 @@ def test_thawed_cipher_survives_save_and_load(tmp_path, model, corpus, dev):
     tuned = from_torch(module)
     loaded = SaffuModel.load(tuned.save(tmp_path / "m"))
     np.testing.assert_array_equal(loaded.cipher.vectors, tuned.cipher.vectors)
-
-
-# --- command line ------------------------------------------------------------------------------
-
-
-def test_trainer_imports_without_torch():
-    """The CLI imports saffu.trainer to register its commands: that must not import PyTorch."""
-    code = "import sys, saffu.model, saffu.trainer; sys.exit('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
-
-
-def run_command(argv: list[str], capsys) -> dict:
-    parser = argparse.ArgumentParser()
-    register_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    args.handler(args)
-    return json.loads(capsys.readouterr().out)
-
-
-def test_cli_train_cold_then_finetune(tmp_path, capsys):
-    for i, text in enumerate(tiny_documents()):
-        (tmp_path / f"doc{i:02d}.txt").write_text(text)
-    (tmp_path / "dev").mkdir()
-    (tmp_path / "dev" / "held.txt").write_text(" ".join(tiny_documents(4, seed=1)))
-    files = [str(p) for p in sorted(tmp_path.glob("doc*.txt"))]
-    options = ["--json", "--verbose", "0", "--jobs", "1", "--batch-targets", "64",
-               "--dev", str(tmp_path / "dev")]
-    cold = run_command(["train", "--cold", *files, "--out", str(tmp_path / "cold"), "--tokenizer", "char",
-                        "--radial", "3", "--lr", "0.01", "--epochs", "2", *options], capsys)
-    assert cold["start"] == "cold" and cold["stopped"] == "epochs"
-    assert cold["dev_perplexity"] < cold["initial_dev_perplexity"]
-    tuned = run_command(["finetune", str(tmp_path / "cold"), *files, "--out", str(tmp_path / "tuned"),
-                         "--max-tokens", "200", *options], capsys)
-    assert tuned["initial_dev_perplexity"] == pytest.approx(cold["dev_perplexity"], rel=1e-5)
-    assert tuned["stopped"] == "max_tokens" and tuned["tokens_seen"] >= 200
-    assert SaffuModel.load(tmp_path / "tuned").config.radial == 3
-    with pytest.raises(ValueError, match="epochs"):  # before any slow work
-        run_command(["finetune", str(tmp_path / "missing"), *files, "--out", str(tmp_path / "x"),
-                     "--epochs", "-1"], capsys)

@@ -12,8 +12,11 @@ import importlib
 import os
 import platform
 import sys
+import warnings
 from collections.abc import Iterator
 from types import ModuleType
+
+from saffu.errors import InvalidParameterError, MissingDependencyError
 
 BACKENDS = ("cpp", "numba", "numpy")
 _MODULES = {"cpp": "saffu._core", "numba": "saffu._numba", "numpy": "saffu._reference"}
@@ -22,11 +25,30 @@ _active: str | None = None
 _num_threads: int | None = None
 
 
+_warned_broken: set[str] = set()
+
+
 def _import(name: str) -> ModuleType | None:
+    """The backend's module, or None if it is not installed. A module that is installed but
+    fails to import (a broken build, a missing shared library) warns once, naming the cause."""
+    module = _MODULES[name]
     try:
-        return importlib.import_module(_MODULES[name])
-    except ImportError:
-        return None
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name in (module, module.split(".")[-1], "numba"):
+            return None
+        _warn_broken(name, error)
+    except ImportError as error:
+        _warn_broken(name, error)
+    return None
+
+
+def _warn_broken(name: str, error: ImportError) -> None:
+    if name not in _warned_broken:
+        _warned_broken.add(name)
+        warnings.warn(f"saffu: the {name} backend ({_MODULES[name]}) is installed but does not "
+                      f"import ({error}); using the next available backend", RuntimeWarning,
+                      stacklevel=3)
 
 
 def available_backends() -> list[str]:
@@ -38,9 +60,9 @@ def set_backend(name: str) -> None:
     """Select the kernel backend for this process (``"cpp"``, ``"numba"`` or ``"numpy"``)."""
     global _active
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise InvalidParameterError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if _import(name) is None:
-        raise ImportError(
+        raise MissingDependencyError(
             f"backend {name!r} is not available here (available: {', '.join(available_backends())})"
         )
     _active = name
@@ -62,7 +84,7 @@ def backend_module(name: str | None = None) -> ModuleType:
     """The kernel module of backend ``name`` (default: the active one)."""
     module = _import(name or get_backend())
     if module is None:
-        raise ImportError(f"backend {name!r} is not available")
+        raise MissingDependencyError(f"backend {name!r} is not available")
     return module
 
 
@@ -70,7 +92,7 @@ def set_num_threads(n: int | None) -> None:
     """Threads used by the kernels; ``None`` restores the default (``SAFFU_NUM_THREADS`` or all cores)."""
     global _num_threads
     if n is not None and (not isinstance(n, int) or n < 1):
-        raise ValueError(f"number of threads must be a positive integer, got {n!r}")
+        raise InvalidParameterError(f"number of threads must be a positive integer, got {n!r}")
     _num_threads = n
 
 
@@ -94,7 +116,7 @@ def get_num_threads() -> int:
     env = os.environ.get("SAFFU_NUM_THREADS", "").strip()
     if env:
         if not env.isdigit() or int(env) < 1:
-            raise ValueError(f"SAFFU_NUM_THREADS must be a positive integer, got {env!r}")
+            raise InvalidParameterError(f"SAFFU_NUM_THREADS must be a positive integer, got {env!r}")
         return int(env)
     return os.cpu_count() or 1
 

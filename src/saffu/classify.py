@@ -23,6 +23,7 @@ from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
+from saffu.errors import InvalidParameterError
 from saffu.explicit import FORMS, ExplicitStats
 
 _DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
@@ -38,7 +39,7 @@ EXPECTED_FAILED_CHECKS = {
 
 def _check_positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not (0 < value < np.inf):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        raise InvalidParameterError(f"{name} must be a positive finite number, got {value!r}")
     return float(value)
 
 
@@ -46,9 +47,9 @@ def _check_dtype(dtype: object) -> np.dtype:
     try:
         dtype = np.dtype(dtype)
     except TypeError as error:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from error
+        raise InvalidParameterError(f"dtype must be float32 or float64, got {dtype!r}") from error
     if dtype not in _DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        raise InvalidParameterError(f"dtype must be float32 or float64, got {dtype}")
     return dtype
 
 
@@ -57,7 +58,7 @@ def _encode(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
     index = np.searchsorted(classes, y)
     known = (index < len(classes)) & (classes[np.minimum(index, len(classes) - 1)] == y)
     if not known.all():
-        raise ValueError(f"labels {np.unique(y[~known])!r} are not among the classes {classes!r}")
+        raise InvalidParameterError(f"labels {np.unique(y[~known])!r} are not among the classes {classes!r}")
     return index.astype(np.int64)
 
 
@@ -148,12 +149,12 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         first_call = not hasattr(self, "classes_")
         if first_call and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit")
+            raise InvalidParameterError("classes must be passed on the first call to partial_fit")
         X, y = self._validate_training_data(X, y, reset=first_call)
         if first_call:
             classes = np.unique(classes)
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"classes={classes!r} differs from the classes of the first call, {self.classes_!r}"
             )
         else:
@@ -198,7 +199,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
         _check_positive("alpha", self.alpha)
         _check_positive("tau", self.tau)
         if self.form not in FORMS:
-            raise ValueError(f"form must be one of {', '.join(FORMS)}, got {self.form!r}")
+            raise InvalidParameterError(f"form must be one of {', '.join(FORMS)}, got {self.form!r}")
         if not (isinstance(self.priming, str) and self.priming == "auto"):
             _check_positive("priming", self.priming)
         _check_dtype(self.dtype)

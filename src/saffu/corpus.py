@@ -22,6 +22,7 @@ from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
+from saffu.errors import InvalidParameterError
 from saffu.tokenize import EOD, SOD, Tokenizer, count_tokens
 
 PathLike = str | os.PathLike[str]
@@ -55,21 +56,21 @@ def resolve_paths(source: PathLike | Iterable[PathLike], pattern: str = "*.txt")
     if isinstance(source, (str, os.PathLike)):
         return _expand(source, pattern)
     if isinstance(source, bytes):
-        raise TypeError("paths must be str or os.PathLike, not bytes")
+        raise InvalidParameterError("paths must be str or os.PathLike, not bytes")
     paths = [path for item in source for path in _expand(item, pattern)]
     if not paths:
-        raise ValueError("the list of corpus files is empty")
+        raise InvalidParameterError("the list of corpus files is empty")
     return paths
 
 
 def _expand(item: PathLike, pattern: str) -> list[Path]:
     if not isinstance(item, (str, os.PathLike)):
-        raise TypeError(f"a corpus path must be str or os.PathLike, got {type(item).__name__}")
+        raise InvalidParameterError(f"a corpus path must be str or os.PathLike, got {type(item).__name__}")
     path = Path(item)
     if path.is_dir():
         matches = sorted(p for p in path.glob(pattern) if p.is_file())
         if not matches:
-            raise ValueError(f"directory {path} has no files matching {pattern!r}")
+            raise InvalidParameterError(f"directory {path} has no files matching {pattern!r}")
         return matches
     if path.is_file():
         return [path]
@@ -77,7 +78,7 @@ def _expand(item: PathLike, pattern: str) -> list[Path]:
         matches = sorted(Path(p) for p in glob.glob(os.fspath(item), recursive=True)
                          if os.path.isfile(p))
         if not matches:
-            raise ValueError(f"pattern {os.fspath(item)!r} matches no files")
+            raise InvalidParameterError(f"pattern {os.fspath(item)!r} matches no files")
         return matches
     raise FileNotFoundError(f"corpus path {os.fspath(item)!r} does not exist")
 
@@ -119,7 +120,7 @@ def read_file_documents(path: PathLike, *, separator: str | re.Pattern[str] | No
 
 def _check_errors(errors: str) -> None:
     if errors not in ("strict", "replace"):
-        raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
+        raise InvalidParameterError(f"errors must be 'strict' or 'replace', got {errors!r}")
 
 
 def _separator_regex(separator: str | re.Pattern[str]) -> re.Pattern[str]:
@@ -128,9 +129,9 @@ def _separator_regex(separator: str | re.Pattern[str]) -> re.Pattern[str]:
     elif isinstance(separator, str):
         regex = re.compile(re.escape(separator))
     else:
-        raise TypeError(f"separator must be a str or re.Pattern, got {type(separator).__name__}")
+        raise InvalidParameterError(f"separator must be a str or re.Pattern, got {type(separator).__name__}")
     if regex.match(""):
-        raise ValueError(f"separator {regex.pattern!r} matches the empty string")
+        raise InvalidParameterError(f"separator {regex.pattern!r} matches the empty string")
     return regex
 
 
@@ -142,8 +143,8 @@ def _decode_block(decoder: codecs.IncrementalDecoder, block: bytes, path: Path, 
         return decoder.decode(block, final=final)
     except UnicodeDecodeError as error:
         position = offset - buffered + error.start
-        raise ValueError(f"{path}: invalid UTF-8 at byte offset {position} ({error.reason}); "
-                         "pass errors='replace' to substitute U+FFFD") from None
+        raise InvalidParameterError(f"{path}: invalid UTF-8 at byte offset {position} ({error.reason}); "
+                                    "pass errors='replace' to substitute U+FFFD") from None
 
 
 def _split_complete(regex: re.Pattern[str], text: str, *,
@@ -213,10 +214,10 @@ def count_characters(documents: Iterable[str]) -> int:
 
 def _checked(documents: Iterable[str]) -> Iterator[str]:
     if isinstance(documents, (str, bytes)):
-        raise TypeError("documents must be an iterable of strings, not a single string")
+        raise InvalidParameterError("documents must be an iterable of strings, not a single string")
     for i, document in enumerate(documents):
         if not isinstance(document, str):
-            raise TypeError(f"document {i} must be a str, got {type(document).__name__}")
+            raise InvalidParameterError(f"document {i} must be a str, got {type(document).__name__}")
         yield document
 
 
@@ -237,7 +238,7 @@ def encode_corpus(tokenizer: Tokenizer, documents: Iterable[str], *,
     """
     if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, (int, np.integer)) \
             or chunk_tokens < 1:
-        raise ValueError(f"chunk_tokens must be a positive integer, got {chunk_tokens!r}")
+        raise InvalidParameterError(f"chunk_tokens must be a positive integer, got {chunk_tokens!r}")
     pending: list[np.ndarray] = []
     n_pending = n_documents = 0
     for batch in _batches(_checked(documents), max_characters=chunk_tokens):
@@ -249,7 +250,7 @@ def encode_corpus(tokenizer: Tokenizer, documents: Iterable[str], *,
             pending.append(body)
             n_pending += len(body) + 2
     if n_documents == 0:
-        raise ValueError("the corpus is empty: there are no documents to encode")
+        raise InvalidParameterError("the corpus is empty: there are no documents to encode")
     yield _pack(pending)
 
 
@@ -350,9 +351,9 @@ def _checked_chunk(index: int, chunk: tuple[np.ndarray, np.ndarray]) -> tuple[np
     if not (isinstance(ids, np.ndarray) and isinstance(pos, np.ndarray)
             and ids.dtype == np.int32 and pos.dtype == np.int32
             and ids.ndim == 1 and ids.shape == pos.shape):
-        raise TypeError(f"chunk {index} must be a pair of int32 arrays of one shape (n,)")
+        raise InvalidParameterError(f"chunk {index} must be a pair of int32 arrays of one shape (n,)")
     if len(pos) and pos[0] != 0:
-        raise ValueError(f"chunk {index} does not start at a document start (pos[0] != 0)")
+        raise InvalidParameterError(f"chunk {index} does not start at a document start (pos[0] != 0)")
     return ids, pos
 
 
@@ -386,12 +387,12 @@ def split_files(source: PathLike | Iterable[PathLike], *, test: Iterable[PathLik
         for item in _as_list(listed):
             name = Path(item).name
             if name not in index_of:
-                raise ValueError(f"{part} file {name!r} is not in the corpus")
+                raise InvalidParameterError(f"{part} file {name!r} is not in the corpus")
             if index_of[name] in assignment:
-                raise ValueError(f"file {name!r} is listed twice")
+                raise InvalidParameterError(f"file {name!r} is listed twice")
             assignment[index_of[name]] = part
     if len(assignment) == len(paths):
-        raise ValueError("no files are left for the train split")
+        raise InvalidParameterError("no files are left for the train split")
     return _assign(paths, assignment)
 
 
@@ -419,11 +420,11 @@ def random_split(items: Sequence[T], *, dev: float = 0.1, test: float = 0.1,
     items = list(items)
     for name, fraction in (("dev", dev), ("test", test)):
         if not 0 <= fraction < 1:
-            raise ValueError(f"{name} fraction must be in [0, 1), got {fraction!r}")
+            raise InvalidParameterError(f"{name} fraction must be in [0, 1), got {fraction!r}")
     n_test, n_dev = round(test * len(items)), round(dev * len(items))
     if n_test + n_dev >= len(items):
-        raise ValueError(f"no items are left for the train split ({len(items)} items, "
-                         f"dev={dev}, test={test})")
+        raise InvalidParameterError(f"no items are left for the train split ({len(items)} items, "
+                                    f"dev={dev}, test={test})")
     order = sorted(range(len(items)), key=lambda i: (_split_key(seed, items[i]), i))
     assignment = {i: "test" for i in order[:n_test]}
     assignment.update((i, "dev") for i in order[n_test:n_test + n_dev])
@@ -436,7 +437,7 @@ def _split_key(seed: int, item: object) -> bytes:
     elif isinstance(item, str):
         key = item
     else:
-        raise TypeError(f"random_split takes paths or strings, got {type(item).__name__}")
+        raise InvalidParameterError(f"random_split takes paths or strings, got {type(item).__name__}")
     return hashlib.sha256(f"{seed}\0{key}".encode("utf-8", "surrogatepass")).digest()
 
 

@@ -39,16 +39,18 @@ from typing import Any
 
 import numpy as np
 
+from saffu.errors import ComputationError, InvalidParameterError, MissingDependencyError
+
 try:
     import dask
     from dask.distributed import Client, Future
     from dask.sizeof import sizeof
 except ImportError as error:  # pragma: no cover - dask is an optional dependency
-    raise ImportError("saffu.distributed needs dask.distributed: pip install 'saffu[dask]'") from error
+    raise MissingDependencyError.extra("saffu.distributed", "dask", error) from error
 
 from saffu._backend import threads
 from saffu.corpus import CHUNK_TOKENS, Corpus, Errors, PathLike, TokenizedCorpus
-from saffu.fit import PassStatistics, Stage, accumulate_chunks
+from saffu.fit import FitState, PassStatistics, Stage, accumulate_chunks
 from saffu.model import SaffuModel
 from saffu.tokenize import Tokenizer, make_tokenizer
 
@@ -75,7 +77,8 @@ class ShardedCorpus(TokenizedCorpus):
                  n_documents: int, n_chunks: int, n_characters: int = 0) -> None:
         # The chunks are on the workers: the base class's in-memory list is not built.
         if not isinstance(client, Client):
-            raise TypeError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
+            raise InvalidParameterError(
+                f"client must be a dask.distributed.Client, got {type(client).__name__}")
         self.client = client
         self.shards = list(shards)
         self.n_tokens = int(n_tokens)
@@ -93,7 +96,7 @@ class ShardedCorpus(TokenizedCorpus):
         """
         _check_count("shard_chunks", shard_chunks)
         if isinstance(corpus, ShardedCorpus):
-            raise TypeError("the corpus is sharded already")
+            raise InvalidParameterError("the corpus is sharded already")
         chunks = list(corpus.chunks())
         shards = [TokenizedCorpus(chunks[start:start + shard_chunks])
                   for start in range(0, len(chunks), shard_chunks)]
@@ -116,7 +119,7 @@ class ShardedCorpus(TokenizedCorpus):
             chunk_tokens: chunk size within a shard, as in :func:`saffu.corpus.encode_corpus`.
         """
         if not isinstance(files, Corpus):
-            raise TypeError(f"files must be a saffu.corpus.Corpus, got {type(files).__name__}")
+            raise InvalidParameterError(f"files must be a saffu.corpus.Corpus, got {type(files).__name__}")
         _check_count("files_per_shard", files_per_shard)
         _check_count("chunk_tokens", chunk_tokens)
         paths = [path.resolve() for path in files.paths]
@@ -163,10 +166,10 @@ def distribute(corpus: TokenizedCorpus, client: Client, *, shard_chunks: int = 1
     other :class:`TokenizedCorpus` is scattered (:meth:`ShardedCorpus.scatter`)."""
     if isinstance(corpus, ShardedCorpus):
         if corpus.client is not client:
-            raise ValueError("the corpus's shards belong to another Dask client")
+            raise InvalidParameterError("the corpus's shards belong to another Dask client")
         return corpus
     if not isinstance(corpus, TokenizedCorpus):
-        raise TypeError(f"corpus must be a TokenizedCorpus, got {type(corpus).__name__}")
+        raise InvalidParameterError(f"corpus must be a TokenizedCorpus, got {type(corpus).__name__}")
     return ShardedCorpus.scatter(corpus, client, shard_chunks=shard_chunks)
 
 
@@ -193,7 +196,7 @@ def run_pass_distributed(stage: Stage, model: SaffuModel, corpus: TokenizedCorpu
         _check_count("kernel_threads", kernel_threads)
     sharded = distribute(corpus, client)
     if not sharded.shards:
-        raise ValueError("cannot run a pass over an empty corpus")
+        raise InvalidParameterError("cannot run a pass over an empty corpus")
     name = f"saffu-{stage.name}"
     token = uuid.uuid4().hex
     weights = _submit_value(client, _pass_weights(model), f"{name}-model-{token}")
@@ -204,7 +207,7 @@ def run_pass_distributed(stage: Stage, model: SaffuModel, corpus: TokenizedCorpu
     try:
         return total.result()
     except CancelledError as error:
-        raise RuntimeError(
+        raise ComputationError(
             f"Dask cancelled the {stage.name} pass ({error}). If a worker died, the shards it held "
             "were lost: shards scattered from the client cannot be rebuilt; use "
             "ShardedCorpus.from_files or fit_files for shards that survive a worker's death"
@@ -221,7 +224,7 @@ def tree_sum(client: Client, futures: Sequence[Future], *, split_every: int = SP
     """
     _check_count("split_every", split_every, minimum=2)
     if not futures:
-        raise ValueError("there is nothing to sum")
+        raise InvalidParameterError("there is nothing to sum")
     prefix = f"{name}-{uuid.uuid4().hex}"  # keys of one call: Dask would reuse an existing key
     level = list(futures)
     depth = 0
@@ -254,7 +257,31 @@ def fit_files(model: SaffuModel, source: PathLike | Sequence[PathLike], client: 
         model.tokenizer = make_tokenizer(config.tokenizer, vocab_size=config.vocab_size).fit(files)
     corpus = ShardedCorpus.from_files(client, model.tokenizer, files,
                                       files_per_shard=files_per_shard, chunk_tokens=chunk_tokens)
-    return model.fit(corpus, verbose=verbose, client=client)
+    return model.fit(corpus, verbose=verbose, runner=DaskRunner(client))
+
+
+class DaskRunner:
+    """A :class:`saffu.fit.PassRunner` that runs each pass of a fit as Dask tasks over shards:
+    ``model.fit(documents, runner=DaskRunner(client))``. The corpus is scattered to the
+    workers once (a :class:`ShardedCorpus` of ``client`` is used as it is); see
+    :func:`run_pass_distributed` for the options."""
+
+    def __init__(self, client: Client, *, split_every: int = SPLIT_EVERY,
+                 kernel_threads: int | None = 1) -> None:
+        if not isinstance(client, Client):
+            raise InvalidParameterError(
+                f"client must be a dask.distributed.Client, got {type(client).__name__}")
+        self.client = client
+        self.split_every = split_every
+        self.kernel_threads = kernel_threads
+
+    def prepare(self, corpus: TokenizedCorpus) -> ShardedCorpus:
+        return distribute(corpus, self.client)
+
+    def run_pass(self, stage: Stage, model: SaffuModel, corpus: TokenizedCorpus,
+                 verbose: int) -> PassStatistics:
+        return run_pass_distributed(stage, model, corpus, self.client, split_every=self.split_every,
+                                    kernel_threads=self.kernel_threads)
 
 
 # --- tasks and helpers ---------------------------------------------------------------------------
@@ -263,8 +290,7 @@ def fit_files(model: SaffuModel, source: PathLike | Sequence[PathLike], client: 
 def _pass_weights(model: SaffuModel) -> SaffuModel:
     """A shallow copy of ``model`` with what a pass needs: weights, cipher, codes and experts
     (not the tokenizer nor the statistics of earlier passes, which can be large)."""
-    state = {key: value for key, value in model.fit_state.items() if key != "statistics"}
-    return dataclasses.replace(model, tokenizer=None, fit_state=state)
+    return dataclasses.replace(model, tokenizer=None, fit_state=FitState(experts=model.fit_state.experts))
 
 
 def _submit_value(client: Client, value: Any, key: str) -> Future:
@@ -315,4 +341,4 @@ def _statistics_bytes(stats: PassStatistics) -> int:
 
 def _check_count(name: str, value: object, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+        raise InvalidParameterError(f"{name} must be an integer ≥ {minimum}, got {value!r}")

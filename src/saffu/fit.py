@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,12 +25,41 @@ from tqdm.auto import tqdm
 from saffu import kernels
 from saffu._backend import threads
 from saffu.cipher import Cipher
+from saffu.config import SaffuConfig
 from saffu.corpus import TokenizedCorpus
+from saffu.errors import InvalidParameterError, ModelFormatError
 from saffu.explicit import ExplicitStats
-from saffu.model import AGGREGATIONS, ContextLayer, SaffuModel, target_batches
-from saffu.tokenize import make_tokenizer
+from saffu.kinds import Aggregation
+from saffu.layers import ContextLayer, target_batches
+from saffu.tokenize import Tokenizer, make_tokenizer
 
 OUTPUT_BATCH_FLOATS = 2**22  # floats of h (16 MB) held at once while accumulating the output statistics
+
+
+class SaffuModel(Protocol):
+    """What the fit reads and writes of a model (:class:`saffu.model.SaffuModel` has it all).
+
+    The fit fills ``tokenizer`` (if missing), ``cipher``, ``labels``, ``layers``, ``output_t``,
+    ``output_bias``, ``fit_state`` and ``fit_info``; it never imports the model class.
+    """
+
+    config: SaffuConfig
+    tokenizer: Tokenizer | None
+    cipher: Cipher | None
+    labels: Cipher | None
+    layers: list[ContextLayer]
+    output_t: np.ndarray | None
+    output_bias: np.ndarray | None
+    fit_info: dict[str, Any]
+    fit_state: FitState
+
+    @property
+    def is_fitted(self) -> bool: ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, documents: Iterable[str] | TokenizedCorpus) -> TokenizedCorpus: ...
 
 
 @dataclass
@@ -53,7 +82,8 @@ class PassStatistics:
 
     def _check_mergeable(self, other: PassStatistics) -> None:
         if other.stage != self.stage or other.stats.keys() != self.stats.keys():
-            raise ValueError(f"cannot merge statistics of pass {other.stage!r} into {self.stage!r}")
+            raise InvalidParameterError(
+                f"cannot merge statistics of pass {other.stage!r} into {self.stage!r}")
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {f"{name}.{key}": array for name, stats in self.stats.items()
@@ -86,10 +116,29 @@ class PassStatistics:
         except FileNotFoundError:
             raise
         except Exception as error:
-            raise ValueError(f"{path} is not a readable statistics file: {error}") from error
+            raise ModelFormatError(f"{path} is not a readable statistics file: {error}") from error
         if stage not in STAGE_NAMES:
-            raise ValueError(f"{path} holds no saffu pass statistics (stage {stage!r})")
+            raise ModelFormatError(f"{path} holds no saffu pass statistics (stage {stage!r})")
         return cls.from_arrays(stage, arrays)
+
+
+@dataclass
+class Experts:
+    """Solved per-position experts of one context model, in the layout the kernels take."""
+
+    weight_t: np.ndarray  # (K, V, bits) float32
+    bias: np.ndarray  # (K, V) float32
+    log_normalizer: np.ndarray  # (K, V) float32: logsumexp_y of the logits of each input token
+
+
+@dataclass
+class FitState:
+    """What a fit keeps besides the weights: each pass's statistics (so that ``partial_fit`` can
+    add to them and a re-solve needs no pass) and the solved experts of each attending context
+    model (index in ``model.layers`` → :class:`Experts`), which the attention pass reads."""
+
+    statistics: dict[str, PassStatistics] = field(default_factory=dict)
+    experts: dict[int, Experts] = field(default_factory=dict)
 
 
 # --- the four passes ---------------------------------------------------------------------------
@@ -129,18 +178,9 @@ def accumulate_experts(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> P
     return result
 
 
-@dataclass
-class Experts:
-    """Solved per-position experts of one context model, in the layout the kernels take."""
-
-    weight_t: np.ndarray  # (K, V, bits) float32
-    bias: np.ndarray  # (K, V) float32
-    log_normalizer: np.ndarray  # (K, V) float32: logsumexp_y of the logits of each input token
-
-
 def solve_experts(model: SaffuModel, stats: PassStatistics) -> None:
     vectors = sp.csr_matrix(model.cipher.vectors)
-    model.fit_state["experts"] = {}
+    model.fit_state.experts = {}
     for i, layer in _attending_layers(model):
         solved = [stats.stats[f"{i}.{k}"].solve(alpha=model.config.alpha, form="bias")
                   for k in range(layer.spec.size)]
@@ -151,14 +191,14 @@ def solve_experts(model: SaffuModel, stats: PassStatistics) -> None:
         log_normalizer = np.stack([
             kernels.logsumexp_rows(np.ascontiguousarray(vectors @ weight_t[k].T), bias[k])
             for k in range(layer.spec.size)])
-        model.fit_state["experts"][i] = Experts(weight_t, bias, log_normalizer.astype(np.float32))
+        model.fit_state.experts[i] = Experts(weight_t, bias, log_normalizer.astype(np.float32))
 
 
 def accumulate_attention(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> PassStatistics:
     """Σ s_t ⊗ t_t per attention context model, targets t from the experts."""
     result = PassStatistics("attention")
     for i, layer in _attending_layers(model):
-        experts = model.fit_state["experts"][i]
+        experts = model.fit_state.experts[i]
         size = layer.spec.size
         ft = np.zeros((size, size))
         mass = kernels.saffu_attention_stats(
@@ -190,7 +230,7 @@ def accumulate_hidden(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
         ft = np.zeros((codes.shape[1], width))
         mass = kernels.saffu_hidden_stats(
             ids, pos, layer.spec.kind_code, layer.spec.size, model.cipher.vectors, layer.attention,
-            AGGREGATIONS[config.aggregation], codes, ft)
+            Aggregation.parse(config.aggregation).code, codes, ft)
         result.stats[str(i)] = ExplicitStats.from_totals(ft, target_mass, float(len(targets)),
                                                          float(mass), check=_signed_cipher(model))
     return result
@@ -216,7 +256,7 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
     for start, stop in target_batches(pos, max(1024, OUTPUT_BATCH_FLOATS // widest)):
         targets = ids[start:stop][pos[start:stop] > 0].astype(np.int64)
         for layer, block in zip(model.layers, blocks, strict=True):
-            hidden = layer.hidden(model, ids, pos, start, stop)
+            hidden = layer.hidden(ids, pos, start, stop, model.cipher.vectors, model.config.aggregation)
             kernels.cooc_dense_onehot(block, hidden, targets)
             input_mass += float(hidden.sum(dtype=np.float64))
     targets = ids[pos > 0]
@@ -259,15 +299,36 @@ def stages_for(model: SaffuModel) -> list[Stage]:
 # --- driving the passes ------------------------------------------------------------------------
 
 
-def run_pass(stage: Stage, model: SaffuModel, corpus: TokenizedCorpus, *, verbose: int = 1,
-             client: Any = None) -> PassStatistics:
-    """Accumulate one pass's statistics over the whole corpus (locally or on a Dask cluster)."""
-    if client is not None:
-        from saffu.distributed import run_pass_distributed
+class PassRunner(Protocol):
+    """Runs the passes of a fit over a corpus: in this process (:class:`LocalRunner`, the
+    default) or elsewhere (``saffu.distributed.DaskRunner`` runs each pass as Dask tasks)."""
 
-        return run_pass_distributed(stage, model, corpus, client)
-    with _progress(corpus, stage.name, verbose) as bar:
-        return accumulate_chunks(stage, model, _counted(corpus.chunks(), bar))
+    def prepare(self, corpus: TokenizedCorpus) -> TokenizedCorpus:
+        """The corpus as the passes will read it (e.g. scattered to workers once, not per pass)."""
+        ...
+
+    def run_pass(self, stage: Stage, model: SaffuModel, corpus: TokenizedCorpus,
+                 verbose: int) -> PassStatistics:
+        """One pass's statistics summed over the whole corpus."""
+        ...
+
+
+class LocalRunner:
+    """Runs each pass chunk by chunk in this process (the kernels use the configured threads)."""
+
+    def prepare(self, corpus: TokenizedCorpus) -> TokenizedCorpus:
+        return corpus
+
+    def run_pass(self, stage: Stage, model: SaffuModel, corpus: TokenizedCorpus,
+                 verbose: int) -> PassStatistics:
+        with _progress(corpus, stage.name, verbose) as bar:
+            return accumulate_chunks(stage, model, _counted(corpus.chunks(), bar))
+
+
+def run_pass(stage: Stage, model: SaffuModel, corpus: TokenizedCorpus, *,
+             verbose: int = 1) -> PassStatistics:
+    """Accumulate one pass's statistics over the whole corpus in this process."""
+    return LocalRunner().run_pass(stage, model, corpus, verbose)
 
 
 def accumulate_chunks(stage: Stage, model: SaffuModel,
@@ -300,13 +361,14 @@ def prepare(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus) -> To
     config = model.config
     if model.tokenizer is None:
         if isinstance(documents, TokenizedCorpus):
-            raise ValueError("an encoded corpus needs a model whose tokenizer is already set")
+            raise InvalidParameterError(
+                "an encoded corpus needs a model whose tokenizer is already set")
         documents = _reiterable(documents)
         model.tokenizer = make_tokenizer(config.tokenizer, vocab_size=config.vocab_size)
         model.tokenizer.fit(documents)
     corpus = model.encode(documents)
     if corpus.n_tokens == 0:
-        raise ValueError("cannot fit on an empty corpus")
+        raise InvalidParameterError("cannot fit on an empty corpus")
     counts = corpus.token_counts(model.tokenizer.vocab_size)
     model.cipher = Cipher.fit(counts, bits=config.bits, smoothing=config.cipher_smoothing)
     model.labels = model.cipher.label_codes(config.hidden or model.cipher.bits)
@@ -331,7 +393,7 @@ def _init_layers(model: SaffuModel) -> None:
 
 
 def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
-              n_jobs: int | None = None, verbose: int = 1, client: Any = None,
+              n_jobs: int | None = None, verbose: int = 1, runner: PassRunner | None = None,
               partial: bool = False) -> SaffuModel:
     """Run the explicit fit (see the module docstring) and return ``model``, fitted.
 
@@ -341,23 +403,23 @@ def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
     recomputed under the new weights, so ``partial_fit(A); partial_fit(B)`` is close to, not
     bitwise equal to, ``fit(A + B)`` (the experts and output counts are exact; the attention and
     hidden statistics of A were taken under A's weights). The tokenizer and cipher are kept.
+
+    ``runner`` runs the passes (default: :class:`LocalRunner`, in this process).
     """
+    runner = LocalRunner() if runner is None else runner
     partial = partial and model.is_fitted
     started = time.perf_counter()
     with threads(n_jobs):
         if partial:
             corpus = model.encode(documents)
         else:
-            model.fit_state = {}
+            model.fit_state = FitState()
             corpus = prepare(model, documents)
             _init_layers(model)
-        if client is not None:  # send the corpus to the workers once, not once per pass
-            from saffu.distributed import distribute
-
-            corpus = distribute(corpus, client)
-        stored = model.fit_state.setdefault("statistics", {})
+        corpus = runner.prepare(corpus)
+        stored = model.fit_state.statistics
         for stage in stages_for(model):
-            stats = run_pass(stage, model, corpus, verbose=verbose, client=client)
+            stats = runner.run_pass(stage, model, corpus, verbose)
             if partial and stage.name in stored:
                 stats = stored[stage.name] + stats
             stored[stage.name] = stats

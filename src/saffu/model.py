@@ -8,7 +8,6 @@ Weights are fitted explicitly by :mod:`saffu.fit`; :meth:`SaffuModel.fit` is the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -22,168 +21,22 @@ import numpy as np
 from saffu import kernels
 from saffu._io import atomic_directory, sha256_file
 from saffu.cipher import Cipher
+from saffu.config import PREVIOUS_DEFAULTS, TOKENIZERS, SaffuConfig
 from saffu.corpus import TokenizedCorpus
+from saffu.errors import InvalidParameterError, ModelFormatError, NotFittedError
+from saffu.fit import FitState, PassRunner, fit_model
+from saffu.layers import ContextLayer, ContextSpec, target_batches, unique_rows
 from saffu.tokenize import EOD, PAD, SOD, UNK, Tokenizer
+from saffu.validation import check_int, check_real
+
+__all__ = ["FORMAT_VERSION", "PREVIOUS_DEFAULTS", "TOKENIZERS", "ContextLayer", "ContextSpec",
+           "ModelFormatError", "SaffuConfig", "SaffuModel", "sample_token"]
 
 FORMAT_VERSION = 1
-KIND_CODES = {"radial": 0, "block": 1, "document": 2}
-AGGREGATIONS = {"sum": 0, "cat": 1}
-TOKENIZERS = ("bpe", "char", "word")
 BATCH_TARGETS = 8192  # the fewest targets per scoring batch (more when the hidden states are narrow)
 SCORE_BATCH_FLOATS = 2**22  # hidden-state floats per scoring batch (16 MB)
 OUTPUT_ROWS = 1024  # rows of the output product at once while scoring: 1024 × |V| float32 logits
 # stay below glibc's mmap threshold, so freed buffers are reused, not faulted in afresh each time
-
-
-class ModelFormatError(ValueError):
-    """A model directory is missing, truncated, corrupted or of an incompatible version."""
-
-
-@dataclass(frozen=True)
-class ContextSpec:
-    """One context model: ``kind`` in {"radial", "block", "document"} and its ``size`` (r or B)."""
-
-    kind: str
-    size: int
-
-    @property
-    def kind_code(self) -> int:
-        return KIND_CODES[self.kind]
-
-    @property
-    def attends(self) -> bool:
-        """Whether the context model has an attention layer (the document model has none)."""
-        return self.kind != "document"
-
-    def input_dim(self, bits: int, aggregation: str) -> int:
-        """Width Z of the aggregated vector z fed to the hidden layer."""
-        return bits * self.size if (aggregation == "cat" and self.attends) else bits
-
-    @property
-    def name(self) -> str:
-        return self.kind if self.kind == "document" else f"{self.kind}{self.size}"
-
-
-PREVIOUS_DEFAULTS = {"bits": 256, "hidden": 256, "radial": 1, "aggregation": "sum", "tau": 2.0,
-                     "output_tau": 3.0}
-"""The defaults before the roadmap (issue 6), for benchmarks whose recorded runs used them."""
-
-
-@dataclass(frozen=True)
-class SaffuConfig:
-    """Everything that defines a SAFFU model; validated on construction.
-
-    Attributes:
-        tokenizer: "bpe" (byte-level BPE, default), "char" or "word".
-        vocab_size: tokenizer vocabulary size including the 4 special tokens.
-        bits: cipher code length; ``None`` uses the minimum ``ceil(log2(|V|+1))``.
-        hidden: hidden width D per context model = label-code bits; ``None`` uses ``bits``.
-        radial: r, the number of previous tokens of the radial context model (0 = off).
-        block: B, the block length of the block context model (0 = off).
-        document: whether to include the document (running mean) context model.
-        aggregation: "sum" (z has ``bits`` values) or "cat" (z has ``K·bits``).
-        attention: "explicit" (W fitted from per-position experts) or "uniform" (W = 0).
-        tau: temperature on the likelihood terms of the attention and hidden layers.
-        output_tau: temperature on the likelihood terms of the output layer.
-        alpha: additive smoothing of every explicit solve.
-        priming: the priming number K of the folded forms; ``None`` uses the mean input mass.
-        cipher_smoothing: smooth cipher vectors (METHOD.md §2); off by default.
-    """
-
-    tokenizer: str = "bpe"
-    vocab_size: int = 4096
-    bits: int | None = 2048
-    hidden: int | None = 256
-    radial: int = 2
-    block: int = 0
-    document: bool = False
-    aggregation: str = "cat"
-    attention: str = "explicit"
-    tau: float = 4.0
-    output_tau: float = 1.5
-    alpha: float = 0.1
-    priming: float | None = None
-    cipher_smoothing: bool = False
-
-    def __post_init__(self) -> None:
-        def check(ok: bool, message: str) -> None:
-            if not ok:
-                raise ValueError(f"invalid SaffuConfig: {message}")
-
-        check(self.tokenizer in TOKENIZERS, f"tokenizer must be one of {TOKENIZERS}")
-        check(_is_int(self.vocab_size) and self.vocab_size >= 8, "vocab_size must be an int ≥ 8")
-        check(self.bits is None or (_is_int(self.bits) and 1 <= self.bits <= 65536),
-              "bits must be None or an int in [1, 65536]")
-        check(self.hidden is None or (_is_int(self.hidden) and 1 <= self.hidden <= 65536),
-              "hidden must be None or an int in [1, 65536]")
-        check(_is_int(self.radial) and 0 <= self.radial <= 1024, "radial must be an int in [0, 1024]")
-        check(_is_int(self.block) and 0 <= self.block <= 4096, "block must be an int in [0, 4096]")
-        check(isinstance(self.document, bool), "document must be true or false")
-        check(self.radial or self.block or self.document,
-              "at least one context model (radial, block or document) must be on")
-        check(self.aggregation in AGGREGATIONS, f"aggregation must be one of {tuple(AGGREGATIONS)}")
-        check(self.attention in ("explicit", "uniform"), "attention must be 'explicit' or 'uniform'")
-        for name in ("tau", "output_tau", "alpha"):
-            value = getattr(self, name)
-            check(_is_real(value) and 0 < value < math.inf, f"{name} must be a finite number > 0")
-        check(self.priming is None or (_is_real(self.priming) and 0 < self.priming < math.inf),
-              "priming must be None or a finite number > 0")
-        check(isinstance(self.cipher_smoothing, bool), "cipher_smoothing must be true or false")
-
-    @property
-    def context_specs(self) -> tuple[ContextSpec, ...]:
-        specs = []
-        if self.radial:
-            specs.append(ContextSpec("radial", self.radial))
-        if self.block:
-            specs.append(ContextSpec("block", self.block))
-        if self.document:
-            specs.append(ContextSpec("document", 1))
-        return tuple(specs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SaffuConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"invalid SaffuConfig: unknown field(s) {', '.join(unknown)}")
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> SaffuConfig:
-        return dataclasses.replace(self, **changes)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-@dataclass
-class ContextLayer:
-    """Weights of one context model: attention ``W`` (K, K) and hidden ``UT`` (D, Z), float32."""
-
-    spec: ContextSpec
-    attention: np.ndarray
-    hidden_t: np.ndarray
-
-    def hidden(self, model: SaffuModel, ids: np.ndarray, pos: np.ndarray, start: int,
-               stop: int) -> np.ndarray:
-        """h = softmax(z Uᵀ) (m, D) float32 for the m targets in ``[start, stop)``.
-
-        One fused kernel call builds each window, attends, aggregates and applies U to the
-        nonzero entries of z only (cipher vectors are sparse, so this beats a dense product).
-        """
-        h = np.empty((int(np.count_nonzero(pos[start:stop])), self.hidden_t.shape[0]), dtype=np.float32)
-        kernels.saffu_forward(
-            ids, pos, self.spec.kind_code, self.spec.size, model.cipher.vectors, self.attention,
-            AGGREGATIONS[model.config.aggregation], self.hidden_t, start, stop, h)
-        return h
 
 
 @dataclass
@@ -202,29 +55,27 @@ class SaffuModel:
     output_t: np.ndarray | None = None  # (V, n_contexts·D) float32
     output_bias: np.ndarray | None = None  # (V,) float32
     fit_info: dict[str, Any] = field(default_factory=dict)
-    fit_state: dict[str, Any] = field(default_factory=dict, repr=False)  # statistics, experts
+    fit_state: FitState = field(default_factory=FitState, repr=False)
 
     # --- fitting -----------------------------------------------------------------------------
 
     def fit(self, documents: Iterable[str] | TokenizedCorpus, *, n_jobs: int | None = None,
-            verbose: int = 1, client: Any = None) -> SaffuModel:
+            verbose: int = 1, runner: PassRunner | None = None) -> SaffuModel:
         """Fit the tokenizer (unless one was given), the cipher and all weights explicitly.
 
         Args:
             documents: document strings, or a corpus already encoded with this model's tokenizer.
             n_jobs: kernel threads (default: all cores).
             verbose: 0 silences the progress bars.
-            client: a ``dask.distributed.Client`` to run each pass over the corpus shards.
+            runner: where the passes run (default: this process); e.g.
+                ``saffu.distributed.DaskRunner(client)`` runs each pass over the corpus shards
+                on a Dask cluster.
         """
-        from saffu.fit import fit_model
-
-        return fit_model(self, documents, n_jobs=n_jobs, verbose=verbose, client=client)
+        return fit_model(self, documents, n_jobs=n_jobs, verbose=verbose, runner=runner)
 
     def partial_fit(self, documents: Iterable[str] | TokenizedCorpus, *, n_jobs: int | None = None,
                     verbose: int = 1) -> SaffuModel:
         """Add documents to the statistics of a fitted model and re-solve (see saffu.fit)."""
-        from saffu.fit import fit_model
-
         return fit_model(self, documents, n_jobs=n_jobs, verbose=verbose, partial=True)
 
     @property
@@ -233,12 +84,12 @@ class SaffuModel:
 
     def _require_fitted(self) -> None:
         if not self.is_fitted:
-            raise RuntimeError("this SaffuModel is not fitted yet; call fit() or load() first")
+            raise NotFittedError("this SaffuModel is not fitted yet; call fit() or load() first")
 
     def _require_layers(self) -> None:
         """The context layers exist (the output layer may not yet: the fit's last pass reads h)."""
         if not self.layers or self.cipher is None:
-            raise RuntimeError("this SaffuModel is not fitted yet; call fit() or load() first")
+            raise NotFittedError("this SaffuModel is not fitted yet; call fit() or load() first")
 
     @property
     def vocab_size(self) -> int:
@@ -267,7 +118,8 @@ class SaffuModel:
         """
         self._require_layers()
         stop = len(ids) if stop is None else stop
-        blocks = [layer.hidden(self, ids, pos, start, stop) for layer in self.layers]
+        blocks = [layer.hidden(ids, pos, start, stop, self.cipher.vectors, self.config.aggregation)
+                  for layer in self.layers]
         return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
@@ -316,7 +168,7 @@ class SaffuModel:
         if isinstance(documents, TokenizedCorpus):
             return documents
         if isinstance(documents, (str, bytes)):
-            raise TypeError("documents must be an iterable of strings, not a single string")
+            raise InvalidParameterError("documents must be an iterable of strings, not a single string")
         return TokenizedCorpus.from_documents(self.tokenizer, documents)
 
     def score(self, documents: Iterable[str] | TokenizedCorpus) -> dict[str, float]:
@@ -336,7 +188,7 @@ class SaffuModel:
             nll -= float(logp.sum())
             tokens += logp.size
         if tokens == 0:
-            raise ValueError("cannot score an empty corpus: it has no tokens to predict")
+            raise InvalidParameterError("cannot score an empty corpus: it has no tokens to predict")
         return {
             "perplexity": math.exp(nll / tokens),
             "bits_per_char": nll / (math.log(2) * max(corpus.n_characters, 1)),
@@ -505,25 +357,7 @@ def _check_shapes(model: SaffuModel, directory: Path) -> None:
         raise ModelFormatError(f"{directory} is inconsistent: " + "; ".join(problems))
 
 
-# --- helpers shared with fit and torch ---------------------------------------------------------
-
-
-def target_batches(pos: np.ndarray, batch: int) -> Iterable[tuple[int, int]]:
-    """Split token range [0, n) into ranges holding at most ``batch`` targets (pos > 0) each."""
-    target_index = np.flatnonzero(pos > 0)
-    for first in range(0, len(target_index), batch):
-        last = min(first + batch, len(target_index)) - 1
-        yield int(target_index[first]), int(target_index[last]) + 1
-
-
-def unique_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows of ``matrix`` (m, w) in order of first appearance, and for each row its
-    index among them: ``unique[inverse]`` equals ``matrix`` bitwise."""
-    matrix = np.ascontiguousarray(matrix)
-    index: dict[bytes, int] = {}
-    inverse = np.fromiter((index.setdefault(row, len(index)) for row in map(bytes, matrix)),
-                          dtype=np.intp, count=len(matrix))
-    return matrix[np.unique(inverse, return_index=True)[1]], inverse
+# --- helpers -----------------------------------------------------------------------------------
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -534,14 +368,10 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def _check_sampling(max_tokens: int, temperature: float, top_k: int | None,
                     top_p: float | None) -> None:
-    if not _is_int(max_tokens) or max_tokens < 0:
-        raise ValueError(f"max_tokens must be a non-negative int, got {max_tokens!r}")
-    if not _is_real(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be ≥ 0, got {temperature!r}")
-    if top_k is not None and (not _is_int(top_k) or top_k < 1):
-        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
-    if top_p is not None and (not _is_real(top_p) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+    check_int("max_tokens", max_tokens, 0)
+    check_real("temperature", temperature, 0)
+    check_int("top_k", top_k, 1, optional=True)
+    check_real("top_p", top_p, 0, 1, exclusive_minimum=True, optional=True)
 
 
 def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,

@@ -34,6 +34,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from saffu._io import atomic_write_text
+from saffu.errors import InvalidParameterError, NotFittedError
 
 PAD, UNK, SOD, EOD = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<sod>", "<eod>")
@@ -68,7 +69,7 @@ class Tokenizer(ABC):
         checked = _CheckedDocuments(documents)
         learned = self._learn(checked)
         if checked.n_documents == 0:
-            raise ValueError("cannot fit a tokenizer on an empty corpus (no documents)")
+            raise InvalidParameterError("cannot fit a tokenizer on an empty corpus (no documents)")
         self._adopt(learned)
         return self
 
@@ -91,7 +92,7 @@ class Tokenizer(ABC):
 
     def _require_fitted(self) -> None:
         if not self.is_fitted:
-            raise ValueError(f"{type(self).__name__} is not fitted; call fit(documents) first")
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(documents) first")
 
     # --- encoding --------------------------------------------------------------------------
 
@@ -134,7 +135,7 @@ class Tokenizer(ABC):
     @classmethod
     def _vocabulary_from_json(cls, data: Any) -> Any:
         if not isinstance(data, list):
-            raise TypeError(f"vocabulary must be a list, got {type(data).__name__}")
+            raise InvalidParameterError(f"vocabulary must be a list, got {type(data).__name__}")
         return data
 
     def to_json(self) -> str:
@@ -154,26 +155,26 @@ class Tokenizer(ABC):
         try:
             document = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{source}: not valid JSON ({error})") from None
+            raise InvalidParameterError(f"{source}: not valid JSON ({error})") from None
         if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise ValueError(f"{source}: not a saffu tokenizer file (no \"format\": \"{FORMAT}\")")
+            raise InvalidParameterError(f"{source}: not a saffu tokenizer file (no \"format\": \"{FORMAT}\")")
         if document.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{source}: unsupported tokenizer format_version "
-                             f"{document.get('format_version')!r} (expected {FORMAT_VERSION})")
+            raise InvalidParameterError(f"{source}: unsupported tokenizer format_version "
+                                        f"{document.get('format_version')!r} (expected {FORMAT_VERSION})")
         kind = document.get("type")
         subclass = Tokenizer._registry.get(kind)
         if subclass is None:
-            raise ValueError(f"{source}: unknown tokenizer type {kind!r} "
-                             f"(known: {', '.join(sorted(Tokenizer._registry))})")
+            raise InvalidParameterError(f"{source}: unknown tokenizer type {kind!r} "
+                                        f"(known: {', '.join(sorted(Tokenizer._registry))})")
         if not issubclass(subclass, cls):
-            raise ValueError(f"{source}: holds a {subclass.__name__}, not a {cls.__name__}")
+            raise InvalidParameterError(f"{source}: holds a {subclass.__name__}, not a {cls.__name__}")
         try:
             tokenizer = subclass(**document["options"])
             tokenizer._adopt(subclass._vocabulary_from_json(document["vocabulary"]))
             return tokenizer
         except Exception as error:  # missing keys, wrong types, or HF rejecting its own JSON
-            raise ValueError(f"{source}: corrupt {kind} tokenizer ({type(error).__name__}: "
-                             f"{error})") from error
+            raise InvalidParameterError(f"{source}: corrupt {kind} tokenizer ({type(error).__name__}: "
+                                        f"{error})") from error
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
@@ -184,7 +185,7 @@ class Tokenizer(ABC):
         except FileNotFoundError:
             raise FileNotFoundError(f"no tokenizer file at {path}") from None
         except UnicodeDecodeError as error:
-            raise ValueError(f"{path}: not a saffu tokenizer file ({error})") from None
+            raise InvalidParameterError(f"{path}: not a saffu tokenizer file ({error})") from None
         return cls.from_json(text, source=str(path))
 
     def __repr__(self) -> str:
@@ -197,7 +198,7 @@ class _CheckedDocuments:
 
     def __init__(self, documents: Iterable[str]) -> None:
         if isinstance(documents, (str, bytes)):
-            raise TypeError("documents must be an iterable of strings, not a single string")
+            raise InvalidParameterError("documents must be an iterable of strings, not a single string")
         self._documents = documents
         self.n_documents = 0
 
@@ -210,7 +211,7 @@ class _CheckedDocuments:
 
 def _check_text(text: object, what: str = "text") -> None:
     if not isinstance(text, str):
-        raise TypeError(f"{what} must be a str, got {type(text).__name__}")
+        raise InvalidParameterError(f"{what} must be a str, got {type(text).__name__}")
 
 
 def _check_ids(ids: Sequence[int] | np.ndarray, vocab_size: int) -> np.ndarray:
@@ -219,12 +220,12 @@ def _check_ids(ids: Sequence[int] | np.ndarray, vocab_size: int) -> np.ndarray:
     if array.size == 0:
         return array.astype(np.int64).reshape(0)
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"token ids must be a 1-D sequence of integers, got {array.dtype} "
-                        f"with shape {array.shape}")
+        raise InvalidParameterError(f"token ids must be a 1-D sequence of integers, got {array.dtype} "
+                                    f"with shape {array.shape}")
     low, high = int(array.min()), int(array.max())
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
-        raise ValueError(f"token id {bad} is out of range for a vocabulary of {vocab_size}")
+        raise InvalidParameterError(f"token id {bad} is out of range for a vocabulary of {vocab_size}")
     return array
 
 
@@ -233,9 +234,9 @@ def _check_int(name: str, value: int | None, minimum: int, *, optional: bool = F
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
+        raise InvalidParameterError(f"{name} must be an int, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+        raise InvalidParameterError(f"{name} must be at least {minimum}, got {value}")
 
 
 # --- byte-level BPE ---------------------------------------------------------------------------
@@ -275,8 +276,8 @@ class BPETokenizer(Tokenizer):
     def _adopt(self, hf: HFTokenizer) -> None:
         for token_id, token in enumerate(SPECIAL_TOKENS):
             if hf.token_to_id(token) != token_id:
-                raise ValueError(f"special token {token} must have id {token_id}, "
-                                 f"has {hf.token_to_id(token)}")
+                raise InvalidParameterError(f"special token {token} must have id {token_id}, "
+                                            f"has {hf.token_to_id(token)}")
         hf.encode_special_tokens = True  # a literal "<eod>" in the text is just text
         self._hf = self._learned = hf
 
@@ -336,9 +337,9 @@ class _ListTokenizer(Tokenizer):
 
     def _set_tokens(self, tokens: list[str]) -> None:
         if tokens[:N_SPECIAL] != list(SPECIAL_TOKENS):
-            raise ValueError(f"vocabulary must start with {list(SPECIAL_TOKENS)}")
+            raise InvalidParameterError(f"vocabulary must start with {list(SPECIAL_TOKENS)}")
         if len(set(tokens)) != len(tokens):
-            raise ValueError("vocabulary has duplicate tokens")
+            raise InvalidParameterError("vocabulary has duplicate tokens")
         self._tokens = tokens
         self._ids = {token: i for i, token in enumerate(tokens)}
 
@@ -381,8 +382,8 @@ def _code_points(text: str) -> np.ndarray:
     try:
         return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
     except UnicodeEncodeError as error:
-        raise ValueError(f"text has a lone surrogate at index {error.start}; it is not valid "
-                         "Unicode and cannot be tokenized") from None
+        raise InvalidParameterError(f"text has a lone surrogate at index {error.start}; it is not valid "
+                                    "Unicode and cannot be tokenized") from None
 
 
 def _utf8_lengths(code_points: np.ndarray) -> np.ndarray:
@@ -418,7 +419,7 @@ class CharTokenizer(_ListTokenizer):
     def __init__(self, vocab_size: int | None = None, min_count: int = 1,
                  byte_fallback: bool = True) -> None:
         if not isinstance(byte_fallback, bool):
-            raise TypeError(f"byte_fallback must be true or false, got {byte_fallback!r}")
+            raise InvalidParameterError(f"byte_fallback must be true or false, got {byte_fallback!r}")
         _check_int("vocab_size", vocab_size, N_SPECIAL + 256 * byte_fallback, optional=True)
         _check_int("min_count", min_count, 1)
         self.vocab_size_limit = vocab_size
@@ -434,14 +435,14 @@ class CharTokenizer(_ListTokenizer):
 
     def _adopt(self, chars: list[str]) -> None:
         if any(len(char) != 1 for char in chars):
-            raise ValueError("a character vocabulary entry must be a single character")
+            raise InvalidParameterError("a character vocabulary entry must be a single character")
         tokens = [*SPECIAL_TOKENS, *chars]
         if self.byte_fallback:
             tokens += [_byte_token(value) for value in range(256)]
         self._set_tokens(tokens)
         self._chars = np.array([ord(char) for char in chars], dtype=np.uint32)
         if np.any(np.diff(self._chars.astype(np.int64)) <= 0):
-            raise ValueError("character vocabulary must be sorted by code point")
+            raise InvalidParameterError("character vocabulary must be sorted by code point")
         self._byte_base = N_SPECIAL + len(chars)
         special = [b""] * N_SPECIAL  # decode drops <pad>, <sod>, <eod> ...
         special[UNK] = "\ufffd".encode()  # ... and shows <unk> as the replacement character
@@ -530,11 +531,11 @@ class WordTokenizer(_ListTokenizer):
         try:
             self._regex = re.compile(pattern)
         except (re.error, TypeError) as error:
-            raise ValueError(f"invalid word pattern {pattern!r}: {error}") from None
+            raise InvalidParameterError(f"invalid word pattern {pattern!r}: {error}") from None
         if self._regex.match(""):
-            raise ValueError(f"word pattern {pattern!r} matches the empty string")
+            raise InvalidParameterError(f"word pattern {pattern!r} matches the empty string")
         if self._regex.groups:
-            raise ValueError(f"word pattern {pattern!r} has capturing groups; use (?:...)")
+            raise InvalidParameterError(f"word pattern {pattern!r} has capturing groups; use (?:...)")
         self.vocab_size_limit = vocab_size
         self.min_count = int(min_count)
         self.pattern = pattern
@@ -584,8 +585,8 @@ def make_tokenizer(kind: str, **options: Any) -> Tokenizer:
     ``vocab_size`` is understood by all three (a target for BPE, a cap for char and word).
     """
     if kind not in TOKENIZER_KINDS:
-        raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of "
-                         f"{', '.join(TOKENIZER_KINDS)}")
+        raise InvalidParameterError(f"unknown tokenizer kind {kind!r}; choose one of "
+                                    f"{', '.join(TOKENIZER_KINDS)}")
     return Tokenizer._registry[kind](**options)
 
 

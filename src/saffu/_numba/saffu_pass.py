@@ -12,8 +12,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-RADIAL, BLOCK, DOCUMENT = 0, 1, 2
-CAT = 1
+from saffu.kinds import Aggregation, ContextKind
+
+RADIAL, BLOCK, DOCUMENT = (kind.code for kind in ContextKind)
+CAT = Aggregation.CAT.code
 
 
 def _parts(n_threads: int, n: int) -> int:
@@ -42,7 +44,9 @@ def _window(pos, t, kind, K):
     """Valid slots [begin, end) of target t; slot k holds token t - end + k, the pivot is end - 1."""
     if kind == RADIAL:
         return max(0, K - pos[t]), K
-    return 0, (pos[t] - 1) % K + 1  # block: the positions of the current block seen so far
+    if kind == BLOCK:  # the positions of the current block seen so far
+        return 0, (pos[t] - 1) % K + 1
+    raise ValueError("no window rule for this context kind")
 
 
 @njit(cache=True)

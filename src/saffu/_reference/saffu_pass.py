@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-RADIAL, BLOCK, DOCUMENT = 0, 1, 2
-CAT = 1
+from saffu.kinds import Aggregation, ContextKind
+
+RADIAL, BLOCK, DOCUMENT = (kind.code for kind in ContextKind)
+CAT = Aggregation.CAT.code
 
 
 def _targets(pos: np.ndarray, start: int, stop: int) -> list[int]:
@@ -23,8 +25,10 @@ def _window_indices(pos: np.ndarray, t: int, kind: int, K: int) -> tuple[list[in
     if kind == RADIAL:
         slots = [t - K + k for k in range(K)]
         return [j if j >= doc_start else None for j in slots], K - 1
-    q = (int(pos[t]) - 1) % K  # block: slot of the most recent context token
-    return [t - 1 - q + k if k <= q else None for k in range(K)], q
+    if kind == BLOCK:
+        q = (int(pos[t]) - 1) % K  # slot of the most recent context token
+        return [t - 1 - q + k if k <= q else None for k in range(K)], q
+    raise ValueError(f"no window rule for context kind code {kind}")
 
 
 def _window(

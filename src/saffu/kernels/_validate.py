@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from saffu.errors import InvalidParameterError
+
 
 def check_array(name: str, a: object, dtypes: np.dtype | tuple[np.dtype, ...], ndim: int,
                 shape: tuple[int, ...] | None = None, *, writeable: bool = False) -> np.ndarray:
@@ -11,16 +13,16 @@ def check_array(name: str, a: object, dtypes: np.dtype | tuple[np.dtype, ...], n
     ``shape`` (when given) and writeable (when asked); raise TypeError/ValueError naming it."""
     dtypes = dtypes if isinstance(dtypes, tuple) else (dtypes,)
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+        raise InvalidParameterError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype not in dtypes:
         expected = " or ".join(str(d) for d in dtypes)
-        raise TypeError(f"{name} must have dtype {expected} (native byte order), got {a.dtype}")
+        raise InvalidParameterError(f"{name} must have dtype {expected} (native byte order), got {a.dtype}")
     if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+        raise InvalidParameterError(f"{name} must be {ndim}-D, got shape {a.shape}")
     if shape is not None and a.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
+        raise InvalidParameterError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
     if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
+        raise InvalidParameterError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
     if writeable and not a.flags.writeable:
-        raise ValueError(f"{name} must be writeable")
+        raise InvalidParameterError(f"{name} must be writeable")
     return a

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from saffu._backend import backend_module, get_num_threads
+from saffu.errors import InvalidParameterError
 from saffu.kernels._validate import check_array as _check_array
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -23,25 +24,25 @@ DEFAULT_CHUNK = 16_384
 
 def _check_length(name: str, a: np.ndarray, length: int, what: str) -> None:
     if a.shape[0] != length:
-        raise ValueError(f"{name} has length {a.shape[0]}, expected {length} ({what})")
+        raise InvalidParameterError(f"{name} has length {a.shape[0]}, expected {length} ({what})")
 
 
 def _check_index_range(name: str, a: np.ndarray, upper: int) -> None:
     """Every entry of ``a`` must lie in ``[0, upper)``."""
     if a.size and (a.min() < 0 or a.max() >= upper):
         first = int(np.flatnonzero((a < 0) | (a >= upper))[0])
-        raise ValueError(f"{name}[{first}] = {a[first]} is out of range [0, {upper})")
+        raise InvalidParameterError(f"{name}[{first}] = {a[first]} is out of range [0, {upper})")
 
 
 def _check_disjoint(name: str, a: np.ndarray, FT: np.ndarray) -> None:
     if np.may_share_memory(a, FT):
-        raise ValueError(f"{name} must not share memory with FT")
+        raise InvalidParameterError(f"{name} must not share memory with FT")
 
 
 def _check_positive(name: str, value: float) -> float:
     value = float(value)
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        raise InvalidParameterError(f"{name} must be a positive finite number, got {value!r}")
     return value
 
 
@@ -73,12 +74,12 @@ def cooc_sparse_onehot(
     _check_length("indptr", indptr, targets.shape[0] + 1, "number of targets + 1")
     _check_length("weights", weights, indices.shape[0], "number of indices")
     if indptr[0] != 0 or indptr[-1] != indices.shape[0]:
-        raise ValueError(
+        raise InvalidParameterError(
             f"indptr must start at 0 and end at nnz = {indices.shape[0]}, "
             f"got {indptr[0]} and {indptr[-1]}"
         )
     if np.any(indptr[1:] < indptr[:-1]):
-        raise ValueError("indptr must be non-decreasing")
+        raise InvalidParameterError("indptr must be non-decreasing")
     _check_index_range("indices", indices, FT.shape[1])
     _check_index_range("targets", targets, FT.shape[0])
     _check_disjoint("weights", weights, FT)
@@ -97,7 +98,7 @@ def cooc_dense_onehot(FT: np.ndarray, X: np.ndarray, targets: np.ndarray) -> Non
     X = _check_array("X", X, _FLOATS, 2)
     targets = _check_array("targets", targets, _I64, 1)
     if X.shape[1] != FT.shape[1]:
-        raise ValueError(f"X has {X.shape[1]} columns but FT has {FT.shape[1]} (inputs D)")
+        raise InvalidParameterError(f"X has {X.shape[1]} columns but FT has {FT.shape[1]} (inputs D)")
     _check_length("targets", targets, X.shape[0], "rows of X")
     _check_index_range("targets", targets, FT.shape[0])
     _check_disjoint("X", X, FT)
@@ -119,17 +120,17 @@ def cooc_dense_dense(
     """
     _check_stats(FT)
     if not isinstance(X, np.ndarray) or X.dtype not in _FLOATS or X.ndim != 2:
-        raise TypeError("X must be a 2-D float32 or float64 numpy.ndarray")
+        raise InvalidParameterError("X must be a 2-D float32 or float64 numpy.ndarray")
     if not isinstance(Y, np.ndarray) or Y.dtype not in _FLOATS or Y.ndim != 2:
-        raise TypeError("Y must be a 2-D float32 or float64 numpy.ndarray")
+        raise InvalidParameterError("Y must be a 2-D float32 or float64 numpy.ndarray")
     if X.shape[1] != FT.shape[1] or Y.shape[1] != FT.shape[0]:
-        raise ValueError(
+        raise InvalidParameterError(
             f"expected X (n, {FT.shape[1]}) and Y (n, {FT.shape[0]}) for FT {FT.shape}, "
             f"got X {X.shape} and Y {Y.shape}"
         )
     _check_length("Y", Y, X.shape[0], "rows of X")
     if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        raise InvalidParameterError(f"chunk must be a positive integer, got {chunk!r}")
     for start in range(0, X.shape[0], chunk):
         x = X[start : start + chunk].astype(np.float64, copy=False)
         y = Y[start : start + chunk].astype(np.float64, copy=False)
@@ -153,11 +154,11 @@ def explicit_solve(
     _check_array("FT", FT, _F64, 2)
     out = _check_array("out", out, _FLOATS, 2, writeable=True)
     if out.shape != FT.shape:
-        raise ValueError(f"out has shape {out.shape}, expected FT's shape {FT.shape}")
+        raise InvalidParameterError(f"out has shape {out.shape}, expected FT's shape {FT.shape}")
     _check_disjoint("out", out, FT)
     alpha = _check_positive("alpha", alpha)
     tau = _check_positive("tau", tau)
     shrink = float(shrink)
     if not math.isfinite(shrink):
-        raise ValueError(f"shrink must be finite, got {shrink!r}")
+        raise InvalidParameterError(f"shrink must be finite, got {shrink!r}")
     backend_module().explicit_solve(FT, out, alpha, tau, shrink, get_num_threads())

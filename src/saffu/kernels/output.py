@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from saffu._backend import backend_module, get_num_threads
+from saffu.errors import InvalidParameterError
 from saffu.kernels._validate import check_array as _check_array
 
 _F32 = np.dtype(np.float32)
@@ -24,7 +25,8 @@ def logsumexp_rows(logits: np.ndarray, bias: np.ndarray) -> np.ndarray:
     _check_array("logits", logits, _F32, 2)
     _check_array("bias", bias, _F32, 1)
     if logits.shape[1] < 1 or bias.shape[0] != logits.shape[1]:
-        raise ValueError(f"need logits (m, V >= 1) and bias (V,), got {logits.shape} and {bias.shape}")
+        raise InvalidParameterError(
+            f"need logits (m, V >= 1) and bias (V,), got {logits.shape} and {bias.shape}")
     out = np.empty(logits.shape[0])
     backend_module().logsumexp_rows(logits, bias, out, get_num_threads())
     return out

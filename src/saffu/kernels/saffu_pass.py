@@ -15,11 +15,13 @@ import operator
 import numpy as np
 
 from saffu._backend import backend_module, get_num_threads
+from saffu.errors import InvalidParameterError
 from saffu.kernels._validate import check_array as _check_array
+from saffu.kinds import Aggregation, ContextKind
 
-RADIAL, BLOCK, DOCUMENT = 0, 1, 2
-SUM, CAT = 0, 1
-_KIND_NAMES = {RADIAL: "radial", BLOCK: "block", DOCUMENT: "document"}
+RADIAL, BLOCK, DOCUMENT = (kind.code for kind in ContextKind)
+SUM, CAT = (aggregation.code for aggregation in Aggregation)
+_KIND_NAMES = {kind.code: kind.value for kind in ContextKind}
 
 _I32 = np.dtype(np.int32)
 _F32 = np.dtype(np.float32)
@@ -29,29 +31,29 @@ _F64 = np.dtype(np.float64)
 def _check_finite(**arrays: np.ndarray) -> None:
     for name, a in arrays.items():
         if not np.isfinite(a).all():
-            raise ValueError(f"{name} must be finite (it holds NaN or infinity)")
+            raise InvalidParameterError(f"{name} must be finite (it holds NaN or infinity)")
 
 
 def _check_int(name: str, value: object, minimum: int | None = None) -> int:
     try:
         value = operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+        raise InvalidParameterError(f"{name} must be an integer, got {type(value).__name__}") from None
     if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise InvalidParameterError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
 def _check_context_model(kind: object, K: object, *, attention_only: bool = False) -> tuple[int, int]:
     """``kind`` in {0, 1, 2} (only 0, 1 for the per-position passes), ``K >= 1``, 1 for document."""
     kind = _check_int("kind", kind)
-    allowed = (RADIAL, BLOCK) if attention_only else (RADIAL, BLOCK, DOCUMENT)
+    allowed = tuple(k.code for k in ContextKind if k.attends or not attention_only)
     if kind not in allowed:
         names = ", ".join(f"{k} ({_KIND_NAMES[k]})" for k in allowed)
-        raise ValueError(f"kind must be one of {names}, got {kind}")
+        raise InvalidParameterError(f"kind must be one of {names}, got {kind}")
     K = _check_int("K", K, minimum=1)
     if kind == DOCUMENT and K != 1:
-        raise ValueError(f"the document model has no window: K must be 1, got {K}")
+        raise InvalidParameterError(f"the document model has no window: K must be 1, got {K}")
     return kind, K
 
 
@@ -59,7 +61,8 @@ def _check_aggregation(aggregation: object, K: int, bits: int) -> tuple[int, int
     """Returns the aggregation and the width Z of z."""
     aggregation = _check_int("aggregation", aggregation)
     if aggregation not in (SUM, CAT):
-        raise ValueError(f"aggregation must be 0 (sum) or 1 (cat), got {aggregation}")
+        names = " or ".join(f"{a.code} ({a.value})" for a in Aggregation)
+        raise InvalidParameterError(f"aggregation must be {names}, got {aggregation}")
     return aggregation, K * bits if aggregation == CAT else bits
 
 
@@ -67,7 +70,7 @@ def _check_vectors(E: object) -> tuple[int, int]:
     """E (V, bits) float32 cipher vectors; returns (V, bits)."""
     _check_array("E", E, _F32, 2)
     if E.shape[0] < 1 or E.shape[1] < 1:
-        raise ValueError(f"E must have at least one token and one bit, got shape {E.shape}")
+        raise InvalidParameterError(f"E must have at least one token and one bit, got shape {E.shape}")
     _check_finite(E=E)
     return E.shape
 
@@ -85,13 +88,13 @@ def _check_documents(ids: np.ndarray, pos: np.ndarray, vocab_size: int, start: i
     if start < stop:  # the first target's document may begin before start
         first = int(pos[start])
         if not 0 <= first <= start:
-            raise ValueError(f"pos[{start}] = {first} must lie in [0, {start}]")
+            raise InvalidParameterError(f"pos[{start}] = {first} must lie in [0, {start}]")
         start -= first
     _check_positions(pos[start:stop], start)
     used = ids[start:stop]
     if used.size and (used.min() < 0 or used.max() >= vocab_size):
         bad = start + int(np.flatnonzero((used < 0) | (used >= vocab_size))[0])
-        raise ValueError(f"ids[{bad}] = {ids[bad]} is out of range [0, {vocab_size}) (V = len(E))")
+        raise InvalidParameterError(f"ids[{bad}] = {ids[bad]} is out of range [0, {vocab_size}) (V = len(E))")
 
 
 def _check_corpus(ids: object, pos: object, vocab_size: int) -> None:
@@ -109,7 +112,7 @@ def _check_positions(pos: np.ndarray, offset: int) -> None:
     bad[1:] |= (p[1:] != 0) & (p[1:] != p[:-1] + 1)
     if bad.any():
         t = offset + int(np.flatnonzero(bad)[0])
-        raise ValueError(
+        raise InvalidParameterError(
             f"pos[{t}] = {pos[t - offset]} is inconsistent: positions must be 0 at each document "
             "start (<sod>) and increase by 1 inside a document"
         )
@@ -118,7 +121,7 @@ def _check_positions(pos: np.ndarray, offset: int) -> None:
 def _check_disjoint(name: str, out: np.ndarray, **inputs: np.ndarray) -> None:
     for other_name, other in inputs.items():
         if np.may_share_memory(out, other):
-            raise ValueError(f"{name} must not share memory with {other_name}")
+            raise InvalidParameterError(f"{name} must not share memory with {other_name}")
 
 
 def saffu_expert_stats(
@@ -224,7 +227,7 @@ def saffu_hidden_stats(
     _check_array("W", W, _F32, 2, (K, K))
     _check_array("codes", codes, _F32, 2)
     if codes.shape[0] != V:
-        raise ValueError(f"codes must have one row per token (V = {V}), got shape {codes.shape}")
+        raise InvalidParameterError(f"codes must have one row per token (V = {V}), got shape {codes.shape}")
     _check_finite(W=W, codes=codes)
     _check_array("FT", FT, _F64, 2, (codes.shape[1], Z), writeable=True)
     return float(
@@ -267,19 +270,19 @@ def saffu_forward(
     _check_array("W", W, _F32, 2, (K, K))
     _check_array("UT", UT, _F32, 2)
     if UT.shape != (0, 0) and (UT.shape[0] < 1 or UT.shape[1] != Z):
-        raise ValueError(f"UT must have shape (D, Z = {Z}) with D >= 1, or (0, 0); got {UT.shape}")
+        raise InvalidParameterError(f"UT must have shape (D, Z = {Z}) with D >= 1, or (0, 0); got {UT.shape}")
     _check_finite(W=W, UT=UT)
     n = _check_token_arrays(ids, pos)
     start = _check_int("start", start, minimum=0)
     stop = _check_int("stop", stop, minimum=start)
     if stop > n:
-        raise ValueError(f"stop = {stop} exceeds the corpus length {n}")
+        raise InvalidParameterError(f"stop = {stop} exceeds the corpus length {n}")
     _check_documents(ids, pos, V, start, stop)
     rows = int(np.count_nonzero(pos[start:stop]))
     width = UT.shape[0] or Z
     _check_array("out", out, _F32, 2, writeable=True)
     if out.shape[1] != width or out.shape[0] < rows:
-        raise ValueError(f"out must have shape (m >= {rows} targets, {width}), got {out.shape}")
+        raise InvalidParameterError(f"out must have shape (m >= {rows} targets, {width}), got {out.shape}")
     _check_disjoint("out", out, E=E, W=W, UT=UT)
     return int(
         backend_module().saffu_forward(

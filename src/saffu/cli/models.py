@@ -1,0 +1,140 @@
+"""``saffu demo | fit | eval | generate | info``: fit, score and sample explicit models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from saffu.cli._options import (
+    UsageError,
+    add_config_options,
+    add_fitting_options,
+    add_output_options,
+    config_from_args,
+    emit,
+    prefixed,
+    read_corpus,
+    score_lines,
+)
+from saffu.model import SaffuModel
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from saffu.datasets import sample
+
+    data = sample()
+    model = SaffuModel(config_from_args(args))
+    model.fit(read_corpus(data.train, None), n_jobs=args.jobs, verbose=args.verbose)
+    scores = model.score(read_corpus(data.dev, None))
+    text = model.generate(args.prompt, max_tokens=args.max_tokens, temperature=0.8, top_k=40,
+                          seed=args.seed)
+    result = {**prefixed("dev_", scores), "fit_seconds": model.fit_info["seconds"],
+              "train_tokens": model.fit_info["tokens"], "parameters": model.n_parameters,
+              "generated": args.prompt + text}
+    emit(args, result, [
+        f"fitted {model.n_parameters:,} parameters on {model.fit_info['tokens']:,} tokens "
+        f"in {model.fit_info['seconds']:.1f} s",
+        *score_lines("dev", scores),
+        "sample:", args.prompt + text])
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    model = SaffuModel(config_from_args(args))
+    model.fit(read_corpus(args.corpus, args.separator), n_jobs=args.jobs, verbose=args.verbose,
+              runner=_dask_runner(args.dask_scheduler))
+    model.save(args.out)
+    result = {"out": args.out, "parameters": model.n_parameters, **model.fit_info}
+    emit(args, result, [f"fitted {model.n_parameters:,} parameters on {model.fit_info['tokens']:,} "
+                        f"tokens in {model.fit_info['seconds']:.1f} s; saved to {args.out}"])
+
+
+def _dask_runner(address: str | None) -> Any:
+    if not address:
+        return None
+    try:
+        from dask.distributed import Client
+
+        from saffu.distributed import DaskRunner
+    except ImportError as error:
+        raise UsageError("--dask-scheduler needs dask.distributed: pip install 'saffu[dask]'") from error
+    return DaskRunner(Client(address))
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    model = SaffuModel.load(args.model)
+    started = time.perf_counter()
+    scores = model.score(read_corpus(args.corpus, args.separator))
+    scores["seconds"] = time.perf_counter() - started
+    emit(args, scores, score_lines("", scores))
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    model = SaffuModel.load(args.model)
+    text = model.generate(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
+                          top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    emit(args, {"prompt": args.prompt, "text": text}, [args.prompt + text])
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from saffu._backend import config_info, show_config
+
+    if args.json:
+        print(json.dumps(config_info(), sort_keys=True))
+    else:
+        show_config()
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``demo``, ``fit``, ``eval``, ``generate`` and ``info`` to the ``saffu`` parser."""
+    demo = commands.add_parser("demo", help="fit the bundled sample and show what the model does",
+                               description="Fit the bundled Shakespeare sample, report dev "
+                                           "perplexity and bits/char, and generate a passage.")
+    add_output_options(demo)
+    add_fitting_options(demo)
+    demo.add_argument("--prompt", default="ROMEO.", help="generation prompt (default: ROMEO.)")
+    demo.add_argument("--max-tokens", type=int, default=60, help="tokens to generate (default: 60)")
+    demo.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    add_config_options(demo)
+    demo.set_defaults(handler=cmd_demo)
+
+    fit = commands.add_parser("fit", help="fit a model explicitly and save it",
+                              description="Fit a SAFFU model on text files and save it to --out.")
+    fit.add_argument("corpus", nargs="+", help="files, directories or glob patterns")
+    fit.add_argument("--out", required=True, help="model directory to write")
+    fit.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                     help="run the passes on this dask.distributed scheduler")
+    add_output_options(fit, corpus=True)
+    add_fitting_options(fit)
+    add_config_options(fit)
+    fit.set_defaults(handler=cmd_fit)
+
+    evaluate = commands.add_parser("eval", help="perplexity and bits/char on held-out text",
+                                   description="Score a saved model on text files.")
+    evaluate.add_argument("model", help="model directory")
+    evaluate.add_argument("corpus", nargs="+", help="files, directories or glob patterns")
+    add_output_options(evaluate, corpus=True)
+    evaluate.set_defaults(handler=cmd_eval)
+
+    generate = commands.add_parser("generate", help="sample text from a saved model",
+                                   description="Sample a continuation of --prompt.")
+    generate.add_argument("model", help="model directory")
+    generate.add_argument("--prompt", default="", help="text to continue (default: empty)")
+    generate.add_argument("--max-tokens", type=int, default=100,
+                          help="most tokens to generate; stops earlier at <eod> (default: 100)")
+    generate.add_argument("--temperature", type=float, default=1.0,
+                          help="sampling temperature; 0 = greedy (default: 1.0)")
+    generate.add_argument("--top-k", type=int, default=None,
+                          help="sample among the k most likely tokens (default: all)")
+    generate.add_argument("--top-p", type=float, default=None,
+                          help="sample among the most likely tokens of total probability p "
+                               "(default: 1, all)")
+    generate.add_argument("--seed", type=int, default=None,
+                          help="random seed for reproducible samples (default: fresh entropy)")
+    add_output_options(generate)
+    generate.set_defaults(handler=cmd_generate)
+
+    info = commands.add_parser("info", help="versions, backends and threads")
+    add_output_options(info)
+    info.set_defaults(handler=cmd_info)

@@ -1,0 +1,184 @@
+"""The configuration of a SAFFU model: every field, its default, its help text and its parsing.
+
+:class:`SaffuConfig` is the one place a model setting is defined. Each field carries its help
+text (``metadata["help"]``) and, for fields that may be ``None``, the word that stands for
+``None`` on the command line and in sweep grids (``metadata["none"]``). The CLI options, the
+sweep grid parser and the docs derive from these: adding a field means adding it here (with its
+validation in ``__post_init__``), nothing else; ``tests/test_config.py`` fails if a field lacks
+help text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from saffu.errors import InvalidParameterError
+from saffu.kinds import Aggregation
+from saffu.layers import ContextSpec
+from saffu.validation import check_bool, check_choice, check_int, check_real
+
+__all__ = ["ATTENTIONS", "PREVIOUS_DEFAULTS", "TOKENIZERS", "SaffuConfig"]
+
+TOKENIZERS = ("bpe", "char", "word")
+ATTENTIONS = ("explicit", "uniform")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def _field(default: Any, help: str, *, none: str | None = None) -> Any:
+    """A config field with its help text; ``none`` is the word that stands for ``None``."""
+    return dataclasses.field(default=default, metadata={"help": help, "none": none})
+
+
+PREVIOUS_DEFAULTS = {"bits": 256, "hidden": 256, "radial": 1, "aggregation": "sum", "tau": 2.0,
+                     "output_tau": 3.0}
+"""The defaults before the roadmap (issue 6), for benchmarks whose recorded runs used them."""
+
+
+@dataclass(frozen=True)
+class SaffuConfig:
+    """Everything that defines a SAFFU model; validated on construction.
+
+    Every field's meaning is its ``help`` metadata (``SaffuConfig.help(name)``); ``None`` values
+    mean "derive it": the minimum bits, D = bits, K = the mean input mass.
+    """
+
+    tokenizer: str = _field("bpe", "tokenizer kind: bpe, char or word")
+    vocab_size: int = _field(4096, "tokenizer vocabulary size (special tokens included)")
+    bits: int | None = _field(2048, "cipher code length; 'min' = ceil(log2(|V|+1))", none="min")
+    hidden: int | None = _field(256, "hidden width D per context model (label-code bits); "
+                                     "'bits' = the cipher's bits", none="bits")
+    radial: int = _field(2, "r, previous tokens seen by the radial context model (0 = off)")
+    block: int = _field(0, "B, block length of the block context model (0 = off)")
+    document: bool = _field(False, "include the document (running mean) context model")
+    aggregation: str = _field("cat", "attention aggregation: sum (z has bits values) or cat "
+                                     "(K·bits)")
+    attention: str = _field("explicit", "attention weights: explicit (fitted from per-position "
+                                        "experts) or uniform (W = 0)")
+    tau: float = _field(4.0, "temperature of the attention and hidden layers' likelihood terms")
+    output_tau: float = _field(1.5, "temperature of the output layer's likelihood terms")
+    alpha: float = _field(0.1, "additive smoothing of every explicit solve")
+    priming: float | None = _field(None, "priming number K of the folded forms; 'mean' = the mean "
+                                         "input mass", none="mean")
+    cipher_smoothing: bool = _field(False, "smooth the cipher vectors (METHOD.md §2)")
+
+    def __post_init__(self) -> None:
+        try:
+            check_choice("tokenizer", self.tokenizer, TOKENIZERS)
+            check_int("vocab_size", self.vocab_size, 8)
+            check_int("bits", self.bits, 1, 65536, optional=True)
+            check_int("hidden", self.hidden, 1, 65536, optional=True)
+            check_int("radial", self.radial, 0, 1024)
+            check_int("block", self.block, 0, 4096)
+            check_bool("document", self.document)
+            if not (self.radial or self.block or self.document):
+                raise InvalidParameterError(
+                    "at least one context model (radial, block or document) must be on")
+            Aggregation.parse(self.aggregation)
+            check_choice("attention", self.attention, ATTENTIONS)
+            for name in ("tau", "output_tau", "alpha"):
+                check_real(name, getattr(self, name), 0, exclusive_minimum=True)
+            check_real("priming", self.priming, 0, exclusive_minimum=True, optional=True)
+            check_bool("cipher_smoothing", self.cipher_smoothing)
+        except InvalidParameterError as error:
+            raise InvalidParameterError(f"invalid SaffuConfig: {error}") from None
+
+    @property
+    def context_specs(self) -> tuple[ContextSpec, ...]:
+        """The context models this config turns on, in the order their hidden vectors are joined."""
+        specs = []
+        if self.radial:
+            specs.append(ContextSpec("radial", self.radial))
+        if self.block:
+            specs.append(ContextSpec("block", self.block))
+        if self.document:
+            specs.append(ContextSpec("document", 1))
+        return tuple(specs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SaffuConfig:
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise InvalidParameterError(f"invalid SaffuConfig: unknown field(s) {', '.join(unknown)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> SaffuConfig:
+        return dataclasses.replace(self, **changes)
+
+    def non_default(self) -> dict[str, Any]:
+        """The fields whose values differ from the defaults (what a variant key hashes)."""
+        defaults = SaffuConfig()
+        return {name: value for name, value in self.to_dict().items()
+                if value != getattr(defaults, name)}
+
+    # --- the fields, described once -------------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The help text of field ``name``."""
+        return _fields()[name].metadata["help"]
+
+    @classmethod
+    def none_word(cls, name: str) -> str | None:
+        """The word that stands for ``None`` in field ``name`` ("min", "bits", "mean"), if any."""
+        return _fields()[name].metadata["none"]
+
+    @classmethod
+    def parse_value(cls, name: str, value: Any) -> Any:
+        """The value of field ``name`` that ``value`` stands for, from the command line (a string)
+        or a grid file (a TOML value): the field's none-word or "none" is ``None``; "true"/"false"
+        are booleans; integers are floats in float fields (so ``tau = 2`` equals ``tau = 2.0``).
+
+        The value itself is checked when a config is built.
+        """
+        field = _fields().get(name)
+        if field is None:
+            raise InvalidParameterError(f"unknown SaffuConfig field {name!r}; fields are "
+                                        f"{', '.join(cls.field_names())}")
+        base = _base_type(name)
+        if isinstance(value, str) and value.strip().lower() in ("none", field.metadata["none"]) \
+                and field.metadata["none"] is not None:
+            return None
+        if isinstance(value, str) and base is not str:
+            return _parse_text(name, value.strip(), base)
+        if base is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
+
+def _fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(SaffuConfig)}
+
+
+def _base_type(name: str) -> type:
+    """int, float, bool or str: the field's type without ``None``."""
+    hint = typing.get_type_hints(SaffuConfig)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def _parse_text(name: str, text: str, base: type) -> Any:
+    lowered = text.lower()
+    if base is bool:
+        if lowered in TRUE_WORDS:
+            return True
+        if lowered in FALSE_WORDS:
+            return False
+        raise InvalidParameterError(f"{name} must be true or false, got {text!r}")
+    try:
+        return base(text)
+    except ValueError:
+        none = SaffuConfig.none_word(name)
+        also = f" or '{none}'" if none else ""
+        raise InvalidParameterError(f"{name} must be {'an int' if base is int else 'a number'}"
+                                    f"{also}, got {text!r}") from None

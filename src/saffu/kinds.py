@@ -1,0 +1,73 @@
+"""Context-model kinds and aggregations, with the integer codes every kernel backend takes.
+
+Defined once here, at the bottom of the package (no saffu imports but the errors), so the
+kernel backends, the layers, the config and the PyTorch module all read the same definitions.
+The C++ extension mirrors the codes (``csrc/saffu_pass.cpp``) and exposes them as
+``saffu._core.CONTEXT_KIND_CODES`` / ``AGGREGATION_CODES``; ``tests/test_layers.py`` checks that
+they agree.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from saffu.errors import InvalidParameterError
+
+__all__ = ["Aggregation", "ContextKind"]
+
+
+class ContextKind(str, enum.Enum):
+    """What a context model looks at; compares equal to its name (``ContextKind.RADIAL == "radial"``).
+
+    - ``RADIAL``: the last r tokens (relative positions); size r.
+    - ``BLOCK``: the tokens since the start of the current fixed block of B positions; size B.
+    - ``DOCUMENT``: the normalized running mean of the document's cipher vectors; size 1, no attention.
+    """
+
+    RADIAL = "radial"
+    BLOCK = "block"
+    DOCUMENT = "document"
+
+    @property
+    def code(self) -> int:
+        """The integer the kernels take for this kind."""
+        return _KIND_CODES[self]
+
+    @property
+    def attends(self) -> bool:
+        """Whether context models of this kind have an attention layer."""
+        return self is not ContextKind.DOCUMENT
+
+    @classmethod
+    def parse(cls, value: object) -> ContextKind:
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(kind.value for kind in cls)
+            raise InvalidParameterError(f"context kind must be one of {names}, got {value!r}") from None
+
+
+_KIND_CODES = {ContextKind.RADIAL: 0, ContextKind.BLOCK: 1, ContextKind.DOCUMENT: 2}
+
+
+class Aggregation(str, enum.Enum):
+    """How attended vectors are joined: ``SUM`` (z has ``bits`` values) or ``CAT`` (``K·bits``)."""
+
+    SUM = "sum"
+    CAT = "cat"
+
+    @property
+    def code(self) -> int:
+        """The integer the kernels take for this aggregation."""
+        return _AGGREGATION_CODES[self]
+
+    @classmethod
+    def parse(cls, value: object) -> Aggregation:
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(a.value for a in cls)
+            raise InvalidParameterError(f"aggregation must be one of {names}, got {value!r}") from None
+
+
+_AGGREGATION_CODES = {Aggregation.SUM: 0, Aggregation.CAT: 1}

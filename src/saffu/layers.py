@@ -1,0 +1,105 @@
+"""The building blocks of a SAFFU model below the model itself (METHOD.md §3).
+
+- :class:`ContextKind` and :class:`Aggregation`: the kinds of context model and the ways of
+  aggregating attended vectors, each defined once here, with the integer codes the kernels take
+  (every backend checks the codes and rejects an unknown one).
+- :class:`ContextSpec`: one context model (its kind and size) and the widths that follow from it.
+- :class:`ContextLayer`: the weights of one context model and its forward pass ``h = softmax(z U)``.
+- :func:`target_batches` and :func:`unique_rows`: the batching helpers of fitting and scoring.
+
+Adding a context-model kind: a member of :class:`ContextKind` (name and kernel code), its window
+rule in each backend (``csrc/saffu_pass.cpp``, ``saffu._numba.saffu_pass``,
+``saffu._reference.saffu_pass``) and in ``saffu.torch`` (``_windows``), and its config field in
+:class:`saffu.config.SaffuConfig` (``context_specs``). ``tests/test_layers.py`` fails until every
+backend accepts the new code and agrees with the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from saffu import kernels
+from saffu.errors import InvalidParameterError
+from saffu.kinds import Aggregation, ContextKind
+
+__all__ = ["Aggregation", "ContextKind", "ContextLayer", "ContextSpec", "target_batches",
+           "unique_rows"]
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """One context model: its ``kind`` and ``size`` (r for radial, B for block, 1 for document)."""
+
+    kind: ContextKind
+    size: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ContextKind.parse(self.kind))
+        if self.kind is ContextKind.DOCUMENT and self.size != 1:
+            raise InvalidParameterError(f"the document context model has size 1, got {self.size}")
+
+    @property
+    def kind_code(self) -> int:
+        return self.kind.code
+
+    @property
+    def attends(self) -> bool:
+        """Whether the context model has an attention layer (the document model has none)."""
+        return self.kind.attends
+
+    def input_dim(self, bits: int, aggregation: str) -> int:
+        """Width Z of the aggregated vector z fed to the hidden layer."""
+        if Aggregation.parse(aggregation) is Aggregation.CAT and self.attends:
+            return bits * self.size
+        return bits
+
+    @property
+    def name(self) -> str:
+        return self.kind.value if self.kind is ContextKind.DOCUMENT else f"{self.kind.value}{self.size}"
+
+
+@dataclass
+class ContextLayer:
+    """Weights of one context model: attention ``W`` (K, K) and hidden ``UT`` (D, Z), float32."""
+
+    spec: ContextSpec
+    attention: np.ndarray
+    hidden_t: np.ndarray
+
+    def hidden(self, ids: np.ndarray, pos: np.ndarray, start: int, stop: int, vectors: np.ndarray,
+               aggregation: str) -> np.ndarray:
+        """h = softmax(z Uᵀ) (m, D) float32 for the m targets (``pos > 0``) in ``[start, stop)``.
+
+        Args:
+            ids, pos: (n,) int32 token ids and in-document positions of whole documents.
+            vectors: (V, bits) float32 cipher vectors.
+            aggregation: "sum" or "cat".
+
+        One fused kernel call builds each window, attends, aggregates and applies U to the
+        nonzero entries of z only (cipher vectors are sparse, so this beats a dense product).
+        """
+        h = np.empty((int(np.count_nonzero(pos[start:stop])), self.hidden_t.shape[0]), dtype=np.float32)
+        kernels.saffu_forward(ids, pos, self.spec.kind_code, self.spec.size, vectors, self.attention,
+                              Aggregation.parse(aggregation).code, self.hidden_t, start, stop, h)
+        return h
+
+
+def target_batches(pos: np.ndarray, batch: int) -> Iterable[tuple[int, int]]:
+    """Split token range [0, n) into ranges holding at most ``batch`` targets (pos > 0) each."""
+    target_index = np.flatnonzero(pos > 0)
+    for first in range(0, len(target_index), batch):
+        last = min(first + batch, len(target_index)) - 1
+        yield int(target_index[first]), int(target_index[last]) + 1
+
+
+def unique_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``matrix`` (m, w) in order of first appearance, and for each row its
+    index among them: ``unique[inverse]`` equals ``matrix`` bitwise."""
+    matrix = np.ascontiguousarray(matrix)
+    index: dict[bytes, int] = {}
+    inverse = np.fromiter((index.setdefault(row, len(index)) for row in map(bytes, matrix)),
+                          dtype=np.intp, count=len(matrix))
+    return matrix[np.unique(inverse, return_index=True)[1]], inverse

@@ -1,0 +1,278 @@
+"""Running a sweep: worker processes, resumable per-variant records, and the results files."""
+
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from saffu._backend import set_num_threads
+from saffu._io import atomic_write_text
+from saffu.errors import InvalidParameterError
+from saffu.model import SaffuConfig
+from saffu.sweep.data import SweepData, _log, _read_json, prepare_data
+from saffu.sweep.grid import CONFIG_FIELDS, Backprop, Grid, _describe, canonical, load_grid, variant_key
+from saffu.sweep.variants import fit_variants, output_tau_groups
+from saffu.validation import is_int
+
+METRICS = (
+    "parameters", "train_tokens", "fit_seconds", "fit_cpu_seconds", "fit_shared", "eval_seconds",
+    "eval_cpu_seconds", "fit_peak_memory_mb", "peak_memory_mb", "dev_perplexity",
+    "dev_bits_per_char", "test_perplexity", "test_bits_per_char", "backprop_seconds",
+    "backprop_steps", "backprop_stopped", "backprop_dev_perplexity", "backprop_dev_bits_per_char",
+    "backprop_test_perplexity", "backprop_test_bits_per_char")
+
+
+_worker_data: SweepData | None = None
+
+
+def _init_worker(directory: str) -> None:
+    """Pool initializer: one kernel/BLAS thread per process, and the shared data loaded once."""
+    from threadpoolctl import threadpool_limits
+
+    import saffu.fit  # noqa: F401  (imported here, not inside the first variant's timing)
+
+    global _worker_data
+    set_num_threads(1)
+    threadpool_limits(1)
+    _worker_data = SweepData.load(Path(directory))
+
+
+def _worker_task(configs: list[SaffuConfig], backprop: Backprop | None,
+                 directory: str) -> list[dict[str, Any]]:
+    return _fit_and_store(configs, _worker_data, backprop, Path(directory), n_jobs=1)
+
+
+def _store(directory: Path, record: dict[str, Any]) -> None:
+    atomic_write_text(directory / "variants" / f"{record['key']}.json",
+                      json.dumps(record, indent=1) + "\n")
+
+
+def _cached(directory: Path, key: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads((directory / "variants" / f"{key}.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) and record.get("key") == key else None
+
+
+def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | None = None, *,
+              grid: Grid | str | os.PathLike | None = None, out: str | os.PathLike,
+              jobs: int = 1, verbose: int = 1) -> list[dict[str, Any]]:
+    """Fit and score every variant of ``grid`` (default: the shipped roadmap); resumable.
+
+    Args:
+        train, dev, test: documents (iterables of strings, e.g. :func:`saffu.corpus.read_documents`).
+        grid: a :class:`Grid` or a grid file path.
+        out: output folder; variants already stored there (same data) are not fitted again.
+        jobs: worker processes (1: fit in this process with the default kernel threads;
+            more: "spawn" processes with one kernel thread each).
+        verbose: 0 silent; 1 one line per variant on stderr.
+    Returns:
+        the records (see :func:`fit_variant`) of the completed variants, in grid order.
+    Raises:
+        ValueError: bad arguments, or ``out`` holds a sweep of other data.
+        RuntimeError: some variants failed (the others are stored; rerun to retry).
+    """
+    grid = grid if isinstance(grid, Grid) else load_grid(grid)
+    if not is_int(jobs) or jobs < 1:
+        raise InvalidParameterError(f"jobs must be a positive integer, got {jobs!r}")
+    if grid.backprop is not None and importlib.util.find_spec("torch") is None:
+        raise InvalidParameterError(f"{grid.source}: [backprop] needs PyTorch: pip install 'saffu[torch]'")
+    directory = Path(out)
+    documents = {"train": _document_list(train, "train"), "dev": _document_list(dev, "dev")}
+    if test is not None:
+        documents["test"] = _document_list(test, "test")
+    run = _SweepRun(grid, directory, documents, verbose)
+    missing = run.load_stored()
+    _log(verbose, f"{len(run.records)} variants: {len(run.records) - len(missing)} stored, "
+                  f"{len(missing)} to fit with {jobs} job(s)")
+    _fit_missing(run, missing, jobs)
+    run.publish()
+    if run.failures:
+        config, error = run.failures[0]
+        raise RuntimeError(f"{len(run.failures)} of {len(run.records)} variants failed (first: "
+                           f"{_label(config, grid)}: {error!r}); completed variants are stored "
+                           f"in {directory}; rerun to retry the failed ones")
+    return run.completed
+
+
+def _document_list(documents: Iterable[str], name: str) -> list[str]:
+    if isinstance(documents, (str, bytes)):
+        raise InvalidParameterError(f"{name} must be an iterable of document strings, not a single string")
+    documents = list(documents)
+    if not documents:
+        raise InvalidParameterError(f"the {name} split has no documents")
+    return documents
+
+
+def _remove_temporary_files(directory: Path) -> None:
+    """Leftovers of atomic writes that a killed worker did not finish."""
+    for leftover in directory.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+class _SweepRun:
+    """One run of a sweep: the records so far, progress lines, and the results files, which
+    are rewritten after every variant so that they always hold every completed one."""
+
+    def __init__(self, grid: Grid, directory: Path, documents: dict[str, list[str]],
+                 verbose: int) -> None:
+        self.grid, self.directory, self.verbose = grid, directory, verbose
+        self.records: dict[SaffuConfig, dict[str, Any] | None] = dict.fromkeys(grid.variants())
+        self.failures: list[tuple[SaffuConfig, BaseException]] = []
+        self.computed = 0
+        self.started, self.load_start = time.perf_counter(), _load_average()
+        self.data = prepare_data(directory, documents, grid.reference, verbose)
+
+    def load_stored(self) -> list[SaffuConfig]:
+        """Take the stored records of this grid's variants; return the variants still missing."""
+        (self.directory / "variants").mkdir(exist_ok=True)
+        _remove_temporary_files(self.directory / "variants")
+        for config in self.records:
+            self.records[config] = _cached(self.directory, variant_key(config, self.grid.backprop))
+        return [config for config, record in self.records.items() if record is None]
+
+    @property
+    def completed(self) -> list[dict[str, Any]]:
+        return [record for record in self.records.values() if record is not None]
+
+    def finished(self, config: SaffuConfig, record: dict[str, Any]) -> None:
+        self.records[config] = record
+        self.computed += 1
+        done = len(self.completed)
+        _log(self.verbose, f"[{done}/{len(self.records)}] {_label(config, self.grid)}: "
+                           f"dev perplexity {record['dev_perplexity']:.2f}, "
+                           f"{record['parameters']:,} parameters, fit {record['fit_seconds']:.1f} s")
+        self.publish()
+
+    def failed(self, config: SaffuConfig, error: BaseException) -> None:
+        self.failures.append((config, error))
+        _log(self.verbose, f"FAILED {_label(config, self.grid)}: {error!r}")
+
+    def publish(self) -> None:
+        """Write ``results.json`` and ``results.csv`` of the completed variants."""
+        meta = {
+            "grid": self.grid.source, "variants": len(self.records),
+            "completed": len(self.completed), "computed_this_run": self.computed,
+            "failed_this_run": len(self.failures),
+            "wall_seconds_this_run": time.perf_counter() - self.started,
+            "load_average_start": self.load_start, "load_average_now": _load_average(),
+            "cpu_count": os.cpu_count(), "splits": self.data.summary(),
+            "backprop": self.grid.backprop.to_dict() if self.grid.backprop else None}
+        _write_results(self.directory, self.completed, meta)
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average of the machine (``None`` where the OS has none, e.g. Windows)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int) -> None:
+    """Fit the missing variants, in this process (``jobs == 1``) or in a pool of processes.
+
+    Variants that differ in ``output_tau`` only are one task (:func:`fit_variants`); in a pool
+    the most expensive tasks go first, so that the run does not end waiting for one of them.
+    """
+    groups = output_tau_groups(missing)
+    if jobs == 1:
+        for group in groups:
+            _collect(run, group, lambda group=group: _fit_and_store(
+                group, run.data, run.grid.backprop, run.directory))
+        return
+    executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(str(run.directory),))
+    try:
+        pending: dict[Future, list[SaffuConfig]] = {
+            executor.submit(_worker_task, group, run.grid.backprop, str(run.directory)): group
+            for group in sorted(groups, key=_estimated_cost, reverse=True)}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                _collect(run, pending.pop(future), future.result)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _fit_and_store(configs: list[SaffuConfig], data: SweepData, backprop: Backprop | None,
+                   directory: Path, n_jobs: int | None = None) -> list[dict[str, Any]]:
+    """Fit one group of :func:`output_tau_groups`, storing each record as soon as it is done."""
+    records = []
+    for record in fit_variants(configs, data, backprop=backprop, n_jobs=n_jobs):
+        _store(directory, record)
+        records.append(record)
+    return records
+
+
+def _collect(run: _SweepRun, group: list[SaffuConfig],
+             result: Callable[[], list[dict[str, Any]]]) -> None:
+    """Record a group's results; if it failed, the variants stored before the error count as
+    done and the others as failed."""
+    try:
+        records = {record["key"]: record for record in result()}
+    except Exception as error:
+        records = {}
+        for config in group:
+            key = variant_key(config, run.grid.backprop)
+            record = _cached(run.directory, key)
+            if record is None:
+                run.failed(config, error)
+            else:
+                records[key] = record
+    for config in group:
+        record = records.get(variant_key(config, run.grid.backprop))
+        if record is not None:
+            run.finished(config, record)
+
+
+def _estimated_cost(group: Sequence[SaffuConfig]) -> float:
+    """A rough relative cost of fitting and scoring a group: scoring grows with the width of the
+    output layer's input and the number of variants, the passes with the context positions."""
+    config = group[0]
+    bits = config.bits or 16
+    specs = config.context_specs
+    width = len(specs) * (config.hidden or bits)
+    positions = sum(spec.size for spec in specs)
+    return len(group) * width + positions * bits / 4
+
+
+def _label(config: SaffuConfig, grid: Grid) -> str:
+    """The fields where ``config`` differs from the grid's reference, e.g. "bits=64, tau=3"."""
+    reference = canonical(grid.reference).to_dict()
+    changes = {name: value for name, value in config.to_dict().items() if value != reference[name]}
+    return _describe(changes) or "the reference variant"
+
+
+def _write_results(directory: Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """``results.json`` (meta and records) and ``results.csv`` (one row per record)."""
+    atomic_write_text(directory / "results.json",
+                      json.dumps({"sweep": meta, "variants": records}, indent=1) + "\n")
+    columns = ["key", *CONFIG_FIELDS, *[m for m in METRICS if any(m in r for r in records)]]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({name: "" if record.get(name) is None else record[name] for name in columns})
+    atomic_write_text(directory / "results.csv", buffer.getvalue())
+
+
+def read_results(directory: str | os.PathLike) -> list[dict[str, Any]]:
+    """The variant records of a sweep folder's ``results.json``."""
+    path = Path(directory) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run saffu sweep first")
+    records = _read_json(path).get("variants")
+    if not isinstance(records, list):
+        raise InvalidParameterError(f"{path} is not a saffu sweep result: it has no list of variants")
+    if not records:
+        raise InvalidParameterError(f"{path} holds no completed variants")
+    return records
