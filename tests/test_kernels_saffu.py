@@ -10,9 +10,10 @@ import saffu
 import saffu._reference as reference
 from saffu import kernels
 from saffu._backend import backend_module
+from saffu.kinds import Aggregation, ContextKind
 
-RADIAL, BLOCK, DOCUMENT = 0, 1, 2
-SUM, CAT = 0, 1
+RADIAL, BLOCK, DOCUMENT = (kind.code for kind in ContextKind)
+SUM, CAT = (aggregation.code for aggregation in Aggregation)
 V, BITS, D, SOD = 11, 5, 4, 2
 # Tokens after <sod> per document: empty and one-token documents included.
 LENGTHS = (7, 1, 0, 13, 2, 1, 30, 5)

@@ -1,8 +1,7 @@
 """saffu: explicit (closed-form) softmax layers and SAFFU transformer language models."""
 
 from saffu._backend import available_backends, get_backend, set_backend, set_num_threads, show_config
-
-__version__ = "0.1.0"
+from saffu._version import __version__
 
 __all__ = [
     "__version__",

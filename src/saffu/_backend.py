@@ -125,7 +125,7 @@ def config_info() -> dict[str, object]:
     """Versions, backends and threads, as a dict (what :func:`show_config` prints)."""
     import numpy
 
-    from saffu import __version__
+    from saffu._version import __version__
 
     info: dict[str, object] = {
         "saffu": __version__,

@@ -4,8 +4,9 @@
 text (``metadata["help"]``) and, for fields that may be ``None``, the word that stands for
 ``None`` on the command line and in sweep grids (``metadata["none"]``). The CLI options, the
 sweep grid parser and the docs derive from these: adding a field means adding it here (with its
-validation in ``__post_init__``), nothing else; ``tests/test_config.py`` fails if a field lacks
-help text.
+validation in ``__post_init__``, and a ``neutral`` value: the one that gives the model fitted
+before the field existed, so that stored sweep results keep their keys), nothing else;
+``tests/test_config.py`` fails if a field lacks help text or a later field lacks a neutral value.
 """
 
 from __future__ import annotations
@@ -28,9 +29,17 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
-def _field(default: Any, help: str, *, none: str | None = None) -> Any:
-    """A config field with its help text; ``none`` is the word that stands for ``None``."""
-    return dataclasses.field(default=default, metadata={"help": help, "none": none})
+_NO_NEUTRAL = object()
+
+
+def _field(default: Any, help: str, *, none: str | None = None, neutral: Any = _NO_NEUTRAL) -> Any:
+    """A config field with its help text; ``none`` is the word that stands for ``None``.
+
+    ``neutral`` is, for a field added after the first release, the value that gives the model
+    saffu fitted before the field existed: sweep keys leave the field out at that value, so
+    stored sweep results stay valid (see :meth:`SaffuConfig.key_fields`).
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "none": none, "neutral": neutral})
 
 
 PREVIOUS_DEFAULTS = {"bits": 256, "hidden": 256, "radial": 1, "aggregation": "sum", "tau": 2.0,
@@ -64,6 +73,7 @@ class SaffuConfig:
     priming: float | None = _field(None, "priming number K of the folded forms; 'mean' = the mean "
                                          "input mass", none="mean")
     cipher_smoothing: bool = _field(False, "smooth the cipher vectors (METHOD.md §2)")
+    # Fields added after the first release take a ``neutral`` value (see ``_field``).
 
     def __post_init__(self) -> None:
         try:
@@ -110,6 +120,12 @@ class SaffuConfig:
 
     def replace(self, **changes: Any) -> SaffuConfig:
         return dataclasses.replace(self, **changes)
+
+    def key_fields(self) -> dict[str, Any]:
+        """Every field but those at their neutral value: what identifies this config's model
+        across saffu versions (sweep variant keys hash it)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.metadata["neutral"] is _NO_NEUTRAL or getattr(self, f.name) != f.metadata["neutral"]}
 
     def non_default(self) -> dict[str, Any]:
         """The fields whose values differ from the defaults (what a variant key hashes)."""

@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from saffu import __version__
+from saffu._version import __version__
 from saffu.cli import models, sweep, train
 from saffu.cli._options import UsageError
 from saffu.errors import SaffuError

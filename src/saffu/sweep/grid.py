@@ -278,6 +278,11 @@ def _check_shared_fields(grid: Grid) -> None:
 
 
 def variant_key(config: SaffuConfig, backprop: Backprop | None = None) -> str:
-    """A short hash of everything that defines a variant's result (16 hex digits)."""
-    spec = {"config": config.to_dict(), "backprop": backprop.to_dict() if backprop else None}
+    """A short hash of everything that defines a variant's result (16 hex digits).
+
+    Fields at their *neutral* value (the value that gives the model saffu fitted before the
+    field existed, ``SaffuConfig.key_fields``) are left out, so adding a config field does not
+    change the keys of stored variants.
+    """
+    spec = {"config": config.key_fields(), "backprop": backprop.to_dict() if backprop else None}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
