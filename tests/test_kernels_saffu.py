@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import saffu
-import saffu._reference as reference
 from saffu import kernels
 from saffu._backend import backend_module
 from saffu.kinds import Aggregation, ContextKind
 
+reference = backend_module("numpy")
 RADIAL, BLOCK, DOCUMENT = (kind.code for kind in ContextKind)
 SUM, CAT = (aggregation.code for aggregation in Aggregation)
 V, BITS, D, SOD = 11, 5, 4, 2

@@ -14,8 +14,9 @@ import platform
 import sys
 import warnings
 from collections.abc import Iterator
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
+from saffu._kernel_spec import KERNELS
 from saffu.errors import InvalidParameterError, MissingDependencyError
 
 BACKENDS = ("cpp", "numba", "numpy")
@@ -23,24 +24,40 @@ _MODULES = {"cpp": "saffu._core", "numba": "saffu._numba", "numpy": "saffu._refe
 
 _active: str | None = None
 _num_threads: int | None = None
-
-
+_tables: dict[str, SimpleNamespace] = {}
 _warned_broken: set[str] = set()
 
 
-def _import(name: str) -> ModuleType | None:
-    """The backend's module, or None if it is not installed. A module that is installed but
-    fails to import (a broken build, a missing shared library) warns once, naming the cause."""
-    module = _MODULES[name]
+def _import(name: str) -> SimpleNamespace | None:
+    """The kernel table of backend ``name`` (one function per entry of ``KERNELS``), or None if
+    the backend is not installed. One that is installed but fails to import (a broken build, a
+    missing shared library) or lacks a kernel warns once, naming the cause."""
+    if name in _tables:
+        return _tables[name]
+    module_name = _MODULES[name]
     try:
-        return importlib.import_module(module)
+        module = importlib.import_module(module_name)
+        _tables[name] = _kernel_table(name, module)
+        return _tables[name]
     except ModuleNotFoundError as error:
-        if error.name in (module, module.split(".")[-1], "numba"):
+        if error.name in (module_name, module_name.split(".")[-1], "numba"):
             return None
         _warn_broken(name, error)
     except ImportError as error:
         _warn_broken(name, error)
     return None
+
+
+def _kernel_table(name: str, module: ModuleType) -> SimpleNamespace:
+    """Every kernel of ``KERNELS`` from ``module`` or the modules it lists in ``KERNEL_MODULES``."""
+    sources = (module, *getattr(module, "KERNEL_MODULES", ()))
+    table = {}
+    for kernel in KERNELS:
+        found = [getattr(source, kernel) for source in sources if hasattr(source, kernel)]
+        if not found:
+            raise ImportError(f"it has no kernel {kernel!r}")
+        table[kernel] = found[0]
+    return SimpleNamespace(backend=name, **table)
 
 
 def _warn_broken(name: str, error: ImportError) -> None:
@@ -80,8 +97,9 @@ def get_backend() -> str:
     return _active
 
 
-def backend_module(name: str | None = None) -> ModuleType:
-    """The kernel module of backend ``name`` (default: the active one)."""
+def backend_module(name: str | None = None) -> SimpleNamespace:
+    """The kernels of backend ``name`` (default: the active one), one attribute per entry of
+    ``saffu._kernel_spec.KERNELS``."""
     module = _import(name or get_backend())
     if module is None:
         raise MissingDependencyError(f"backend {name!r} is not available")
