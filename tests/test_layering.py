@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "saffu"
 
 LAYERS = (
-    ("saffu.errors", "saffu._version"),
+    ("saffu.errors", "saffu._version", "saffu._kernel_spec"),
     ("saffu.validation", "saffu.kinds", "saffu._io", "saffu._backend"),
     ("saffu._core", "saffu._numba", "saffu._reference"),
     ("saffu.kernels",),

@@ -8,6 +8,7 @@ Weights are fitted explicitly by :mod:`saffu.fit`; :meth:`SaffuModel.fit` is the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -19,15 +20,23 @@ from typing import Any
 import numpy as np
 
 from saffu import kernels
-from saffu._io import atomic_directory, sha256_file
+from saffu._io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_directory,
+    interrupted_replacement,
+    read_safetensors,
+    replace_directory,
+    sha256_file,
+)
 from saffu.cipher import Cipher
 from saffu.config import PREVIOUS_DEFAULTS, TOKENIZERS, SaffuConfig
 from saffu.corpus import TokenizedCorpus
-from saffu.errors import InvalidParameterError, ModelFormatError, NotFittedError
+from saffu.errors import ComputationError, InvalidParameterError, ModelFormatError, NotFittedError
 from saffu.fit import FitState, PassRunner, fit_model
 from saffu.layers import ContextLayer, ContextSpec, target_batches, unique_rows
 from saffu.tokenize import EOD, PAD, SOD, UNK, Tokenizer
-from saffu.validation import check_int, check_real
+from saffu.validation import check_int, check_real, is_int
 
 __all__ = ["FORMAT_VERSION", "PREVIOUS_DEFAULTS", "TOKENIZERS", "ContextLayer", "ContextSpec",
            "ModelFormatError", "SaffuConfig", "SaffuModel", "sample_token"]
@@ -189,6 +198,9 @@ class SaffuModel:
             tokens += logp.size
         if tokens == 0:
             raise InvalidParameterError("cannot score an empty corpus: it has no tokens to predict")
+        if not math.isfinite(nll):
+            raise ComputationError(f"the negative log-likelihood is {nll}: the model's weights give "
+                                   "non-finite log-probabilities (a corrupted or diverged model)")
         return {
             "perplexity": math.exp(nll / tokens),
             "bits_per_char": nll / (math.log(2) * max(corpus.n_characters, 1)),
@@ -242,16 +254,24 @@ class SaffuModel:
             arrays[f"layers.{i}.hidden_t"] = layer.hidden_t
         return {name: np.ascontiguousarray(a) for name, a in arrays.items()}
 
+    @staticmethod
+    def check_output(directory: str | os.PathLike) -> Path:
+        """Raise :class:`~saffu.errors.InvalidParameterError` unless :meth:`save` may write to
+        ``directory`` (absent, empty, or a saffu model); call it before a long fit."""
+        return check_model_output(directory)
+
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the model to ``directory`` atomically (safetensors weights + JSON).
 
-        An existing directory is replaced only once the new one is complete.
+        ``directory`` must be absent, empty, or a saffu model (which is replaced, only once the
+        new one is complete: see :mod:`saffu._io`); anything else is refused, so a save never
+        deletes files that saffu did not write. A symlink is followed.
         """
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         self._require_fitted()
-        with atomic_directory(directory) as tmp:
-            save_file(self.state_arrays(), str(tmp / "weights.safetensors"))
+        with replace_directory(directory, is_model_directory, "saffu model") as tmp:
+            atomic_write_bytes(tmp / "weights.safetensors", save(self.state_arrays()))
             self.tokenizer.save(tmp / "tokenizer.json")
             self.cipher.save(tmp / "cipher.json")
             self.labels.save(tmp / "labels.json")
@@ -262,7 +282,8 @@ class SaffuModel:
                 "fit_info": self.fit_info,
                 "checksums": {name: sha256_file(tmp / name) for name in MODEL_FILES},
             }
-            (tmp / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            manifest["manifest_sha256"] = _manifest_checksum(manifest)
+            atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         return Path(directory)
 
     @classmethod
@@ -299,12 +320,44 @@ class SaffuModel:
 
 
 MODEL_FILES = ("weights.safetensors", "tokenizer.json", "cipher.json", "labels.json")
+MANIFEST = "model.json"
+
+
+def is_model_directory(directory: Path) -> bool:
+    """Whether ``directory`` holds a saffu model and nothing else (what :meth:`SaffuModel.save`
+    may replace)."""
+    names = {entry.name for entry in directory.iterdir()}
+    if MANIFEST not in names or not names <= {MANIFEST, *MODEL_FILES}:
+        return False
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == "saffu-model"
+
+
+def check_model_output(directory: str | os.PathLike) -> Path:
+    """Where :meth:`SaffuModel.save` would write ``directory``, checked (see ``saffu._io``)."""
+    return check_output_directory(directory, is_model_directory, "saffu model")
+
+
+def _manifest_checksum(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the manifest without its own checksum (canonical JSON)."""
+    body = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
-    if not directory.is_dir():
+    if not directory.exists():
+        leftover = interrupted_replacement(directory)
+        if leftover is not None:
+            raise ModelFormatError(
+                f"model directory {directory} does not exist, but an interrupted save left the "
+                f"previous model in {leftover}; rename it to {directory} to use it")
         raise ModelFormatError(f"model directory {directory} does not exist")
-    path = directory / "model.json"
+    if not directory.is_dir():
+        raise ModelFormatError(f"{directory} is a file, not a saffu model directory")
+    path = directory / MANIFEST
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError as error:
@@ -314,10 +367,14 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != "saffu-model":
         raise ModelFormatError(f"{path} is not a saffu model manifest")
     version = manifest.get("format_version")
+    if not is_int(version):
+        raise ModelFormatError(f"{path} has an invalid format_version {version!r} (not an integer)")
     if version != FORMAT_VERSION:
         raise ModelFormatError(
             f"{directory} has model format version {version}; this saffu reads version "
             f"{FORMAT_VERSION}")
+    if "manifest_sha256" in manifest and manifest["manifest_sha256"] != _manifest_checksum(manifest):
+        raise ModelFormatError(f"{path} was modified after it was saved (checksum mismatch)")
     checksums = manifest.get("checksums", {})
     for name in MODEL_FILES:
         file = directory / name
@@ -329,13 +386,14 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def _read_weights(path: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-
-    try:  # the kernels take float32: a file written elsewhere in float64 is converted
-        return {name: np.ascontiguousarray(array, dtype=np.float32)
-                for name, array in load_file(str(path)).items()}
-    except Exception as error:  # safetensors raises its own error types for bad headers
-        raise ModelFormatError(f"{path} is not a readable safetensors file: {error}") from error
+    """Every array of ``weights.safetensors`` as float32 (a file written elsewhere in float64 is
+    converted), each checked finite: a NaN or infinite weight is a corrupted model."""
+    arrays, _ = read_safetensors(path)
+    weights = {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in arrays.items()}
+    for name, array in weights.items():
+        if not np.isfinite(array).all():
+            raise ModelFormatError(f"{path}: {name} holds NaN or infinite values")
+    return weights
 
 
 def _check_shapes(model: SaffuModel, directory: Path) -> None:
@@ -353,6 +411,14 @@ def _check_shapes(model: SaffuModel, directory: Path) -> None:
                 for name, shape in expected.items() if actual[name] != shape]
     if model.cipher.vectors.shape[0] != vocab or model.labels.vectors.shape[0] != vocab:
         problems.append("cipher and tokenizer vocabularies differ")
+    if config.bits is not None and bits != config.bits:
+        problems.append(f"the cipher has {bits} bits but the config says bits = {config.bits}")
+    if width != (config.hidden or bits):
+        problems.append(f"the label codes have {width} bits but the config says hidden = "
+                        f"{config.hidden}")
+    if model.tokenizer.kind != config.tokenizer:
+        problems.append(f"the tokenizer is {model.tokenizer.kind!r} but the config says "
+                        f"{config.tokenizer!r}")
     if problems:
         raise ModelFormatError(f"{directory} is inconsistent: " + "; ".join(problems))
 

@@ -92,7 +92,7 @@ def read_corpus(patterns: Sequence[str], separator: str | None) -> Any:
 def emit(args: argparse.Namespace, result: dict[str, Any], lines: Sequence[str]) -> None:
     """Print ``result`` as one JSON object with ``--json``, else the human-readable ``lines``."""
     if args.json:
-        print(json.dumps(result, sort_keys=True))
+        print(json.dumps(result, sort_keys=True, allow_nan=False))
     else:
         for line in lines:
             print(line)

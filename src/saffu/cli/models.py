@@ -41,6 +41,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
+    SaffuModel.check_output(args.out)  # before the fit, not after it
     model = SaffuModel(config_from_args(args))
     model.fit(read_corpus(args.corpus, args.separator), n_jobs=args.jobs, verbose=args.verbose,
               runner=_dask_runner(args.dask_scheduler))

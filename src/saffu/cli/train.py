@@ -83,6 +83,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
 def finetune_command(args: argparse.Namespace) -> None:
     """``saffu finetune MODEL CORPUS... --out DIR``: backprop from a saved (explicit) model."""
     options = _training_arguments(args)
+    SaffuModel.check_output(args.out)
     saffu_torch = _import_saffu_torch()
     model = SaffuModel.load(args.model)
     corpus = model.encode(read_corpus(args.corpus, args.separator))
@@ -93,6 +94,7 @@ def finetune_command(args: argparse.Namespace) -> None:
 def train_command(args: argparse.Namespace) -> None:
     """``saffu train [--cold] CORPUS... --out DIR``: explicit fit (unless cold), then backprop."""
     options = _training_arguments(args)
+    SaffuModel.check_output(args.out)
     saffu_torch = _import_saffu_torch()
     model = SaffuModel(config_from_args(args))
     with threads(args.jobs):

@@ -25,6 +25,7 @@ from saffu.tokenize import Tokenizer, make_tokenizer
 FORMAT = "saffu-sweep"
 FORMAT_VERSION = 1
 SPLITS = ("train", "dev", "test")
+MANIFEST = "sweep.json"
 
 
 @dataclass
@@ -97,6 +98,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+def is_sweep_directory(directory: Path) -> bool:
+    """Whether ``directory`` is a sweep's output folder (saffu writes ``sweep.json`` first)."""
+    return (directory / MANIFEST).is_file()
+
+
 def prepare_data(directory: Path, documents: dict[str, list[str]], reference: SaffuConfig,
                  verbose: int = 1) -> SweepData:
     """The sweep's data in ``directory``: reused if it was prepared from the same documents,
@@ -106,11 +112,11 @@ def prepare_data(directory: Path, documents: dict[str, list[str]], reference: Sa
         ValueError: ``directory`` holds a sweep of other documents or another tokenizer.
     """
     fingerprint = _fingerprint(documents, reference.tokenizer, reference.vocab_size)
-    manifest_path = directory / "sweep.json"
+    manifest_path = directory / MANIFEST
     if manifest_path.is_file():
         if _read_json(manifest_path).get("fingerprint") != fingerprint:
-            raise InvalidParameterError(f"{directory} holds a sweep of other documents or another tokenizer; "
-                                        "choose another --out")
+            raise InvalidParameterError(f"{directory} holds a sweep of other documents or another "
+                                        "tokenizer; choose another --out")
         with contextlib.suppress(OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return SweepData.load(directory)  # else rebuilt below
     _log(verbose, f"fitting the {reference.tokenizer} tokenizer ({reference.vocab_size} ids) and "
@@ -120,11 +126,12 @@ def prepare_data(directory: Path, documents: dict[str, list[str]], reference: Sa
     data = SweepData(tokenizer, {name: TokenizedCorpus.from_documents(tokenizer, docs)
                                  for name, docs in documents.items()})
     directory.mkdir(parents=True, exist_ok=True)
-    data.save(directory)
+    # The manifest first: it marks the folder as a sweep's (a rerun after a kill rebuilds the data).
     atomic_write_text(manifest_path, json.dumps(
         {"format": FORMAT, "format_version": FORMAT_VERSION, "fingerprint": fingerprint,
          "tokenizer": reference.tokenizer, "vocab_size": reference.vocab_size,
          "splits": data.summary()}, indent=2) + "\n")
+    data.save(directory)
     return data
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from saffu._backend import set_num_threads
-from saffu._io import atomic_write_text
+from saffu._io import atomic_write_text, check_output_directory
 from saffu.errors import InvalidParameterError
 from saffu.model import SaffuConfig
-from saffu.sweep.data import SweepData, _log, _read_json, prepare_data
+from saffu.sweep.data import SweepData, _log, _read_json, is_sweep_directory, prepare_data
 from saffu.sweep.grid import CONFIG_FIELDS, Backprop, Grid, _describe, canonical, load_grid, variant_key
 from saffu.sweep.variants import fit_variants, output_tau_groups
 from saffu.validation import is_int
@@ -88,7 +88,7 @@ def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | No
         raise InvalidParameterError(f"jobs must be a positive integer, got {jobs!r}")
     if grid.backprop is not None and importlib.util.find_spec("torch") is None:
         raise InvalidParameterError(f"{grid.source}: [backprop] needs PyTorch: pip install 'saffu[torch]'")
-    directory = Path(out)
+    directory = check_output_directory(out, is_sweep_directory, "saffu sweep folder")
     documents = {"train": _document_list(train, "train"), "dev": _document_list(dev, "dev")}
     if test is not None:
         documents["test"] = _document_list(test, "test")
