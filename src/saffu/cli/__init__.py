@@ -17,6 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from saffu._processes import install_interrupt_handlers
 from saffu._version import __version__
 from saffu.cli import models, sweep, train
 from saffu.cli._options import UsageError
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``saffu`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if argv is None:  # the console script, not a call from Python code
+        install_interrupt_handlers()
     try:
         args.handler(args)
     except (SaffuError, UsageError, OSError, UnicodeDecodeError) as error:

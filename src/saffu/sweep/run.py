@@ -17,6 +17,7 @@ from typing import Any
 
 from saffu._backend import set_num_threads
 from saffu._io import atomic_write_text, check_output_directory
+from saffu._processes import init_worker_signals, sigterm_as_interrupt, stop_pool
 from saffu.errors import InvalidParameterError
 from saffu.model import SaffuConfig
 from saffu.sweep.data import SweepData, _log, _read_json, is_sweep_directory, prepare_data
@@ -42,6 +43,7 @@ def _init_worker(directory: str) -> None:
     import saffu.fit  # noqa: F401  (imported here, not inside the first variant's timing)
 
     global _worker_data
+    init_worker_signals()
     set_num_threads(1)
     threadpool_limits(1)
     _worker_data = SweepData.load(Path(directory))
@@ -192,15 +194,18 @@ def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int) -> N
     executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(str(run.directory),))
     try:
-        pending: dict[Future, list[SaffuConfig]] = {
-            executor.submit(_worker_task, group, run.grid.backprop, str(run.directory)): group
-            for group in sorted(groups, key=_estimated_cost, reverse=True)}
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                _collect(run, pending.pop(future), future.result)
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        with sigterm_as_interrupt():
+            pending: dict[Future, list[SaffuConfig]] = {
+                executor.submit(_worker_task, group, run.grid.backprop, str(run.directory)): group
+                for group in sorted(groups, key=_estimated_cost, reverse=True)}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    _collect(run, pending.pop(future), future.result)
+    except BaseException:  # Ctrl-C, SIGTERM, a bug: stop the workers now, keep what is stored
+        stop_pool(executor)
+        raise
+    executor.shutdown(wait=True)
 
 
 def _fit_and_store(configs: list[SaffuConfig], data: SweepData, backprop: Backprop | None,

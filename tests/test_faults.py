@@ -1,0 +1,96 @@
+"""Fault injection: interrupted commands end promptly, leave no orphaned process, and a rerun
+completes; bad files and impossible requests give one-line errors (docs/guarantees.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import tiny_documents
+
+TESTS = Path(__file__).parent
+GRID = """
+[fixed]
+tokenizer = "char"
+hidden = 16
+document = false
+[[grid]]
+bits = ["min", 32, 64, 128]
+radial = [1, 2, 3]
+tau = [1, 2, 3]
+"""
+
+
+@pytest.fixture
+def sweep_files(tmp_path):
+    docs = tiny_documents(60, seed=5)
+    for name, part in (("train", docs[:48]), ("dev", docs[48:54]), ("test", docs[54:])):
+        (tmp_path / name).mkdir()
+        for i, text in enumerate(part):
+            (tmp_path / name / f"{i}.txt").write_text(text)
+    (tmp_path / "grid.toml").write_text(GRID)
+    return tmp_path
+
+
+def _sweep_command(root: Path) -> list[str]:
+    return [sys.executable, "-m", "saffu.cli", "sweep", str(root / "train"), "--dev", str(root / "dev"),
+            "--test", str(root / "test"), "--grid", str(root / "grid.toml"), "--out", str(root / "out"),
+            "--jobs", "2", "--verbose", "0"]
+
+
+def _start_and_wait_for_workers(root: Path) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    process = subprocess.Popen(_sweep_command(root), cwd=TESTS, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        workers = psutil.Process(process.pid).children(recursive=True)
+        stored = list((root / "out" / "variants").glob("*.json")) if (root / "out" / "variants").is_dir() else []
+        if len(workers) >= 2 and stored:
+            return process, workers
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError("the sweep did not start its workers in time")
+
+
+def _assert_gone(workers: list[psutil.Process]) -> None:
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"orphaned workers: {[p.pid for p in alive]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGINT, signal.SIGINT], [signal.SIGTERM]],
+                         ids=["ctrl-c", "ctrl-c-twice", "sigterm"])
+def test_an_interrupted_sweep_stops_promptly_without_orphans_and_resumes(sweep_files, signals):
+    process, workers = _start_and_wait_for_workers(sweep_files)
+    for signum in signals:
+        os.kill(process.pid, signum)
+        time.sleep(0.1)
+    try:
+        status = process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError("the sweep hung after the interrupt") from None
+    assert status == 130 and "interrupted" in process.stderr.read()
+    _assert_gone(workers)
+    rerun = subprocess.run([*_sweep_command(sweep_files), "--json"], cwd=TESTS, capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["variants"] == 36
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_takes_its_workers_with_it(sweep_files):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("parent-death signals are Linux-only")
+    process, workers = _start_and_wait_for_workers(sweep_files)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    _assert_gone(workers)
