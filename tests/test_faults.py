@@ -52,7 +52,8 @@ def _start_and_wait_for_workers(root: Path) -> tuple[subprocess.Popen, list[psut
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read()
         workers = psutil.Process(process.pid).children(recursive=True)
-        stored = list((root / "out" / "variants").glob("*.json")) if (root / "out" / "variants").is_dir() else []
+        variants = root / "out" / "variants"
+        stored = list(variants.glob("*.json")) if variants.is_dir() else []
         if len(workers) >= 2 and stored:
             return process, workers
         time.sleep(0.05)
