@@ -62,7 +62,7 @@ def _start_and_wait_for_workers(root: Path) -> tuple[subprocess.Popen, list[psut
 
 
 def _assert_gone(workers: list[psutil.Process]) -> None:
-    gone, alive = psutil.wait_procs(workers, timeout=10)
+    _, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"orphaned workers: {[p.pid for p in alive]}"
 
 
