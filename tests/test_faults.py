@@ -95,3 +95,36 @@ def test_a_killed_sweep_takes_its_workers_with_it(sweep_files):
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
     _assert_gone(workers)
+
+
+def test_separator_escapes_and_a_warning_when_it_never_matches(tmp_path, capsys):
+    from saffu.cli import main
+
+    (tmp_path / "a.txt").write_text("first document\n\nsecond document\n")
+    (tmp_path / "b.txt").write_text("one document only\n")
+    out = tmp_path / "m"
+    argv = ["fit", str(tmp_path / "*.txt"), "--out", str(out), "--tokenizer", "char", "--verbose", "0",
+            "--json", "--separator"]
+    assert main([*argv, "\\n\\n"]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == 3
+    with pytest.warns(UserWarning, match="occurs in none of the 2 corpus file"):
+        assert main([*argv, "@@"]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "{model}", "--seed", "-1"], "seed must be None or an int ≥ 0"),
+    (["generate", "{model}", "--temperature", "nan"], "temperature must be a finite number"),
+    (["eval", "{model}", "/dev/null"], "not a regular file or a directory"),
+    (["eval", "{corpus}", "{corpus}"], "is a file, not a saffu model directory"),
+])
+def test_ordinary_mistakes_get_one_line_errors(tmp_path, capsys, argv, message):
+    from saffu.cli import main
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(" ".join(tiny_documents(4)))
+    model = tmp_path / "m"
+    assert main(["fit", str(corpus), "--out", str(model), "--tokenizer", "char", "--verbose", "0"]) == 0
+    capsys.readouterr()
+    assert main([a.format(model=model, corpus=corpus) for a in argv]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error

@@ -15,6 +15,7 @@ import glob
 import hashlib
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +81,14 @@ def _expand(item: PathLike, pattern: str) -> list[Path]:
         if not matches:
             raise InvalidParameterError(f"pattern {os.fspath(item)!r} matches no files")
         return matches
+    if path.exists():
+        raise InvalidParameterError(f"corpus path {os.fspath(item)!r} is not a regular file or a "
+                                    "directory (a pipe or a device cannot be read twice)")
     raise FileNotFoundError(f"corpus path {os.fspath(item)!r} does not exist")
 
 
 def read_file_documents(path: PathLike, *, separator: str | re.Pattern[str] | None = None,
-                        errors: Errors = "strict") -> Iterator[str]:
+                        errors: Errors = "strict", matched: list[Path] | None = None) -> Iterator[str]:
     """The documents of one UTF-8 text file, read lazily.
 
     With ``separator=None`` the whole file is one document. Otherwise the file is read in
@@ -97,6 +101,8 @@ def read_file_documents(path: PathLike, *, separator: str | re.Pattern[str] | No
     Raises:
         ValueError: the file is not valid UTF-8 (with ``errors="strict"``); the message names
             the file and the byte offset. ``errors="replace"`` substitutes U+FFFD instead.
+
+    ``matched``, if given, gets ``path`` appended when the separator occurred in the file.
     """
     path = Path(path)
     _check_errors(errors)
@@ -106,16 +112,20 @@ def read_file_documents(path: PathLike, *, separator: str | re.Pattern[str] | No
         yield from _non_blank([text.removeprefix("\ufeff")])
         return
     regex = _separator_regex(separator)
-    pending, offset = "", 0
+    pending, offset, pieces = "", 0, 0
     with path.open("rb") as handle:
         while block := handle.read(_BLOCK_BYTES):
             text = _decode_block(decoder, block, path, offset, final=False)
             pending = text.removeprefix("\ufeff") if offset == 0 else pending + text
             offset += len(block)
             documents, pending = _split_complete(regex, pending)
+            pieces += len(documents)
             yield from _non_blank(documents)
     pending += _decode_block(decoder, b"", path, offset, final=True)
-    yield from _non_blank(_split_complete(regex, pending, final=True)[0])
+    documents = _split_complete(regex, pending, final=True)[0]
+    if matched is not None and pieces + len(documents) > 1:
+        matched.append(path)
+    yield from _non_blank(documents)
 
 
 def _check_errors(errors: str) -> None:
@@ -144,7 +154,8 @@ def _decode_block(decoder: codecs.IncrementalDecoder, block: bytes, path: Path, 
     except UnicodeDecodeError as error:
         position = offset - buffered + error.start
         raise InvalidParameterError(f"{path}: invalid UTF-8 at byte offset {position} ({error.reason}); "
-                                    "pass errors='replace' to substitute U+FFFD") from None
+                                    "read it with errors='replace' (CLI: --errors replace) to "
+                                    "substitute U+FFFD") from None
 
 
 def _split_complete(regex: re.Pattern[str], text: str, *,
@@ -193,8 +204,14 @@ class Corpus:
         self.errors = errors
 
     def __iter__(self) -> Iterator[str]:
+        matched: list[Path] = []
         for path in self.paths:
-            yield from read_file_documents(path, separator=self.separator, errors=self.errors)
+            yield from read_file_documents(path, separator=self.separator, errors=self.errors,
+                                           matched=matched)
+        if self.separator is not None and not matched:
+            pattern = getattr(self.separator, "pattern", self.separator)
+            warnings.warn(f"the separator {pattern!r} occurs in none of the {len(self.paths)} corpus "
+                          "file(s): each file is one document", UserWarning, stacklevel=1)
 
     def __repr__(self) -> str:
         return f"Corpus({len(self.paths)} files, separator={self.separator!r})"

@@ -218,7 +218,7 @@ class SaffuModel:
         Returns the continuation only (decoded text, without the prompt).
         """
         self._require_fitted()
-        _check_sampling(max_tokens, temperature, top_k, top_p)
+        _check_sampling(max_tokens, temperature, top_k, top_p, seed)
         rng = np.random.default_rng(seed)
         context = [SOD, *self.tokenizer.encode(prompt).tolist()]
         banned = self.generation_mask()
@@ -433,10 +433,11 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _check_sampling(max_tokens: int, temperature: float, top_k: int | None,
-                    top_p: float | None) -> None:
+                    top_p: float | None, seed: int | None) -> None:
     check_int("max_tokens", max_tokens, 0)
     check_real("temperature", temperature, 0)
     check_int("top_k", top_k, 1, optional=True)
+    check_int("seed", seed, 0, optional=True)
     check_real("top_p", top_p, 0, 1, exclusive_minimum=True, optional=True)
 
 

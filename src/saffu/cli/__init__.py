@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from saffu._processes import install_interrupt_handlers
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:  # the console script, not a call from Python code
         install_interrupt_handlers()
+        warnings.formatwarning = _one_line_warning
     try:
         args.handler(args)
     except (SaffuError, UsageError, OSError, UnicodeDecodeError) as error:
@@ -54,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"saffu {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    return f"saffu: warning: {message}\n"
 
 
 def _describe(error: BaseException) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,10 +73,23 @@ def add_output_options(parser: argparse.ArgumentParser, *, corpus: bool = False)
         add_separator_option(parser)
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """``text`` with the escapes \\n, \\t, \\r and \\\\ replaced (what a shell passes for '\\n\\n')."""
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), text)
+
+
 def add_separator_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--separator", default=None,
-                        help="split files into documents at this string (default: a file is one "
-                             "document); use '\\n\\n' for blank lines")
+    """``--separator`` (escapes such as \\n understood) and ``--errors``."""
+    parser.add_argument("--separator", default=None, type=unescape,
+                        help="split files into documents at this string; \\n, \\t and \\\\ are "
+                             "escapes, so '\\n\\n' splits at blank lines (default: a file is one "
+                             "document)")
+    parser.add_argument("--errors", choices=("strict", "replace"), default="strict",
+                        help="invalid UTF-8 in a corpus: strict stops with an error naming the "
+                             "byte offset, replace substitutes U+FFFD (default: strict)")
 
 
 def add_fitting_options(parser: argparse.ArgumentParser) -> None:
@@ -84,9 +98,11 @@ def add_fitting_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", type=int, default=1, help="0 hides progress bars")
 
 
-def read_corpus(patterns: Sequence[str], separator: str | None) -> Any:
-    """The documents of files, directories or glob patterns (a lazy corpus)."""
-    return read_documents(patterns, separator=separator)
+def read_corpus(args: argparse.Namespace, patterns: Sequence[str]) -> Any:
+    """The documents of files, directories or glob patterns (a lazy corpus), split and decoded
+    as the command's ``--separator`` and ``--errors`` say."""
+    return read_documents(patterns, separator=getattr(args, "separator", None),
+                          errors=getattr(args, "errors", "strict"))
 
 
 def emit(args: argparse.Namespace, result: dict[str, Any], lines: Sequence[str]) -> None:

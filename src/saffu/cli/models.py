@@ -20,14 +20,16 @@ from saffu.cli._options import (
 )
 from saffu.model import SaffuModel
 
+DASK_CONNECT_SECONDS = 10
+
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from saffu.datasets import sample
 
     data = sample()
     model = SaffuModel(config_from_args(args))
-    model.fit(read_corpus(data.train, None), n_jobs=args.jobs, verbose=args.verbose)
-    scores = model.score(read_corpus(data.dev, None))
+    model.fit(read_corpus(args, data.train), n_jobs=args.jobs, verbose=args.verbose)
+    scores = model.score(read_corpus(args, data.dev))
     text = model.generate(args.prompt, max_tokens=args.max_tokens, temperature=0.8, top_k=40,
                           seed=args.seed)
     result = {**prefixed("dev_", scores), "fit_seconds": model.fit_info["seconds"],
@@ -43,7 +45,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_fit(args: argparse.Namespace) -> None:
     SaffuModel.check_output(args.out)  # before the fit, not after it
     model = SaffuModel(config_from_args(args))
-    model.fit(read_corpus(args.corpus, args.separator), n_jobs=args.jobs, verbose=args.verbose,
+    model.fit(read_corpus(args, args.corpus), n_jobs=args.jobs, verbose=args.verbose,
               runner=_dask_runner(args.dask_scheduler))
     model.save(args.out)
     result = {"out": args.out, "parameters": model.n_parameters, **model.fit_info}
@@ -60,13 +62,18 @@ def _dask_runner(address: str | None) -> Any:
         from saffu.distributed import DaskRunner
     except ImportError as error:
         raise UsageError("--dask-scheduler needs dask.distributed: pip install 'saffu[dask]'") from error
-    return DaskRunner(Client(address))
+    try:
+        client = Client(address, timeout=DASK_CONNECT_SECONDS)
+    except (OSError, TimeoutError) as error:
+        raise UsageError(f"cannot reach the Dask scheduler at {address} within "
+                         f"{DASK_CONNECT_SECONDS} s ({error})") from None
+    return DaskRunner(client)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     model = SaffuModel.load(args.model)
     started = time.perf_counter()
-    scores = model.score(read_corpus(args.corpus, args.separator))
+    scores = model.score(read_corpus(args, args.corpus))
     scores["seconds"] = time.perf_counter() - started
     emit(args, scores, score_lines("", scores))
 

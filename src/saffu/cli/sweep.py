@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from saffu.cli._options import UsageError, add_separator_option
+from saffu.cli._options import UsageError, add_separator_option, read_corpus
 from saffu.corpus import read_documents, shakespeare_split
 from saffu.sweep import load_grid, run_sweep, write_report
 
@@ -52,7 +52,7 @@ def _split_documents(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         raise UsageError("give the train CORPUS files (or --shakespeare ROOT)")
     if not args.dev:
         raise UsageError("give --dev FILES: variants are compared by dev perplexity")
-    return tuple(None if files is None else read_documents(files, separator=args.separator)
+    return tuple(None if files is None else read_corpus(args, files)
                  for files in (args.corpus, args.dev, args.test))
 
 

@@ -86,7 +86,7 @@ def finetune_command(args: argparse.Namespace) -> None:
     SaffuModel.check_output(args.out)
     saffu_torch = _import_saffu_torch()
     model = SaffuModel.load(args.model)
-    corpus = model.encode(read_corpus(args.corpus, args.separator))
+    corpus = model.encode(read_corpus(args, args.corpus))
     module = saffu_torch.to_torch(model, thaw_cipher=args.thaw_cipher)
     _train_and_save(args, options, module, corpus, {"start": "warm", "from": args.model})
 
@@ -98,7 +98,7 @@ def train_command(args: argparse.Namespace) -> None:
     saffu_torch = _import_saffu_torch()
     model = SaffuModel(config_from_args(args))
     with threads(args.jobs):
-        corpus = prepare(model, read_corpus(args.corpus, args.separator))
+        corpus = prepare(model, read_corpus(args, args.corpus))
     if args.cold:
         module = saffu_torch.cold_start(model, args.seed, thaw_cipher=args.thaw_cipher)
         _train_and_save(args, options, module, corpus, {"start": "cold"})
@@ -138,7 +138,7 @@ def _train_and_save(args: argparse.Namespace, options: dict[str, Any], module: A
                     corpus: TokenizedCorpus, result: dict[str, Any]) -> None:
     from saffu.trainer import train
 
-    dev = module.template.encode(read_corpus(args.dev, args.separator)) if args.dev else None
+    dev = module.template.encode(read_corpus(args, args.dev)) if args.dev else None
     history = train(module, corpus, dev, **options, checkpoint_dir=args.out, n_jobs=args.jobs,
                     verbose=args.verbose)
     last = history[-1]
