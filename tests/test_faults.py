@@ -128,3 +128,49 @@ def test_ordinary_mistakes_get_one_line_errors(tmp_path, capsys, argv, message):
     assert main([a.format(model=model, corpus=corpus) for a in argv]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error
+
+
+def test_a_word_model_continues_the_prompt_with_a_space():
+    from saffu.model import SaffuConfig, SaffuModel
+
+    docs = ["And Ruth said to her mother that she would go", "And Ruth said nothing more"] * 5
+    model = SaffuModel(SaffuConfig(tokenizer="word", vocab_size=64, bits=None, hidden=None,
+                                   radial=1)).fit(docs, verbose=0)
+    text = model.generate("And Ruth", max_tokens=3, temperature=0)
+    assert text.startswith(" said")
+
+
+def test_partial_fit_of_a_loaded_model_refuses_instead_of_forgetting(tmp_path):
+    from saffu.errors import NotFittedError
+    from saffu.model import SaffuConfig, SaffuModel
+
+    model = SaffuModel(SaffuConfig(tokenizer="char", bits=None, hidden=None)).fit(tiny_documents(),
+                                                                                  verbose=0)
+    loaded = SaffuModel.load(model.save(tmp_path / "m"))
+    with pytest.raises(NotFittedError, match="partial_fit needs the statistics"):
+        loaded.partial_fit(tiny_documents(3, seed=9), verbose=0)
+
+
+def test_the_classifier_refuses_counts_whose_logits_overflow():
+    import numpy as np
+
+    from saffu.classify import ExplicitSoftmaxClassifier
+    from saffu.errors import InvalidParameterError
+
+    X = np.array([[3.0, 0.0, 1.0], [0.0, 2.0, 2.0], [1.0, 1.0, 0.0]])
+    clf = ExplicitSoftmaxClassifier().fit(X, [0, 1, 0])
+    with pytest.raises(InvalidParameterError, match=r"X\[1\] holds counts so large"):
+        clf.predict_proba(np.array([[1.0, 0.0, 0.0], [1e308, 1e308, 1e308]]))
+    assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_a_config_too_large_for_the_machine_is_refused_before_any_work():
+    from saffu.errors import InvalidParameterError
+    from saffu.fit import estimated_bytes
+    from saffu.model import SaffuConfig, SaffuModel
+
+    huge = SaffuConfig(bits=65536, hidden=65536, radial=1024, vocab_size=65536)
+    assert sum(estimated_bytes(huge).values()) > 2**46
+    with pytest.raises(InvalidParameterError, match="GiB for its statistics"):
+        SaffuModel(huge).fit(iter(["never read"]), verbose=0)
+    assert sum(estimated_bytes(SaffuConfig()).values()) < 2**31  # the default fits in 2 GB

@@ -12,6 +12,7 @@ that pass in closed form. Later passes use the weights solved by earlier ones:
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +28,7 @@ from saffu._backend import threads
 from saffu.cipher import Cipher
 from saffu.config import SaffuConfig
 from saffu.corpus import TokenizedCorpus
-from saffu.errors import InvalidParameterError, ModelFormatError
+from saffu.errors import InvalidParameterError, ModelFormatError, NotFittedError
 from saffu.explicit import ExplicitStats
 from saffu.kinds import Aggregation
 from saffu.layers import ContextLayer, target_batches
@@ -392,6 +393,46 @@ def _init_layers(model: SaffuModel) -> None:
         for spec in model.config.context_specs]
 
 
+def estimated_bytes(config: SaffuConfig, vocab_size: int | None = None) -> dict[str, int]:
+    """The largest arrays a fit of ``config`` allocates, in bytes, by part (an upper bound for a
+    vocabulary of ``vocab_size`` tokens, default ``config.vocab_size``): the per-position expert
+    statistics and their solved weights, the hidden and output statistics, the cipher."""
+    from saffu.cipher import min_bits
+
+    vocab = vocab_size or config.vocab_size
+    bits = config.bits or min_bits(vocab)
+    width = config.hidden or bits
+    specs = config.context_specs
+    positions = sum(spec.size for spec in specs if spec.attends) \
+        if config.attention == "explicit" else 0
+    return {
+        "experts": positions * vocab * bits * (8 + 4),
+        "hidden": sum(width * spec.input_dim(bits, config.aggregation) for spec in specs) * (8 + 4),
+        "output": vocab * width * len(specs) * (8 + 4),
+        "cipher": vocab * bits * 4 * 2,
+    }
+
+
+def check_memory(config: SaffuConfig, vocab_size: int | None = None) -> None:
+    """Refuse, before any work, a config whose arrays cannot fit in this machine's memory."""
+    total = _physical_memory()
+    parts = estimated_bytes(config, vocab_size)
+    need = sum(parts.values())
+    if total is not None and need > total:
+        largest = max(parts, key=parts.get)
+        raise InvalidParameterError(
+            f"this config needs about {need / 2**30:.1f} GiB for its statistics and weights "
+            f"({largest}: {parts[largest] / 2**30:.1f} GiB) but the machine has "
+            f"{total / 2**30:.1f} GiB; use fewer bits, a smaller hidden width or fewer positions")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
               n_jobs: int | None = None, verbose: int = 1, runner: PassRunner | None = None,
               partial: bool = False) -> SaffuModel:
@@ -408,11 +449,17 @@ def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
     """
     runner = LocalRunner() if runner is None else runner
     partial = partial and model.is_fitted
+    if partial and not model.fit_state.statistics:
+        raise NotFittedError(
+            "partial_fit needs the statistics of the earlier fit, which a saved model does not "
+            "carry (this one was loaded from disk or built by backprop): fit it again on all "
+            "documents instead")
     started = time.perf_counter()
     with threads(n_jobs):
         if partial:
             corpus = model.encode(documents)
         else:
+            check_memory(model.config)
             model.fit_state = FitState()
             corpus = prepare(model, documents)
             _init_layers(model)

@@ -215,7 +215,8 @@ class SaffuModel:
                  seed: int | None = None) -> str:
         """Sample a continuation of ``prompt``; stops at ``<eod>`` or after ``max_tokens``.
 
-        Returns the continuation only (decoded text, without the prompt).
+        Returns the continuation only: the text it adds to the prompt, with the separator the
+        tokenizer puts between them (``prompt + generate(prompt)`` reads as one text).
         """
         self._require_fitted()
         _check_sampling(max_tokens, temperature, top_k, top_p, seed)
@@ -233,7 +234,17 @@ class SaffuModel:
                 break
             context.append(token)
             generated.append(token)
-        return self.tokenizer.decode(np.array(generated, dtype=np.int32))
+        return self._continuation(context[1:len(context) - len(generated)], generated)
+
+    def _continuation(self, prompt: list[int], generated: list[int]) -> str:
+        """The text ``generated`` adds to ``prompt``, joined as the tokenizer joins tokens (a word
+        tokenizer puts a space between "Ruth" and "said"; decoding alone would glue them)."""
+        decode = self.tokenizer.decode
+        before = decode(np.array(prompt, dtype=np.int32))
+        after = decode(np.array(prompt + generated, dtype=np.int32))
+        if after.startswith(before):
+            return after[len(before):]
+        return decode(np.array(generated, dtype=np.int32))
 
     def generation_mask(self) -> np.ndarray:
         """(V,) bool: tokens never sampled: ``<pad>``, ``<unk>``, ``<sod>``, and every token
