@@ -11,6 +11,7 @@ tests, and the commands that produced the tables:
     python bench/baselines.py --demo               # dev/test perplexity and bits/char per order
     python bench/baselines.py --mix                # SaffuModel() mixed with the modified-KN trigram
     python bench/baselines.py --time-nltk          # time NLTK's implementation on a slice
+    python bench/baselines.py --files /tmp/kn      # time ARPA and safetensors round trips
 """
 
 from __future__ import annotations
@@ -125,7 +126,18 @@ def _estimators(vocab_size: int, discount: float) -> dict[str, Callable[[Tokeniz
             .fit(train).log_probabilities,
         "modified Kneser-Ney":
             lambda train, order: NgramModel.fit(train, vocab_size, order).token_log_proba,
+        "modified KN, KenLM vocab": _kenlm_vocabulary,
     }
+
+
+def _kenlm_vocabulary(train: TokenizedCorpus, order: int) -> Scorer:
+    """Modified KN on the ids written as words (``fit_words``), i.e. what lmplz computes on them:
+    the uniform base covers the ids seen in train plus one ``<unk>`` for all others."""
+    def words(corpus: TokenizedCorpus) -> list[str]:
+        return [" ".join(map(str, doc[1:-1].tolist())) for doc in documents_of(corpus)]
+
+    model = NgramModel.fit_words(words(train), order)
+    return lambda corpus: model.token_log_proba(model.encode_words(words(corpus)))
 
 
 def demo(corpora: dict[str, TokenizedCorpus], vocab_size: int, orders: list[int],
@@ -176,6 +188,29 @@ def mix(corpora: dict[str, TokenizedCorpus], tokenizer: Tokenizer, order: int) -
         result[name] = scores
         print(f"{label:<34} {scores['dev']['perplexity']:8.2f} {scores['dev']['bits_per_char']:7.4f} "
               f"{scores['test']['perplexity']:8.2f} {scores['test']['bits_per_char']:8.4f}")
+    return result
+
+
+def files(corpora: dict[str, TokenizedCorpus], vocab_size: int, order: int, folder: Path) -> dict[str, Any]:
+    """Wall and CPU seconds and sizes of ARPA and safetensors round trips of a modified-KN model."""
+    model = NgramModel.fit(corpora["train"], vocab_size, order)
+    folder.mkdir(parents=True, exist_ok=True)
+    arpa, native = folder / f"kn{order}.arpa", folder / f"kn{order}.safetensors"
+    steps = {"to_arpa": lambda: model.to_arpa(arpa), "from_arpa": lambda: NgramModel.from_arpa(arpa),
+             "save": lambda: model.save(native), "load": lambda: NgramModel.load(native)}
+    result: dict[str, Any] = {"order": order, "n_grams": model.n_grams}
+    loaded = {}
+    for name, step in steps.items():
+        wall, cpu = time.perf_counter(), time.process_time()
+        loaded[name] = step()
+        result[name] = {"wall_seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
+    expected = model.token_log_proba(corpora["dev"])
+    for name in ("from_arpa", "load"):
+        result[name]["dev_scores_identical"] = bool(np.array_equal(
+            loaded[name].token_log_proba(corpora["dev"]), expected))
+    result["arpa_megabytes"] = arpa.stat().st_size / 1e6
+    result["safetensors_megabytes"] = native.stat().st_size / 1e6
+    print(json.dumps(result, indent=2))
     return result
 
 
@@ -231,13 +266,15 @@ def main() -> None:
     mode.add_argument("--demo", action="store_true", help="dev/test scores on the fixed split")
     mode.add_argument("--mix", action="store_true", help="SaffuModel() + modified-KN mixture")
     mode.add_argument("--time-nltk", action="store_true", help="time NLTK's KneserNeyInterpolated")
+    mode.add_argument("--files", type=Path, metavar="FOLDER",
+                      help="time ARPA and safetensors round trips of a --mix-order model in FOLDER")
     parser.add_argument("--data", type=Path, default=SHAKESPEARE, help="the Shakespeare folder")
     parser.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default="word")
     parser.add_argument("--vocab-size", type=int, default=N_SPECIAL + 7999,
                         help="token ids, the 4 special tokens included (default: 7,999 words)")
     parser.add_argument("--orders", type=int, nargs="+", default=[2, 3, 4], help="--demo: n-gram orders")
     parser.add_argument("--discount", type=float, default=0.75, help="single-discount KN's D")
-    parser.add_argument("--mix-order", type=int, default=3, help="--mix: the n-gram order")
+    parser.add_argument("--mix-order", type=int, default=3, help="--mix, --files: the n-gram order")
     parser.add_argument("--nltk-order", type=int, default=3)
     parser.add_argument("--nltk-train-tokens", type=int, default=100_000)
     parser.add_argument("--nltk-eval-tokens", type=int, default=1_000)
@@ -254,6 +291,8 @@ def main() -> None:
         result = demo(corpora, tokenizer.vocab_size, args.orders, args.discount)
     elif args.mix:
         result = mix(corpora, tokenizer, args.mix_order)
+    elif args.files:
+        result = files(corpora, tokenizer.vocab_size, args.mix_order, args.files)
     else:
         parts = {part: documents_of(corpus) for part, corpus in corpora.items()}
         time_nltk(parts, tokenizer.vocab_size, args.nltk_order, args.discount, args.nltk_train_tokens,

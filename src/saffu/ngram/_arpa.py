@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,8 +109,8 @@ def read_arpa(cls: type[NgramModel], path: str | os.PathLike,
         probs.append(np.asarray(p)[order])
         backoffs.append(np.asarray(b)[order])
     try:
-        return cls(None, names, bos=index[BOS_WORD], eos=index[EOS_WORD], unk=unk, keys=keys,
-                   log10_prob=probs, log10_backoff=backoffs, info={"arpa": str(path)})
+        return cls(names, keys, probs, backoffs, bos=index[BOS_WORD], eos=index[EOS_WORD], unk=unk,
+                   info={"arpa": str(path)})
     except ValueError as error:
         raise NgramFormatError(f"{path}: {error}") from error
 
@@ -122,62 +122,72 @@ def _ids(words: list[list[str]], index: dict[str, int], path: Path, error: type)
         raise error(f"{path}: {missing.args[0]!r} is not in the vocabulary") from None
 
 
-Section = tuple[list[float], list[list[str]], list[float]]  # log10 probs, words, log10 backoffs
+Section = tuple[np.ndarray, list[list[str]], np.ndarray]  # log10 probs, words, log10 backoffs
 
 
 def _sections(lines: list[str], path: Path, error: type) -> list[Section]:
     """(log10 probs, words, log10 backoffs) of each ``\\k-grams:`` section, checked against the header."""
-    it: Iterator[tuple[int, str]] = iter(enumerate(lines, start=1))
-    counts: list[int] = []
-    for _, line in it:
-        if line.strip() == "\\data\\":
-            break
-    else:
+    starts = [i for i, line in enumerate(lines) if line.startswith("\\")]  # the section marks
+    marks = [lines[i].strip() for i in starts]
+    if "\\data\\" not in marks:
         raise error(f"{path} is not an ARPA file: no \\data\\ line")
-    sections = []
-    current: Section | None = None
-    k = 0
-    for number, line in it:
-        text = line.strip()
-        if not text:
-            continue
-        if (match := _COUNT.fullmatch(text)) and current is None:
-            if int(match.group(1)) != len(counts) + 1:
-                raise error(f"{path}:{number}: expected the count of {len(counts) + 1}-grams")
-            counts.append(int(match.group(2)))
-        elif match := _SECTION.fullmatch(text):
-            k = int(match.group(1))
-            if k != len(sections) + 1 or k > len(counts):
-                raise error(f"{path}:{number}: unexpected section \\{k}-grams:")
-            current = ([], [], [])
-            sections.append(current)
-        elif text == "\\end\\":
-            break
-        elif current is None:
-            raise error(f"{path}:{number}: unexpected line in the \\data\\ header: {text[:60]!r}")
-        else:
-            _parse_entry(text, k, current, f"{path}:{number}", error)
-    else:
+    if "\\end\\" not in marks[marks.index("\\data\\"):]:
         raise error(f"{path}: no \\end\\ line (truncated file?)")
+    first = marks.index("\\data\\")
+    last = first + marks[first:].index("\\end\\")
+    counts = _header(lines[starts[first] + 1:starts[first + 1]], starts[first] + 2, path, error)
+    sections = []
+    for j in range(first + 1, last):
+        match = _SECTION.fullmatch(marks[j])
+        if not match or int(match.group(1)) != len(sections) + 1 or int(match.group(1)) > len(counts):
+            raise error(f"{path}:{starts[j] + 1}: unexpected line {marks[j][:60]!r}")
+        k = len(sections) + 1
+        sections.append(_section(lines[starts[j] + 1:starts[j + 1]], k, starts[j] + 2, path, error))
+        if len(sections[-1][0]) != counts[k - 1]:
+            raise error(f"{path}: the header announces {counts[k - 1]} {k}-grams, the file has "
+                        f"{len(sections[-1][0])}")
     if not counts or len(sections) != len(counts):
         raise error(f"{path}: the header announces {len(counts)} n-gram lengths, the file has "
                     f"{len(sections)} sections")
-    for k, (section, count) in enumerate(zip(sections, counts, strict=True), start=1):
-        if len(section[0]) != count:
-            raise error(f"{path}: the header announces {count} {k}-grams, the file has {len(section[0])}")
     return sections
 
 
-def _parse_entry(text: str, k: int, into: Section, where: str, error: type) -> None:
-    fields = text.split()
-    if len(fields) not in (k + 1, k + 2):
-        raise error(f"{where}: a {k}-gram line needs a log10 probability, {k} words and an "
-                    f"optional backoff, got {len(fields)} fields")
+def _header(lines: list[str], first_line: int, path: Path, error: type) -> list[int]:
+    """The n-gram counts of the ``ngram k=count`` lines."""
+    counts: list[int] = []
+    for number, line in enumerate(lines, start=first_line):
+        if not line.strip():
+            continue
+        match = _COUNT.fullmatch(line.strip())
+        if not match:
+            raise error(f"{path}:{number}: unexpected line in the \\data\\ header: {line[:60]!r}")
+        if int(match.group(1)) != len(counts) + 1:
+            raise error(f"{path}:{number}: expected the count of {len(counts) + 1}-grams")
+        counts.append(int(match.group(2)))
+    return counts
+
+
+def _section(lines: list[str], k: int, first_line: int, path: Path, error: type) -> Section:
+    """Parse the lines ``log10_prob w_1 … w_k [log10_backoff]`` of one section (blank lines skipped)."""
+    numbers = [n for n, line in enumerate(lines, start=first_line) if line.strip()]
+    rows = [line.split() for line in lines if line.strip()]
+    widths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    bad = np.flatnonzero((widths != k + 1) & (widths != k + 2))
+    if len(bad):
+        raise error(f"{path}:{numbers[bad[0]]}: a {k}-gram line needs a log10 probability, {k} "
+                    f"words and an optional backoff, got {widths[bad[0]]} fields")
     try:
-        prob = float(fields[0])
-        backoff = float(fields[k + 1]) if len(fields) == k + 2 else 0.0
+        probs = np.array([row[0] for row in rows], dtype=np.float64)
+        backoffs = np.array([row[k + 1] if len(row) == k + 2 else "0" for row in rows], dtype=np.float64)
     except ValueError:
-        raise error(f"{where}: not a number in {text[:60]!r}") from None
-    into[0].append(prob)
-    into[1].append(fields[1:k + 1])
-    into[2].append(backoff)
+        row = next(i for i, fields in enumerate(rows) if not _numbers(fields, k))
+        raise error(f"{path}:{numbers[row]}: not a number in {' '.join(rows[row])[:60]!r}") from None
+    return probs, [row[1:k + 1] for row in rows], backoffs
+
+
+def _numbers(row: list[str], k: int) -> bool:
+    try:
+        [float(field) for field in (row[0], *row[k + 1:])]
+    except ValueError:
+        return False
+    return True

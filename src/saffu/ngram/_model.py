@@ -16,7 +16,7 @@ from saffu._io import atomic_write_bytes
 from saffu.corpus import TokenizedCorpus
 from saffu.ngram._data import Documents, Stream, as_stream, check_int, find
 from saffu.ngram._modified import KENLM_FALLBACK, Estimate, estimate_modified_kneser_ney
-from saffu.tokenize import EOD, N_SPECIAL, SOD, SPECIAL_TOKENS
+from saffu.tokenize import EOD, N_SPECIAL, SOD, UNK
 
 FORMAT = "saffu-ngram"
 FORMAT_VERSION = 1
@@ -53,22 +53,26 @@ class NgramModel:
         info: free-form facts about the fit (JSON-serializable).
     """
 
-    def __init__(self, estimate: Estimate | None, vocabulary: Sequence[str], *, bos: int, eos: int,
-                 unk: int | None, keys: list[np.ndarray] | None = None,
-                 log10_prob: list[np.ndarray] | None = None,
-                 log10_backoff: list[np.ndarray] | None = None,
+    def __init__(self, vocabulary: Sequence[str], keys: list[np.ndarray], log10_prob: list[np.ndarray],
+                 log10_backoff: list[np.ndarray], *, bos: int, eos: int, unk: int | None,
                  discounts: np.ndarray | None = None, info: dict[str, Any] | None = None) -> None:
-        if estimate is not None:
-            keys, log10_prob, log10_backoff = estimate.keys, estimate.log10_prob, estimate.log10_backoff
-            discounts = estimate.discounts
-        assert keys is not None and log10_prob is not None and log10_backoff is not None
+        """Wrap checked tables (see :class:`saffu.ngram._modified.Estimate` for their layout)."""
         self.vocabulary = tuple(vocabulary)
         self.vocab_size = len(self.vocabulary)
         self.bos, self.eos, self.unk = bos, eos, unk
-        self.keys, self.log10_prob, self.log10_backoff = keys, log10_prob, log10_backoff
+        self.keys, self.log10_prob, self.log10_backoff = list(keys), list(log10_prob), list(log10_backoff)
         self.discounts = discounts
         self.info = dict(info or {})
         _check_tables(self)
+
+    @classmethod
+    def _from_estimate(cls, estimate: Estimate, vocabulary: Sequence[str], stream: Stream, *,
+                       bos: int, eos: int, unk: int) -> NgramModel:
+        info = {"estimator": "interpolated modified Kneser-Ney (lmplz)",
+                "train_tokens": len(stream.ids), "train_documents": int(np.count_nonzero(stream.pos == 0)),
+                "discount_fallback_orders": estimate.fallback_orders}
+        return cls(vocabulary, estimate.keys, estimate.log10_prob, estimate.log10_backoff, bos=bos,
+                   eos=eos, unk=unk, discounts=estimate.discounts, info=info)
 
     @property
     def order(self) -> int:
@@ -107,8 +111,7 @@ class NgramModel:
         stream = as_stream(docs, vocab_size, SOD, EOD, "train_docs")
         estimate = estimate_modified_kneser_ney(stream, vocab_size, order, SOD, discounts=discounts,
                                                 discount_fallback=discount_fallback)
-        return cls(estimate, names, bos=SOD, eos=EOD, unk=SPECIAL_TOKENS.index("<unk>"),
-                   info=_fit_info(stream, estimate))
+        return cls._from_estimate(estimate, names, stream, bos=SOD, eos=EOD, unk=UNK)
 
     @classmethod
     def fit_words(cls, documents: Iterable[str | Sequence[str]], order: int = 3, *,
@@ -133,7 +136,7 @@ class NgramModel:
         estimate = estimate_modified_kneser_ney(stream, len(model_vocab), order, 1,
                                                 discounts=discounts,
                                                 discount_fallback=discount_fallback)
-        return cls(estimate, model_vocab, bos=1, eos=2, unk=0, info=_fit_info(stream, estimate))
+        return cls._from_estimate(estimate, model_vocab, stream, bos=1, eos=2, unk=0)
 
     # --- scoring -------------------------------------------------------------------------------
 
@@ -276,8 +279,7 @@ class NgramModel:
             meta = json.loads(metadata["model"])
             tables = [[arrays[f"{name}.{k}"] for k in range(1, meta["order"] + 1)]
                       for name in ("keys", "log10_prob", "log10_backoff")]
-            return cls(None, meta["vocabulary"], bos=meta["bos"], eos=meta["eos"], unk=meta["unk"],
-                       keys=tables[0], log10_prob=tables[1], log10_backoff=tables[2],
+            return cls(meta["vocabulary"], *tables, bos=meta["bos"], eos=meta["eos"], unk=meta["unk"],
                        discounts=arrays["discounts"] if meta["has_discounts"] else None,
                        info=meta["info"])
         except (KeyError, TypeError, json.JSONDecodeError) as error:
@@ -343,12 +345,6 @@ def _check_discount_row(array: np.ndarray, name: str) -> None:
     limits = np.array([1.0, 2.0, 3.0])
     if not np.all((array > 0) & (array <= limits)):
         raise ValueError(f"{name}: D_j must be in (0, j] for j = 1, 2, 3, got {array.tolist()}")
-
-
-def _fit_info(stream: Stream, estimate: Estimate) -> dict[str, Any]:
-    return {"estimator": "interpolated modified Kneser-Ney (lmplz)",
-            "train_tokens": len(stream.ids), "train_documents": int(np.count_nonzero(stream.pos == 0)),
-            "discount_fallback_orders": estimate.fallback_orders}
 
 
 def _words(doc: str | Sequence[str], i: int) -> list[str]:
