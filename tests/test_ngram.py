@@ -13,7 +13,9 @@ import pytest
 # appended, not prepended: bench/ scripts may share names with standard-library modules
 sys.path.append(str(Path(__file__).resolve().parents[1] / "bench"))
 from baselines import fit_nltk_reference, nltk_probabilities, shakespeare_documents
+from conftest import tiny_documents
 from saffu.corpus import TokenizedCorpus
+from saffu.model import SaffuConfig, SaffuModel
 from saffu.ngram import (
     KENLM_FALLBACK,
     KneserNey,
@@ -459,3 +461,21 @@ def test_interpolation_ends_and_errors():
                        (lambda: scores_from_log_proba(np.zeros(0)), "non-empty")):
         with pytest.raises(ValueError, match=match):
             bad()
+
+
+def test_mixture_with_a_saffu_model_lines_up_token_by_token():
+    saffu_model = SaffuModel(SaffuConfig(tokenizer="char", bits=None, hidden=None, radial=2)).fit(
+        tiny_documents(), verbose=0)
+    train = saffu_model.encode(tiny_documents())
+    dev = saffu_model.encode(tiny_documents(4, seed=1))
+    ngram = NgramModel.fit(train, saffu_model.tokenizer.vocab_size, 3)
+    saffu_log_p = np.concatenate([saffu_model.target_log_proba(ids, pos) for ids, pos in dev.chunks()])
+    ngram_log_p = ngram.token_log_proba(dev)
+    assert ngram_log_p.shape == saffu_log_p.shape == (dev.n_targets,)
+    weight, nll = choose_interpolation_weight(saffu_log_p, ngram_log_p)
+    scores = scores_from_log_proba(interpolate_log_proba(saffu_log_p, ngram_log_p, weight),
+                                   n_characters=dev.n_characters)
+    assert scores["perplexity"] == pytest.approx(math.exp(nll))
+    assert saffu_model.score(dev)["perplexity"] == pytest.approx(math.exp(-saffu_log_p.mean()))
+    assert ngram.score(dev)["bits_per_char"] == pytest.approx(
+        -ngram_log_p.sum() / (math.log(2) * dev.n_characters))

@@ -18,10 +18,10 @@ of int arrays); every token after the ``<sod>`` is predicted, ``<eod>`` included
     log_p = model.token_log_proba(dev_corpus)  # (dev_corpus.n_targets,) nats
 """
 
-from saffu.ngram._data import Stream, as_stream
+from saffu.ngram._data import NgramFormatError, Stream, as_stream
 from saffu.ngram._kneser_ney import KneserNey, context_windows, kneser_ney_perplexity
 from saffu.ngram._mix import choose_interpolation_weight, interpolate_log_proba, scores_from_log_proba
-from saffu.ngram._model import FORMAT_VERSION, NgramFormatError, NgramModel, default_vocabulary
+from saffu.ngram._model import FORMAT_VERSION, NgramModel, default_vocabulary
 from saffu.ngram._modified import KENLM_FALLBACK, discounts_from_counts
 
 __all__ = [

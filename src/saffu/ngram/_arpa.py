@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from saffu._io import atomic_write_text
-from saffu.ngram._data import check_key_range, find
+from saffu.ngram._data import BOS_WORD, EOS_WORD, UNK_WORD, NgramFormatError, check_key_range, find
 
 if TYPE_CHECKING:
     from saffu.ngram._model import NgramModel
@@ -62,8 +62,6 @@ def _tokens(model: NgramModel, k: int) -> np.ndarray:
 def read_arpa(cls: type[NgramModel], path: str | os.PathLike,
               vocabulary: Sequence[str] | None) -> NgramModel:
     """Parse an ARPA file into ``cls``; NgramFormatError names the first problem found."""
-    from saffu.ngram._model import BOS_WORD, EOS_WORD, UNK_WORD, NgramFormatError
-
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -16,8 +16,13 @@ import numpy as np
 from saffu.corpus import TokenizedCorpus
 
 INT64_KEY_LIMIT = 2**62  # n-gram keys are index · vocab_size + token, kept clear of overflow
+BOS_WORD, EOS_WORD, UNK_WORD = "<s>", "</s>", "<unk>"  # the special words of ARPA files
 
 Documents = TokenizedCorpus | Sequence[np.ndarray]
+
+
+class NgramFormatError(ValueError):
+    """A saved n-gram model or an ARPA file is missing, corrupted or inconsistent."""
 
 
 class Stream(NamedTuple):

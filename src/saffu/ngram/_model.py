@@ -14,18 +14,25 @@ import numpy as np
 
 from saffu._io import atomic_write_bytes
 from saffu.corpus import TokenizedCorpus
-from saffu.ngram._data import Documents, Stream, as_stream, check_int, find
+from saffu.ngram._arpa import read_arpa, write_arpa
+from saffu.ngram._data import (
+    BOS_WORD,
+    EOS_WORD,
+    UNK_WORD,
+    Documents,
+    NgramFormatError,
+    Stream,
+    as_stream,
+    check_int,
+    find,
+)
+from saffu.ngram._mix import scores_from_log_proba
 from saffu.ngram._modified import KENLM_FALLBACK, Estimate, estimate_modified_kneser_ney
 from saffu.tokenize import EOD, N_SPECIAL, SOD, UNK
 
 FORMAT = "saffu-ngram"
 FORMAT_VERSION = 1
-BOS_WORD, EOS_WORD, UNK_WORD = "<s>", "</s>", "<unk>"
 LN10 = math.log(10.0)
-
-
-class NgramFormatError(ValueError):
-    """A saved n-gram model or an ARPA file is missing, corrupted or inconsistent."""
 
 
 def default_vocabulary(vocab_size: int) -> tuple[str, ...]:
@@ -200,8 +207,6 @@ class NgramModel:
         Returns:
             :func:`saffu.ngram.scores_from_log_proba` of :meth:`token_log_proba`.
         """
-        from saffu.ngram._mix import scores_from_log_proba
-
         if n_characters is None and isinstance(docs, TokenizedCorpus) and docs.n_characters:
             n_characters = docs.n_characters
         stream = as_stream(docs, self.vocab_size, self.bos, self.eos, "docs")
@@ -212,8 +217,6 @@ class NgramModel:
 
     def to_arpa(self, path: str | os.PathLike) -> None:
         """Write the model as an ARPA file (atomically): KenLM, SRILM and their decoders read it."""
-        from saffu.ngram._arpa import write_arpa
-
         write_arpa(self, path)
 
     @classmethod
@@ -226,8 +229,6 @@ class NgramModel:
                 to score its ids); default: the unigrams in file order. Vocabulary entries the
                 file lacks are scored as its ``<unk>``.
         """
-        from saffu.ngram._arpa import read_arpa
-
         return read_arpa(cls, path, vocabulary)
 
     def save(self, path: str | os.PathLike) -> Path:
