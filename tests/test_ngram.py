@@ -28,7 +28,7 @@ from saffu.ngram import (
     kneser_ney_perplexity,
     scores_from_log_proba,
 )
-from saffu.tokenize import EOD, SOD
+from saffu.tokenize import EOD, SOD, make_tokenizer
 
 V = 12  # ids 4..10 are words; 11 never occurs in training
 
@@ -303,7 +303,9 @@ def test_score_keys_and_bits_per_char():
     (lambda: NgramModel.fit(TRAIN, V, 1, discount_fallback=(0.5, 1)), ValueError, "3 numbers"),
     (lambda: NgramModel.fit(TRAIN, V, vocabulary=["a"]), ValueError, "vocabulary has 1"),
     (lambda: NgramModel.fit([wrap(4, V)], V), ValueError, "outside"),
-    (lambda: NgramModel.fit(np.array([SOD, 4, EOD]), V), TypeError, "TokenizedCorpus or a list"),
+    (lambda: NgramModel.fit(np.array([SOD, 4, EOD]), V), TypeError, "TokenizedCorpus, a list"),
+    (lambda: NgramModel.fit(["some text"], V), TypeError, "need a model with a tokenizer"),
+    (lambda: NgramModel.fit(TRAIN), TypeError, "vocab_size or a tokenizer"),
     (lambda: id_model().token_log_proba([np.array([4, 5, EOD])]), ValueError, "start with <sod>"),
     (lambda: NgramModel.fit_words(["a <s> b"]), ValueError, "added around"),
     (lambda: NgramModel.fit_words([["a", "b c"]]), ValueError, "whitespace"),
@@ -392,6 +394,21 @@ def test_save_and_load(tmp_path, order):
     words = NgramModel.fit_words(["a b a c", "b a"], 2)
     words.save(tmp_path / "w.safetensors")
     assert NgramModel.load(tmp_path / "w.safetensors").vocabulary == words.vocabulary
+
+
+def test_tokenizer_travels_with_the_model(tmp_path):
+    text = tiny_documents()
+    tokenizer = make_tokenizer("char").fit(text)
+    corpus = TokenizedCorpus.from_documents(tokenizer, text)
+    model = NgramModel.fit(text, order=3, tokenizer=tokenizer)
+    np.testing.assert_array_equal(model.token_log_proba(corpus), model.token_log_proba(text))
+    assert model.score(text) == model.score(corpus)
+    assert model.score(text)["characters"] == sum(map(len, text))
+    back = NgramModel.load(model.save(tmp_path / "kn.safetensors"))
+    assert back.tokenizer.to_json() == tokenizer.to_json()
+    assert back.score(text) == model.score(text)
+    with pytest.raises(ValueError, match="the tokenizer has"):
+        NgramModel.fit(corpus, tokenizer.vocab_size + 1, tokenizer=tokenizer)
 
 
 def test_bad_saved_files(tmp_path):

@@ -28,7 +28,7 @@ from saffu.ngram._data import (
 )
 from saffu.ngram._mix import scores_from_log_proba
 from saffu.ngram._modified import KENLM_FALLBACK, Estimate, estimate_modified_kneser_ney
-from saffu.tokenize import EOD, N_SPECIAL, SOD, UNK
+from saffu.tokenize import EOD, N_SPECIAL, SOD, UNK, Tokenizer
 
 FORMAT = "saffu-ngram"
 FORMAT_VERSION = 1
@@ -55,6 +55,8 @@ class NgramModel:
         vocabulary: (vocab_size,) the token string of each id (its name in ARPA files).
         bos, eos: the ids that open and close every document (``<s>``, ``</s>``).
         unk: the id that words outside the vocabulary map to (``<unk>``), or None.
+        tokenizer: the saffu tokenizer whose ids the model scores, or None; with one, the
+            scoring methods also take documents as text, and :meth:`save` keeps it.
         discounts: (order, 3) the D_1, D_2, D_3+ of each n-gram length, or None (e.g. loaded
             from ARPA).
         info: free-form facts about the fit (JSON-serializable).
@@ -62,7 +64,8 @@ class NgramModel:
 
     def __init__(self, vocabulary: Sequence[str], keys: list[np.ndarray], log10_prob: list[np.ndarray],
                  log10_backoff: list[np.ndarray], *, bos: int, eos: int, unk: int | None,
-                 discounts: np.ndarray | None = None, info: dict[str, Any] | None = None) -> None:
+                 discounts: np.ndarray | None = None, info: dict[str, Any] | None = None,
+                 tokenizer: Tokenizer | None = None) -> None:
         """Wrap checked tables (see :class:`saffu.ngram._modified.Estimate` for their layout)."""
         self.vocabulary = tuple(vocabulary)
         self.vocab_size = len(self.vocabulary)
@@ -70,16 +73,19 @@ class NgramModel:
         self.keys, self.log10_prob, self.log10_backoff = list(keys), list(log10_prob), list(log10_backoff)
         self.discounts = discounts
         self.info = dict(info or {})
+        self.tokenizer = tokenizer
         _check_tables(self)
+        if tokenizer is not None and tokenizer.vocab_size != self.vocab_size:
+            raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids, the model {self.vocab_size}")
 
     @classmethod
     def _from_estimate(cls, estimate: Estimate, vocabulary: Sequence[str], stream: Stream, *,
-                       bos: int, eos: int, unk: int) -> NgramModel:
+                       bos: int, eos: int, unk: int, tokenizer: Tokenizer | None = None) -> NgramModel:
         info = {"estimator": "interpolated modified Kneser-Ney (lmplz)",
                 "train_tokens": len(stream.ids), "train_documents": int(np.count_nonzero(stream.pos == 0)),
                 "discount_fallback_orders": estimate.fallback_orders}
         return cls(vocabulary, estimate.keys, estimate.log10_prob, estimate.log10_backoff, bos=bos,
-                   eos=eos, unk=unk, discounts=estimate.discounts, info=info)
+                   eos=eos, unk=unk, discounts=estimate.discounts, info=info, tokenizer=tokenizer)
 
     @property
     def order(self) -> int:
@@ -93,32 +99,37 @@ class NgramModel:
     # --- fitting -------------------------------------------------------------------------------
 
     @classmethod
-    def fit(cls, docs: Documents, vocab_size: int, order: int = 3, *,
-            vocabulary: Sequence[str] | None = None,
+    def fit(cls, docs: Documents | Iterable[str], vocab_size: int | None = None, order: int = 3, *,
+            tokenizer: Tokenizer | None = None, vocabulary: Sequence[str] | None = None,
             discounts: Sequence[Sequence[float]] | None = None,
             discount_fallback: Sequence[float] | None = KENLM_FALLBACK) -> NgramModel:
         """Interpolated modified Kneser-Ney on saffu token ids (``saffu.ngram._modified``).
 
         Args:
-            docs: a TokenizedCorpus, or a list of (n_i,) int arrays ``[<sod>] + ids + [<eod>]``.
-            vocab_size: number of token ids (a tokenizer's ``vocab_size``).
+            docs: a TokenizedCorpus, a list of (n_i,) int arrays ``[<sod>] + ids + [<eod>]``,
+                or (with ``tokenizer``) documents as text.
+            vocab_size: number of token ids (default: the tokenizer's).
             order: the longest n-gram (3: a trigram model).
+            tokenizer: the fitted tokenizer of the ids, kept with the model (optional).
             vocabulary: the token string of each id, for ARPA files (default
                 :func:`default_vocabulary`, ids as decimal strings).
             discounts: (order, 3) D_1, D_2, D_3+ per length instead of estimating them.
             discount_fallback: discounts for a length whose counts of counts give none
                 (lmplz's ``--discount_fallback`` values by default); None raises ValueError.
         """
-        vocab_size = check_int(vocab_size, "vocab_size", N_SPECIAL)
+        if vocab_size is None and tokenizer is None:
+            raise TypeError("fit needs vocab_size or a tokenizer")
+        vocab_size = check_int(tokenizer.vocab_size if vocab_size is None else vocab_size,
+                               "vocab_size", N_SPECIAL)
         order = check_int(order, "order", 1)
         names = default_vocabulary(vocab_size) if vocabulary is None else tuple(vocabulary)
         if len(names) != vocab_size:
             raise ValueError(f"vocabulary has {len(names)} entries, vocab_size is {vocab_size}")
         _check_discounts(discounts, discount_fallback, order)
-        stream = as_stream(docs, vocab_size, SOD, EOD, "train_docs")
+        stream = as_stream(_encoded(docs, tokenizer), vocab_size, SOD, EOD, "train_docs")
         estimate = estimate_modified_kneser_ney(stream, vocab_size, order, SOD, discounts=discounts,
                                                 discount_fallback=discount_fallback)
-        return cls._from_estimate(estimate, names, stream, bos=SOD, eos=EOD, unk=UNK)
+        return cls._from_estimate(estimate, names, stream, bos=SOD, eos=EOD, unk=UNK, tokenizer=tokenizer)
 
     @classmethod
     def fit_words(cls, documents: Iterable[str | Sequence[str]], order: int = 3, *,
@@ -147,17 +158,21 @@ class NgramModel:
 
     # --- scoring -------------------------------------------------------------------------------
 
-    def query(self, docs: Documents) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, docs: Documents | Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
         """log10 p and the length of the n-gram matched for every predicted token (KenLM's query).
 
         Args:
-            docs: a TokenizedCorpus or a list of (n_i,) int arrays ``[bos] + ids + [eos]``.
+            docs: a TokenizedCorpus, a list of (n_i,) int arrays ``[bos] + ids + [eos]``, or
+                documents as text (encoded by the model's tokenizer).
 
         Returns:
             (m,) float64 log10 probabilities and (m,) int64 matched lengths (1..order), for
             every token but each document's first, documents in order.
         """
-        return self._query(as_stream(docs, self.vocab_size, self.bos, self.eos, "docs"))
+        return self._query(self._stream(docs))
+
+    def _stream(self, docs: Documents | Iterable[str]) -> Stream:
+        return as_stream(_encoded(docs, self.tokenizer), self.vocab_size, self.bos, self.eos, "docs")
 
     def _query(self, stream: Stream) -> tuple[np.ndarray, np.ndarray]:
         V = self.vocab_size
@@ -182,7 +197,7 @@ class NgramModel:
         used = np.arange(self.order)[:, None] >= matched  # back off from contexts of ≥ matched tokens
         return log10_p + np.where(used, backoffs, 0.0).sum(axis=0), matched
 
-    def token_log_proba(self, docs: Documents) -> np.ndarray:
+    def token_log_proba(self, docs: Documents | Iterable[str]) -> np.ndarray:
         """Natural log-probability (m,) float64 of every predicted token of ``docs``.
 
         The order is that of ``SaffuModel.target_log_proba`` over the chunks of a corpus (all
@@ -197,19 +212,21 @@ class NgramModel:
         stream = _word_stream(tokenized, index, self.unk, "documents", bos=self.bos, eos=self.eos)
         return np.split(stream.ids, np.flatnonzero(stream.pos == 0)[1:])
 
-    def score(self, docs: Documents, *, n_characters: int | None = None) -> dict[str, Any]:
+    def score(self, docs: Documents | Iterable[str], *, n_characters: int | None = None) -> dict[str, Any]:
         """Perplexity and bits per character, as ``SaffuModel.score``.
 
         Args:
-            docs: a TokenizedCorpus (it knows its characters) or a list of id arrays.
+            docs: a TokenizedCorpus (it knows its characters), a list of id arrays, or
+                documents as text (encoded by the model's tokenizer).
             n_characters: characters of the documents' text, when ``docs`` does not say.
 
         Returns:
             :func:`saffu.ngram.scores_from_log_proba` of :meth:`token_log_proba`.
         """
+        docs = _encoded(docs, self.tokenizer)
         if n_characters is None and isinstance(docs, TokenizedCorpus) and docs.n_characters:
             n_characters = docs.n_characters
-        stream = as_stream(docs, self.vocab_size, self.bos, self.eos, "docs")
+        stream = self._stream(docs)
         return scores_from_log_proba(self._query(stream)[0] * LN10, n_characters=n_characters,
                                      n_documents=int(np.count_nonzero(stream.pos == 0)))
 
@@ -238,7 +255,8 @@ class NgramModel:
         arrays = self._arrays()
         meta = {"vocabulary": list(self.vocabulary), "bos": self.bos, "eos": self.eos,
                 "unk": self.unk, "order": self.order, "info": self.info,
-                "has_discounts": self.discounts is not None}
+                "has_discounts": self.discounts is not None,
+                "tokenizer": None if self.tokenizer is None else self.tokenizer.to_json()}
         metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                     "model": json.dumps(meta), "sha256": _digest(arrays)}
         atomic_write_bytes(path, save(arrays, metadata=metadata))
@@ -282,7 +300,7 @@ class NgramModel:
                       for name in ("keys", "log10_prob", "log10_backoff")]
             return cls(meta["vocabulary"], *tables, bos=meta["bos"], eos=meta["eos"], unk=meta["unk"],
                        discounts=arrays["discounts"] if meta["has_discounts"] else None,
-                       info=meta["info"])
+                       info=meta["info"], tokenizer=_tokenizer(meta["tokenizer"], path))
         except (KeyError, TypeError, json.JSONDecodeError) as error:
             raise NgramFormatError(f"{path} lacks a part of the model: {error!r}") from error
         except ValueError as error:
@@ -290,6 +308,24 @@ class NgramModel:
 
     def __repr__(self) -> str:
         return f"NgramModel(order={self.order}, vocab_size={self.vocab_size}, n_grams={self.n_grams})"
+
+
+def _encoded(docs: Documents | Iterable[str], tokenizer: Tokenizer | None) -> Documents:
+    """``docs`` unchanged if token ids (a TokenizedCorpus or a list of id arrays), else encoded text."""
+    if isinstance(docs, TokenizedCorpus) or (isinstance(docs, (list, tuple))
+                                             and not all(isinstance(d, str) for d in docs)):
+        return docs  # as_stream checks it
+    if isinstance(docs, (str, bytes, np.ndarray)) or not isinstance(docs, Iterable):
+        raise TypeError(f"docs must be a TokenizedCorpus, a list of 1-D integer arrays (one per "
+                        f"document) or an iterable of strings, got {type(docs).__name__}")
+    if tokenizer is None:
+        raise TypeError("documents as text need a model with a tokenizer; pass token ids (a "
+                        "TokenizedCorpus or a list of int arrays)")
+    return TokenizedCorpus.from_documents(tokenizer, docs)
+
+
+def _tokenizer(text: str | None, path: Path) -> Tokenizer | None:
+    return None if text is None else Tokenizer.from_json(text, source=f"{path} (tokenizer)")
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
