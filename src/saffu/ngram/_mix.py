@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+ROUNDING = 1e-5  # log-probabilities up to this far above 0 are rounding (float32 logits), not errors
 
 
 def _log_proba(values: Any, name: str) -> np.ndarray:
@@ -15,7 +16,7 @@ def _log_proba(values: Any, name: str) -> np.ndarray:
     if array.ndim != 1 or len(array) == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array of log-probabilities, got shape "
                          f"{array.shape}")
-    if np.isnan(array).any() or np.any(array > 1e-9):
+    if np.isnan(array).any() or np.any(array > ROUNDING):
         raise ValueError(f"{name} must hold natural log-probabilities (≤ 0, no NaN)")
     return array
 
