@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import saffu
-from baselines import kneser_ney_perplexity
 from saffu.corpus import TokenizedCorpus, read_documents, shakespeare_split
 from saffu.model import SaffuConfig, SaffuModel
+from saffu.ngram import kneser_ney_perplexity
 from saffu.tokenize import make_tokenizer
 
 SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "shakespeare"

@@ -10,7 +10,7 @@ tokens) and one wall-clock budget per run, four ways to spend it:
   (``nn.TransformerEncoder``, causal mask, token + position embeddings, tied output), with a
   parameter count matched to the SAFFU model, trained by backprop for the same budget;
 
-plus an interpolated Kneser-Ney trigram on the same tokens (``bench/baselines.py``) for scale.
+plus an interpolated Kneser-Ney trigram on the same tokens (``saffu.ngram.KneserNey``) for scale.
 Every method uses one BPE tokenizer (vocabulary 4096) fitted on the whole train split; the
 default SAFFU config is small (radial 8 + document, D = 64 per context model) so that the full
 run fits in about 15 minutes on 2 cores.
@@ -44,8 +44,6 @@ if sys.path and Path(sys.path[0] or ".").resolve() == BENCH:
     sys.path.pop(0)
 
 import argparse
-import functools
-import importlib.util
 import json
 import math
 import os
@@ -61,6 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import saffu
+from saffu import ngram
 from saffu.corpus import TokenizedCorpus, read_documents, shakespeare_split
 from saffu.fit import prepare, stages_for
 from saffu.model import PREVIOUS_DEFAULTS, SaffuConfig, SaffuModel
@@ -311,17 +310,9 @@ def run_transformer(model: CausalTransformer, train_docs: Documents, evaluator: 
             "points": points, "final": final}
 
 
-@functools.cache
-def _baselines() -> Any:
-    spec = importlib.util.spec_from_file_location("baselines", BENCH / "baselines.py")
-    module = sys.modules["baselines"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def kneser_ney_perplexity(train_docs: Documents, eval_docs: Documents, vocab_size: int) -> float:
-    """Trigram interpolated Kneser-Ney perplexity (``bench/baselines.py``)."""
-    return _baselines().kneser_ney_perplexity(train_docs, eval_docs, vocab_size, order=3)["perplexity"]
+    """Trigram interpolated Kneser-Ney perplexity (single discount, ``saffu.ngram.KneserNey``)."""
+    return ngram.kneser_ney_perplexity(train_docs, eval_docs, vocab_size, order=3)["perplexity"]
 
 
 def run_size(size: int, data: dict[str, Any], evaluator: Evaluator,
