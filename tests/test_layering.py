@@ -1,7 +1,7 @@
 """The package's imports flow one way: from the CLI down to the kernels (docs/internals.md).
 
 Every ``import`` and ``from ... import`` of a saffu module, at the top or inside a function, is
-an edge; an edge to a module of a higher layer than its own, or a cycle, fails. ``LAYERS`` is
+an edge (type-only imports under ``if TYPE_CHECKING:`` are not); an edge to a module of a higher layer than its own, or a cycle, fails. ``LAYERS`` is
 the architecture, lowest first; a module not listed fails too, so a new module gets a layer.
 """
 
@@ -57,7 +57,7 @@ def _imports(path: Path, module: str) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -69,6 +69,16 @@ def _imports(path: Path, module: str) -> set[str]:
                 candidate = f"{base}.{alias.name}"
                 found.add(candidate if _is_module(candidate) else base)
     return {name for name in found if name == TOP or name.startswith(TOP + ".")}
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node but those under ``if TYPE_CHECKING:`` (type-only imports never run)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
 
 
 def _is_module(name: str) -> bool:

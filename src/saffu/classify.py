@@ -236,7 +236,8 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
         check_non_negative(X, f"{type(self).__name__} (input X)")
-        logits = np.asarray(safe_sparse_dot(X, self.coef_.T)) + self.intercept_
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+            logits = np.asarray(safe_sparse_dot(X, self.coef_.T)) + self.intercept_
         finite = np.isfinite(logits).all(axis=1)
         if not finite.all():  # float64 counts near 1e300 overflow the products
             row = int(np.argmin(finite))

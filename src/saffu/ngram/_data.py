@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from saffu.corpus import TokenizedCorpus
+from saffu.errors import ModelFormatError
 
 INT64_KEY_LIMIT = 2**62  # n-gram keys are index · vocab_size + token, kept clear of overflow
 BOS_WORD, EOS_WORD, UNK_WORD = "<s>", "</s>", "<unk>"  # the special words of ARPA files
@@ -21,7 +22,7 @@ BOS_WORD, EOS_WORD, UNK_WORD = "<s>", "</s>", "<unk>"  # the special words of AR
 Documents = TokenizedCorpus | Sequence[np.ndarray]
 
 
-class NgramFormatError(ValueError):
+class NgramFormatError(ModelFormatError):
     """A saved n-gram model or an ARPA file is missing, corrupted or inconsistent."""
 
 
