@@ -106,6 +106,17 @@ def check_output_directory(path: str | os.PathLike, owned: Callable[[Path], bool
     return target
 
 
+def check_output_file(path: str | os.PathLike, owned: Callable[[Path], bool], what: str) -> Path:
+    """``path`` as a file saffu may write: absent, or a ``what`` that ``owned`` recognizes."""
+    target = Path(os.fspath(path)).expanduser()
+    if not os.fspath(path).strip() or target.is_dir():
+        raise InvalidParameterError(f"{os.fspath(path)!r} is not a file path for the {what}")
+    if target.exists() and not owned(target):
+        raise InvalidParameterError(f"{target} exists and is not a {what}; saffu replaces only a "
+                                    f"{what} it wrote. Choose another path or remove it first")
+    return target
+
+
 @contextlib.contextmanager
 def replace_directory(path: str | os.PathLike, owned: Callable[[Path], bool],
                       what: str) -> Iterator[Path]:

@@ -18,6 +18,7 @@ from saffu.cli._options import (
     read_corpus,
     score_lines,
 )
+from saffu.cli.ngram import add_ngram_eval_options, mixed_scores
 from saffu.model import SaffuModel
 
 DASK_CONNECT_SECONDS = 10
@@ -73,9 +74,14 @@ def _dask_runner(address: str | None) -> Any:
 def cmd_eval(args: argparse.Namespace) -> None:
     model = SaffuModel.load(args.model)
     started = time.perf_counter()
-    scores = model.score(read_corpus(args, args.corpus))
+    if args.ngram:
+        scores = mixed_scores(args, model, model.encode(read_corpus(args, args.corpus)))
+        lines = [*score_lines(f"mixture (SAFFU weight {scores['weight']:.3f})", scores)]
+    else:
+        scores = model.score(read_corpus(args, args.corpus))
+        lines = score_lines("", scores)
     scores["seconds"] = time.perf_counter() - started
-    emit(args, scores, score_lines("", scores))
+    emit(args, scores, lines)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -123,6 +129,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("model", help="model directory")
     evaluate.add_argument("corpus", nargs="+", help="files, directories or glob patterns")
     add_output_options(evaluate, corpus=True)
+    add_ngram_eval_options(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
 
     generate = commands.add_parser("generate", help="sample text from a saved model",

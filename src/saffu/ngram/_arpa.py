@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from saffu._io import atomic_write_text
+from saffu._io import atomic_write_text, check_output_file
 from saffu.ngram._data import BOS_WORD, EOS_WORD, UNK_WORD, NgramFormatError, check_key_range, find
 
 if TYPE_CHECKING:
@@ -44,7 +44,16 @@ def write_arpa(model: NgramModel, path: str | os.PathLike) -> None:
             backoffs = model.log10_backoff[k - 1].tolist()
             out.writelines(f"{p!r}\t{w}\t{b!r}\n" for p, w, b in zip(probs, phrases, backoffs, strict=True))
     out.write("\n\\end\\\n")
-    atomic_write_text(path, out.getvalue())
+    atomic_write_text(check_output_file(path, _is_arpa_file, "ARPA file"), out.getvalue())
+
+
+def _is_arpa_file(path: Path) -> bool:
+    """Whether ``path`` holds an ARPA model (its first non-blank line is ``\\data\\``)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return next((line.strip() for line in handle if line.strip()), "") == "\\data\\"
+    except OSError:
+        return False
 
 
 def _tokens(model: NgramModel, k: int) -> np.ndarray:

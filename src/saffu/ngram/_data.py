@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from saffu.corpus import TokenizedCorpus
-from saffu.errors import ModelFormatError
+from saffu.errors import InvalidParameterError, ModelFormatError
 
 INT64_KEY_LIMIT = 2**62  # n-gram keys are index · vocab_size + token, kept clear of overflow
 BOS_WORD, EOS_WORD, UNK_WORD = "<s>", "</s>", "<unk>"  # the special words of ARPA files
@@ -41,9 +41,9 @@ class Stream(NamedTuple):
 def check_int(value: Any, name: str, minimum: int) -> int:
     """``value`` as an int, or a TypeError/ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+        raise InvalidParameterError(f"{name} must be an integer, got {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+        raise InvalidParameterError(f"{name} must be at least {minimum}, got {value}")
     return int(value)
 
 
@@ -59,17 +59,17 @@ def as_stream(docs: Documents, vocab_size: int, bos: int, eos: int, name: str) -
     if isinstance(docs, TokenizedCorpus):
         chunks = list(docs.chunks())
         if not chunks:
-            raise ValueError(f"{name} has no documents")
+            raise InvalidParameterError(f"{name} has no documents")
         ids = np.concatenate([c[0] for c in chunks]).astype(np.int64)
         pos = np.concatenate([c[1] for c in chunks]).astype(np.int64)
         stream = Stream(ids, pos)
         _check_stream(stream, vocab_size, bos, eos, name)
         return stream
     if not isinstance(docs, (list, tuple)):
-        raise TypeError(f"{name} must be a TokenizedCorpus or a list of 1-D integer arrays "
-                        f"(one per document), got {type(docs).__name__}")
+        raise InvalidParameterError(f"{name} must be a TokenizedCorpus or a list of 1-D integer arrays "
+                                    f"(one per document), got {type(docs).__name__}")
     if not docs:
-        raise ValueError(f"{name} has no documents")
+        raise InvalidParameterError(f"{name} has no documents")
     arrays = [_check_document(doc, i, name) for i, doc in enumerate(docs)]
     lengths = np.array([len(a) for a in arrays])
     ids = np.concatenate(arrays)
@@ -82,10 +82,11 @@ def as_stream(docs: Documents, vocab_size: int, bos: int, eos: int, name: str) -
 def _check_document(doc: Any, i: int, name: str) -> np.ndarray:
     array = np.asarray(doc)
     if array.ndim != 1 or len(array) < 2:
-        raise ValueError(f"{name}[{i}] must be a 1-D array of at least 2 tokens (<sod> ... <eod>), "
-                         f"got shape {array.shape}")
+        raise InvalidParameterError(f"{name}[{i}] must be a 1-D array of at least 2 tokens (<sod> "
+                                    f"... <eod>), "
+                                    f"got shape {array.shape}")
     if array.dtype.kind not in "iu":
-        raise TypeError(f"{name}[{i}] must hold integer token ids, got dtype {array.dtype}")
+        raise InvalidParameterError(f"{name}[{i}] must hold integer token ids, got dtype {array.dtype}")
     return array.astype(np.int64, copy=False)
 
 
@@ -93,29 +94,29 @@ def _check_stream(stream: Stream, vocab_size: int, bos: int, eos: int, name: str
     ids, pos = stream
     starts = np.flatnonzero(pos == 0)
     if len(ids) == 0 or len(starts) == 0:
-        raise ValueError(f"{name} has no documents")
+        raise InvalidParameterError(f"{name} has no documents")
     ends = np.append(starts[1:], len(ids)) - 1
     if ids.min() < 0 or ids.max() >= vocab_size:
-        raise ValueError(f"{name} has token ids outside [0, {vocab_size}): "
+        raise InvalidParameterError(f"{name} has token ids outside [0, {vocab_size}): "
                          f"min {ids.min()}, max {ids.max()}")
     bad = np.flatnonzero(ids[starts] != bos)
     if len(bad):
-        raise ValueError(f"{name}: document {bad[0]} must start with <sod>={bos}, "
-                         f"got {ids[starts[bad[0]]]}")
+        raise InvalidParameterError(f"{name}: document {bad[0]} must start with <sod>={bos}, "
+                                    f"got {ids[starts[bad[0]]]}")
     bad = np.flatnonzero((ids[ends] != eos) | (ends == starts))
     if len(bad):
-        raise ValueError(f"{name}: document {bad[0]} must end with <eod>={eos} after its "
-                         f"<sod>, got {ids[ends[bad[0]]]}")
+        raise InvalidParameterError(f"{name}: document {bad[0]} must end with <eod>={eos} after its "
+                                    f"<sod>, got {ids[ends[bad[0]]]}")
     if np.count_nonzero(ids == bos) != len(starts):
-        raise ValueError(f"{name} has <sod>={bos} inside a document; pass each document "
-                         "as its own array")
+        raise InvalidParameterError(f"{name} has <sod>={bos} inside a document; pass each document "
+                                    "as its own array")
 
 
 def check_key_range(n_entries: int, vocab_size: int) -> None:
     """Raise ValueError if ``n_entries · vocab_size`` would overflow the int64 n-gram keys."""
     if n_entries * vocab_size >= INT64_KEY_LIMIT:
-        raise ValueError(f"{n_entries} n-grams × vocab_size {vocab_size} overflow the int64 "
-                         "n-gram keys")
+        raise InvalidParameterError(f"{n_entries} n-grams × vocab_size {vocab_size} overflow the int64 "
+                                    "n-gram keys")
 
 
 def find(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from saffu.errors import InvalidParameterError
 from saffu.ngram._data import Documents, Stream, as_stream, check_int, check_key_range, find
 from saffu.tokenize import EOD, N_SPECIAL, SOD
 
@@ -91,9 +92,9 @@ class KneserNey:
         self.vocab_size = check_int(vocab_size, "vocab_size", N_SPECIAL)
         self.order = check_int(order, "order", 1)
         if isinstance(discount, bool) or not isinstance(discount, (int, float, np.floating)):
-            raise TypeError(f"discount must be a number, got {type(discount).__name__}")
+            raise InvalidParameterError(f"discount must be a number, got {type(discount).__name__}")
         if not 0.0 <= discount <= 1.0:
-            raise ValueError(f"discount must be in [0, 1], got {discount}")
+            raise InvalidParameterError(f"discount must be in [0, 1], got {discount}")
         self.discount = float(discount)
         self.uniform_base = bool(uniform_base)
         self.continuation = bool(continuation)
@@ -150,16 +151,17 @@ class KneserNey:
         Returns (m,) float64 probabilities.
         """
         if not self._levels:
-            raise ValueError("KneserNey is not fitted; call fit(train_docs) first")
+            raise InvalidParameterError("KneserNey is not fitted; call fit(train_docs) first")
         contexts, tokens = np.asarray(contexts), np.asarray(tokens)
         if contexts.ndim != 2 or tokens.ndim != 1 or contexts.shape != (len(tokens), self.order - 1):
-            raise ValueError(f"contexts must have shape (m, {self.order - 1}) and tokens (m,), got "
-                             f"{contexts.shape} and {tokens.shape}")
+            raise InvalidParameterError(f"contexts must have shape (m, {self.order - 1}) and tokens "
+                                        f"(m,), got "
+                                        f"{contexts.shape} and {tokens.shape}")
         for name, ids in (("contexts", contexts), ("tokens", tokens)):
             if ids.dtype.kind not in "iu":
-                raise TypeError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+                raise InvalidParameterError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
             if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-                raise ValueError(f"{name} has token ids outside [0, {self.vocab_size})")
+                raise InvalidParameterError(f"{name} has token ids outside [0, {self.vocab_size})")
         return self._interpolate(contexts.astype(np.int64), tokens.astype(np.int64))
 
     def _interpolate(self, contexts: np.ndarray, tokens: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from saffu.errors import InvalidParameterError
+
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 ROUNDING = 1e-5  # log-probabilities up to this far above 0 are rounding (float32 logits), not errors
 
@@ -14,10 +16,10 @@ ROUNDING = 1e-5  # log-probabilities up to this far above 0 are rounding (float3
 def _log_proba(values: Any, name: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1 or len(array) == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array of log-probabilities, got shape "
-                         f"{array.shape}")
+        raise InvalidParameterError(f"{name} must be a non-empty 1-D array of log-probabilities, got shape "
+                                    f"{array.shape}")
     if np.isnan(array).any() or np.any(array > ROUNDING):
-        raise ValueError(f"{name} must hold natural log-probabilities (≤ 0, no NaN)")
+        raise InvalidParameterError(f"{name} must hold natural log-probabilities (≤ 0, no NaN)")
     return array
 
 
@@ -33,7 +35,7 @@ def scores_from_log_proba(log_p: np.ndarray, *, n_characters: int | None = None,
     log_p = _log_proba(log_p, "log_p")
     nll = float(-log_p.sum())
     if n_characters is not None and n_characters < 1:
-        raise ValueError(f"n_characters must be positive, got {n_characters}")
+        raise InvalidParameterError(f"n_characters must be positive, got {n_characters}")
     return {"perplexity": math.exp(nll / len(log_p)),
             "bits_per_char": None if n_characters is None else nll / (math.log(2) * n_characters),
             "nll": nll, "tokens": len(log_p), "characters": n_characters, "documents": n_documents}
@@ -43,11 +45,11 @@ def interpolate_log_proba(log_p_a: np.ndarray, log_p_b: np.ndarray, weight: floa
     """log(λ p_a + (1 − λ) p_b) token by token, for (m,) natural log-probabilities, λ = ``weight``."""
     a, b = _log_proba(log_p_a, "log_p_a"), _log_proba(log_p_b, "log_p_b")
     if a.shape != b.shape:
-        raise ValueError(f"log_p_a and log_p_b must score the same tokens, got shapes {a.shape} "
-                         f"and {b.shape}")
+        raise InvalidParameterError(f"log_p_a and log_p_b must score the same tokens, got shapes {a.shape} "
+                                    f"and {b.shape}")
     if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating)) \
             or not 0.0 <= weight <= 1.0:
-        raise ValueError(f"weight must be a number in [0, 1], got {weight!r}")
+        raise InvalidParameterError(f"weight must be a number in [0, 1], got {weight!r}")
     if weight == 0.0:
         return b.copy()
     if weight == 1.0:
@@ -66,7 +68,7 @@ def choose_interpolation_weight(dev_log_p_a: np.ndarray, dev_log_p_b: np.ndarray
         (λ, mean dev NLL per token in nats at λ).
     """
     if not 0.0 < tolerance < 0.5:
-        raise ValueError(f"tolerance must be in (0, 0.5), got {tolerance}")
+        raise InvalidParameterError(f"tolerance must be in (0, 0.5), got {tolerance}")
 
     def nll(weight: float) -> float:
         return float(-interpolate_log_proba(dev_log_p_a, dev_log_p_b, weight).mean())

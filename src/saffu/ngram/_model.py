@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from saffu._io import atomic_write_bytes
+from saffu._io import atomic_write_bytes, check_output_file
 from saffu.corpus import TokenizedCorpus
+from saffu.errors import InvalidParameterError
 from saffu.ngram._arpa import read_arpa, write_arpa
 from saffu.ngram._data import (
     BOS_WORD,
@@ -76,7 +77,8 @@ class NgramModel:
         self.tokenizer = tokenizer
         _check_tables(self)
         if tokenizer is not None and tokenizer.vocab_size != self.vocab_size:
-            raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids, the model {self.vocab_size}")
+            raise InvalidParameterError(f"the tokenizer has {tokenizer.vocab_size} ids, the model "
+                                        f"{self.vocab_size}")
 
     @classmethod
     def _from_estimate(cls, estimate: Estimate, vocabulary: Sequence[str], stream: Stream, *,
@@ -118,13 +120,13 @@ class NgramModel:
                 (lmplz's ``--discount_fallback`` values by default); None raises ValueError.
         """
         if vocab_size is None and tokenizer is None:
-            raise TypeError("fit needs vocab_size or a tokenizer")
+            raise InvalidParameterError("fit needs vocab_size or a tokenizer")
         vocab_size = check_int(tokenizer.vocab_size if vocab_size is None else vocab_size,
                                "vocab_size", N_SPECIAL)
         order = check_int(order, "order", 1)
         names = default_vocabulary(vocab_size) if vocabulary is None else tuple(vocabulary)
         if len(names) != vocab_size:
-            raise ValueError(f"vocabulary has {len(names)} entries, vocab_size is {vocab_size}")
+            raise InvalidParameterError(f"vocabulary has {len(names)} entries, vocab_size is {vocab_size}")
         _check_discounts(discounts, discount_fallback, order)
         stream = as_stream(_encoded(docs, tokenizer), vocab_size, SOD, EOD, "train_docs")
         estimate = estimate_modified_kneser_ney(stream, vocab_size, order, SOD, discounts=discounts,
@@ -259,8 +261,9 @@ class NgramModel:
                 "tokenizer": None if self.tokenizer is None else self.tokenizer.to_json()}
         metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                     "model": json.dumps(meta), "sha256": _digest(arrays)}
+        path = check_output_file(path, _is_ngram_file, "saffu n-gram model")
         atomic_write_bytes(path, save(arrays, metadata=metadata))
-        return Path(path)
+        return path
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {}
@@ -316,12 +319,23 @@ def _encoded(docs: Documents | Iterable[str], tokenizer: Tokenizer | None) -> Do
                                              and not all(isinstance(d, str) for d in docs)):
         return docs  # as_stream checks it
     if isinstance(docs, (str, bytes, np.ndarray)) or not isinstance(docs, Iterable):
-        raise TypeError(f"docs must be a TokenizedCorpus, a list of 1-D integer arrays (one per "
-                        f"document) or an iterable of strings, got {type(docs).__name__}")
+        raise InvalidParameterError(f"docs must be a TokenizedCorpus, a list of 1-D integer arrays (one per "
+                                    f"document) or an iterable of strings, got {type(docs).__name__}")
     if tokenizer is None:
-        raise TypeError("documents as text need a model with a tokenizer; pass token ids (a "
-                        "TokenizedCorpus or a list of int arrays)")
+        raise InvalidParameterError("documents as text need a model with a tokenizer; pass token ids (a "
+                                    "TokenizedCorpus or a list of int arrays)")
     return TokenizedCorpus.from_documents(tokenizer, docs)
+
+
+def _is_ngram_file(path: Path) -> bool:
+    """Whether ``path`` is an n-gram model file written by :meth:`NgramModel.save`."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            return (handle.metadata() or {}).get("format") == FORMAT
+    except Exception:  # not a safetensors file at all
+        return False
 
 
 def _tokenizer(text: str | None, path: Path) -> Tokenizer | None:
@@ -340,28 +354,30 @@ def _check_tables(model: NgramModel) -> None:
     """Raise ValueError unless the tables form a consistent backoff model."""
     V = model.vocab_size
     if V < 2 or len(set(model.vocabulary)) != V:
-        raise ValueError("the vocabulary must hold at least 2 distinct tokens")
+        raise InvalidParameterError("the vocabulary must hold at least 2 distinct tokens")
     for name, value in (("bos", model.bos), ("eos", model.eos), ("unk", model.unk)):
         if value is None and name == "unk":
             continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < V:
-            raise ValueError(f"{name} must be a token id in [0, {V}), got {value!r}")
+            raise InvalidParameterError(f"{name} must be a token id in [0, {V}), got {value!r}")
     tables = (model.keys, model.log10_prob, model.log10_backoff)
     if not model.keys or len({len(t) for t in tables}) != 1:
-        raise ValueError("keys, log10_prob and log10_backoff must hold one array per n-gram length")
+        raise InvalidParameterError("keys, log10_prob and log10_backoff must hold one array per "
+                                    "n-gram length")
     for k, (keys, prob, backoff) in enumerate(zip(*tables, strict=True), start=1):
         if not all(isinstance(a, np.ndarray) and a.ndim == 1 for a in (keys, prob, backoff)) \
                 or not len(keys) == len(prob) == len(backoff):
-            raise ValueError(f"the {k}-gram tables must be 1-D arrays of one length")
+            raise InvalidParameterError(f"the {k}-gram tables must be 1-D arrays of one length")
         if keys.dtype != np.int64 or prob.dtype != np.float64 or backoff.dtype != np.float64:
-            raise ValueError(f"the {k}-gram keys must be int64 and the log10 values float64")
+            raise InvalidParameterError(f"the {k}-gram keys must be int64 and the log10 values float64")
         if k == 1 and not np.array_equal(keys, np.arange(V)):
-            raise ValueError(f"the unigram keys must be every id 0..{V - 1}")
+            raise InvalidParameterError(f"the unigram keys must be every id 0..{V - 1}")
         lower = len(model.keys[k - 2]) if k > 1 else 1
         if len(keys) and (np.any(np.diff(keys) <= 0) or keys[0] < 0 or keys[-1] >= lower * V):
-            raise ValueError(f"the {k}-gram keys must be ascending, unique and in range")
+            raise InvalidParameterError(f"the {k}-gram keys must be ascending, unique and in range")
         if np.isnan(prob).any() or np.isnan(backoff).any() or np.any(prob > 0):
-            raise ValueError(f"the {k}-gram log10 values must be log10 probabilities (≤ 0, no NaN)")
+            raise InvalidParameterError(f"the {k}-gram log10 values must be log10 probabilities (≤ "
+                                        f"0, no NaN)")
 
 
 def _check_discounts(discounts: Sequence[Sequence[float]] | None, fallback: Sequence[float] | None,
@@ -369,28 +385,29 @@ def _check_discounts(discounts: Sequence[Sequence[float]] | None, fallback: Sequ
     if discounts is not None:
         array = np.asarray(discounts, dtype=np.float64)
         if array.shape != (order, 3):
-            raise ValueError(f"discounts must have shape ({order}, 3), got {array.shape}")
+            raise InvalidParameterError(f"discounts must have shape ({order}, 3), got {array.shape}")
         _check_discount_row(array, "discounts")
     if fallback is not None:
         array = np.asarray(fallback, dtype=np.float64)
         if array.shape != (3,):
-            raise ValueError(f"discount_fallback must be 3 numbers D1, D2, D3+, got shape {array.shape}")
+            raise InvalidParameterError(f"discount_fallback must be 3 numbers D1, D2, D3+, got "
+                                        f"shape {array.shape}")
         _check_discount_row(array[None], "discount_fallback")
 
 
 def _check_discount_row(array: np.ndarray, name: str) -> None:
     limits = np.array([1.0, 2.0, 3.0])
     if not np.all((array > 0) & (array <= limits)):
-        raise ValueError(f"{name}: D_j must be in (0, j] for j = 1, 2, 3, got {array.tolist()}")
+        raise InvalidParameterError(f"{name}: D_j must be in (0, j] for j = 1, 2, 3, got {array.tolist()}")
 
 
 def _words(doc: str | Sequence[str], i: int) -> list[str]:
     if isinstance(doc, str):
         return doc.split()
     if not isinstance(doc, Sequence) or not all(isinstance(w, str) for w in doc):
-        raise TypeError(f"documents[{i}] must be a string or a sequence of strings")
+        raise InvalidParameterError(f"documents[{i}] must be a string or a sequence of strings")
     if any(not w or any(c.isspace() for c in w) for w in doc):
-        raise ValueError(f"documents[{i}] has an empty token or one with whitespace")
+        raise InvalidParameterError(f"documents[{i}] has an empty token or one with whitespace")
     return list(doc)
 
 
@@ -398,15 +415,15 @@ def _word_stream(tokenized: list[list[str]], index: dict[str, int], unk: int | N
                  bos: int = 1, eos: int = 2) -> Stream:
     """Word documents as a stream ``[<s>] + ids + [</s>]`` each; unknown words map to ``unk``."""
     if not tokenized:
-        raise ValueError(f"{name} has no documents")
+        raise InvalidParameterError(f"{name} has no documents")
     pieces = []
     for i, words in enumerate(tokenized):
         if BOS_WORD in words or EOS_WORD in words:
-            raise ValueError(f"{name}[{i}] holds {BOS_WORD} or {EOS_WORD}; they are added around "
+            raise InvalidParameterError(f"{name}[{i}] holds {BOS_WORD} or {EOS_WORD}; they are added around "
                              "each document")
         ids = [index.get(w, unk) for w in words]
         if None in ids:
-            raise ValueError(f"{name}[{i}] has a word outside the vocabulary and the model has "
+            raise InvalidParameterError(f"{name}[{i}] has a word outside the vocabulary and the model has "
                              f"no {UNK_WORD}")
         pieces.append(np.array([bos, *ids, eos], dtype=np.int64))
     lengths = np.array([len(p) for p in pieces])

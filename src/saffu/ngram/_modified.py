@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from saffu.errors import InvalidParameterError
 from saffu.ngram._data import Stream, check_key_range
 
 KENLM_FALLBACK = (0.5, 1.0, 1.5)  # lmplz --discount_fallback
@@ -118,7 +119,7 @@ def _discounts(adjusted: list[np.ndarray], given: Sequence[Sequence[float]] | No
         estimate = discounts_from_counts(counts)
         if estimate is None:
             if fallback is None:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"cannot estimate Kneser-Ney discounts for {k}-grams from their counts of "
                     "counts (too little or artificial data); pass discount_fallback=(D1, D2, D3) "
                     f"(lmplz uses {KENLM_FALLBACK}) or discounts=")
@@ -177,7 +178,7 @@ def _unigram_probabilities(counts: np.ndarray, d: np.ndarray, vocab_size: int, b
     """p(w) = (a(w) − D(a(w))) / Σ a + γ() / (V − 1); p(<s>) = 1."""
     total = counts.sum()
     if total == 0:
-        raise ValueError("the training data has no tokens to predict")
+        raise InvalidParameterError("the training data has no tokens to predict")
     discount = _discount_of(counts, d)
     p = (counts - discount) / total + discount.sum() / total / (vocab_size - 1)
     p[bos] = 1.0
