@@ -1,8 +1,9 @@
 """The package's imports flow one way: from the CLI down to the kernels (docs/internals.md).
 
 Every ``import`` and ``from ... import`` of a saffu module, at the top or inside a function, is
-an edge (type-only imports under ``if TYPE_CHECKING:`` are not); an edge to a module of a higher layer than its own, or a cycle, fails. ``LAYERS`` is
-the architecture, lowest first; a module not listed fails too, so a new module gets a layer.
+an edge (type-only imports under ``if TYPE_CHECKING:`` are not); an edge to a module of a
+higher layer than its own, or a cycle, fails. ``LAYERS`` is the architecture, lowest first; a
+module not listed fails too, so a new module gets a layer.
 """
 
 from __future__ import annotations
