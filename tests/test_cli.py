@@ -94,3 +94,27 @@ def test_console_script_info_json():
                             capture_output=True, text=True, check=True)
     info = json.loads(result.stdout)
     assert info["backend"] in info["available_backends"]
+
+
+@pytest.mark.slow
+def test_demo_compares_with_kneser_ney_saves_and_says_what_next(tmp_path, capsys):
+    out = tmp_path / "demo"
+    result = run_json(capsys, ["demo", "--out", str(out), "--max-tokens", "5", "--verbose", "0",
+                               "--json"])
+    assert result["dev_perplexity"] > 1 and result["kneser_ney_trigram_dev_perplexity"] > 1
+    assert (out / "model.json").is_file()
+    assert main(["demo", "--out", str(out), "--max-tokens", "5", "--verbose", "0"]) == 0
+    assert "next:" in capsys.readouterr().out
+
+
+def test_show_describes_a_saved_model(model_dir, capsys):
+    shown = run_json(capsys, ["show", str(model_dir), "--json"])
+    assert shown["checksums"] == "verified" and shown["parameters"] == sum(
+        shown["parameters_by_layer"].values())
+    assert shown["context_models"] == ["radial3", "block4"] and shown["files"]["model.json"] > 0
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("saffu ")

@@ -34,6 +34,7 @@ def test_every_field_is_a_cli_option_and_a_grid_field(name):
     text = SaffuConfig.none_word(name) if default is None else str(default).lower()
     args = build_parser().parse_args(["fit", "x.txt", "--out", "m", f"--{name.replace('_', '-')}", text])
     assert getattr(args, f"config_{name}") == default
+    assert not hasattr(build_parser().parse_args(["fit", "x.txt", "--out", "m"]), f"config_{name}")
     value = f'"{text}"' if isinstance(default, str) or default is None else text
     grid = parse_grid(f"[[grid]]\n{name} = [{value}]\n")
     assert getattr(grid.variants()[0], name) == default
@@ -79,3 +80,12 @@ def test_later_fields_have_a_neutral_value_so_stored_sweep_keys_stay_valid():
     expected = hashlib.sha256(json.dumps({"config": old, "backprop": None},
                                          sort_keys=True).encode()).hexdigest()[:16]
     assert variant_key(config) == expected
+
+
+def test_none_words_on_the_command_line_reach_the_config():
+    from saffu.cli._options import config_from_args
+
+    args = build_parser().parse_args(["fit", "x.txt", "--out", "m", "--bits", "min", "--hidden", "bits"])
+    config = config_from_args(args)
+    assert config.bits is None and config.hidden is None
+    assert config_from_args(build_parser().parse_args(["fit", "x.txt", "--out", "m"])) == SaffuConfig()

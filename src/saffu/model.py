@@ -107,11 +107,22 @@ class SaffuModel:
     @property
     def n_parameters(self) -> int:
         """Trainable weights: W and U of each context model, plus O and o (cipher excluded)."""
+        return sum(self.parameter_counts().values())
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable weights by layer: ``{name}.attention`` (W, K × K; none for the document
+        model), ``{name}.hidden`` (U, D × Z) per context model, ``output`` (O) and
+        ``output_bias`` (o); empty before the fit."""
         if not self.is_fitted:
-            return 0
-        inner = sum(layer.attention.size * layer.spec.attends + layer.hidden_t.size
-                    for layer in self.layers)
-        return int(inner + self.output_t.size + self.output_bias.size)
+            return {}
+        counts: dict[str, int] = {}
+        for layer in self.layers:
+            if layer.spec.attends:
+                counts[f"{layer.spec.name}.attention"] = int(layer.attention.size)
+            counts[f"{layer.spec.name}.hidden"] = int(layer.hidden_t.size)
+        counts["output"] = int(self.output_t.size)
+        counts["output_bias"] = int(self.output_bias.size)
+        return counts
 
     # --- forward -----------------------------------------------------------------------------
 
@@ -291,6 +302,7 @@ class SaffuModel:
                 "format_version": FORMAT_VERSION,
                 "config": self.config.to_dict(),
                 "fit_info": self.fit_info,
+                "parameters": self.n_parameters,
                 "checksums": {name: sha256_file(tmp / name) for name in MODEL_FILES},
             }
             manifest["manifest_sha256"] = _manifest_checksum(manifest)

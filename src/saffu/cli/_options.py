@@ -44,7 +44,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         shown = SaffuConfig.none_word(name) if default is None else str(default).lower() \
             if isinstance(default, bool) else default
         group.add_argument(_option_name(name), dest=f"config_{name}", type=_field_type(name),
-                           default=None, metavar="VALUE",
+                           default=argparse.SUPPRESS, metavar="VALUE",
                            help=f"{SaffuConfig.help(name)} (default: {shown})")
     group.add_argument("--config", dest="config_file", default=None, metavar="JSON",
                        help="read the configuration from a JSON file (options above override it)")
@@ -60,9 +60,8 @@ def config_from_args(args: argparse.Namespace) -> SaffuConfig:
         except (OSError, json.JSONDecodeError) as error:
             raise UsageError(f"cannot read config {args.config_file}: {error}") from error
     for name in SaffuConfig.field_names():
-        value = getattr(args, f"config_{name}")
-        if value is not None:
-            values[name] = value
+        if hasattr(args, f"config_{name}"):  # given on the command line (None: 'min', 'mean', ...)
+            values[name] = getattr(args, f"config_{name}")
     return SaffuConfig.from_dict(values)
 
 
