@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from saffu import kernels
 from saffu._backend import threads
+from saffu._io import atomic_write_bytes, read_safetensors
 from saffu.cipher import Cipher
 from saffu.config import SaffuConfig
 from saffu.corpus import TokenizedCorpus
@@ -102,22 +103,12 @@ class PassStatistics:
         """Write to a safetensors file atomically (the stage name is kept in its metadata)."""
         from safetensors.numpy import save
 
-        from saffu._io import atomic_write_bytes
-
         atomic_write_bytes(path, save(self.to_arrays(), metadata={"stage": self.stage}))
 
     @classmethod
     def load(cls, path: str) -> PassStatistics:
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="numpy") as handle:
-                stage = (handle.metadata() or {}).get("stage")
-                arrays = {key: handle.get_tensor(key) for key in handle.keys()}
-        except FileNotFoundError:
-            raise
-        except Exception as error:
-            raise ModelFormatError(f"{path} is not a readable statistics file: {error}") from error
+        arrays, metadata = read_safetensors(path)
+        stage = metadata.get("stage")
         if stage not in STAGE_NAMES:
             raise ModelFormatError(f"{path} holds no saffu pass statistics (stage {stage!r})")
         return cls.from_arrays(stage, arrays)
