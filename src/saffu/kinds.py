@@ -16,7 +16,25 @@ from saffu.errors import InvalidParameterError
 __all__ = ["Aggregation", "ContextKind"]
 
 
-class ContextKind(str, enum.Enum):
+class _Coded(str, enum.Enum):
+    """A named choice with the integer code the kernels take (``_CODES`` below)."""
+
+    @property
+    def code(self) -> int:
+        """The integer the kernels take for this member."""
+        return _CODES[self]
+
+    @classmethod
+    def parse(cls, value: object) -> _Coded:
+        """The member named ``value``, or InvalidParameterError listing the names."""
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(member.value for member in cls)
+            raise InvalidParameterError(f"{_WHAT[cls]} must be one of {names}, got {value!r}") from None
+
+
+class ContextKind(_Coded):
     """What a context model looks at; compares equal to its name (``ContextKind.RADIAL == "radial"``).
 
     - ``RADIAL``: the last r tokens (relative positions); size r.
@@ -29,45 +47,18 @@ class ContextKind(str, enum.Enum):
     DOCUMENT = "document"
 
     @property
-    def code(self) -> int:
-        """The integer the kernels take for this kind."""
-        return _KIND_CODES[self]
-
-    @property
     def attends(self) -> bool:
         """Whether context models of this kind have an attention layer."""
         return self is not ContextKind.DOCUMENT
 
-    @classmethod
-    def parse(cls, value: object) -> ContextKind:
-        try:
-            return cls(value)
-        except ValueError:
-            names = ", ".join(kind.value for kind in cls)
-            raise InvalidParameterError(f"context kind must be one of {names}, got {value!r}") from None
 
-
-_KIND_CODES = {ContextKind.RADIAL: 0, ContextKind.BLOCK: 1, ContextKind.DOCUMENT: 2}
-
-
-class Aggregation(str, enum.Enum):
+class Aggregation(_Coded):
     """How attended vectors are joined: ``SUM`` (z has ``bits`` values) or ``CAT`` (``K·bits``)."""
 
     SUM = "sum"
     CAT = "cat"
 
-    @property
-    def code(self) -> int:
-        """The integer the kernels take for this aggregation."""
-        return _AGGREGATION_CODES[self]
 
-    @classmethod
-    def parse(cls, value: object) -> Aggregation:
-        try:
-            return cls(value)
-        except ValueError:
-            names = ", ".join(a.value for a in cls)
-            raise InvalidParameterError(f"aggregation must be one of {names}, got {value!r}") from None
-
-
-_AGGREGATION_CODES = {Aggregation.SUM: 0, Aggregation.CAT: 1}
+_CODES = {ContextKind.RADIAL: 0, ContextKind.BLOCK: 1, ContextKind.DOCUMENT: 2,
+          Aggregation.SUM: 0, Aggregation.CAT: 1}
+_WHAT = {ContextKind: "context kind", Aggregation: "aggregation"}

@@ -65,6 +65,14 @@ def config_from_args(args: argparse.Namespace) -> SaffuConfig:
     return SaffuConfig.from_dict(values)
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model directory")
+
+
+def add_corpus_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("corpus", nargs="+", help="files, directories or glob patterns")
+
+
 def add_output_options(parser: argparse.ArgumentParser, *, corpus: bool = False) -> None:
     """``--json``, and ``--separator`` for commands that read a corpus."""
     parser.add_argument("--json", action="store_true", help="print one JSON object")

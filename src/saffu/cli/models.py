@@ -11,7 +11,9 @@ from typing import Any
 from saffu.cli._options import (
     UsageError,
     add_config_options,
+    add_corpus_argument,
     add_fitting_options,
+    add_model_argument,
     add_output_options,
     config_from_args,
     emit,
@@ -164,7 +166,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     fit = commands.add_parser("fit", help="fit a model explicitly and save it",
                               description="Fit a SAFFU model on text files and save it to --out.")
-    fit.add_argument("corpus", nargs="+", help="files, directories or glob patterns")
+    add_corpus_argument(fit)
     fit.add_argument("--out", required=True, help="model directory to write")
     fit.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
                      help="run the passes on this dask.distributed scheduler")
@@ -175,15 +177,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     evaluate = commands.add_parser("eval", help="perplexity and bits/char on held-out text",
                                    description="Score a saved model on text files.")
-    evaluate.add_argument("model", help="model directory")
-    evaluate.add_argument("corpus", nargs="+", help="files, directories or glob patterns")
+    add_model_argument(evaluate)
+    add_corpus_argument(evaluate)
     add_output_options(evaluate, corpus=True)
     add_ngram_eval_options(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
 
     generate = commands.add_parser("generate", help="sample text from a saved model",
                                    description="Sample a continuation of --prompt.")
-    generate.add_argument("model", help="model directory")
+    add_model_argument(generate)
     generate.add_argument("--prompt", default="", help="text to continue (default: empty)")
     generate.add_argument("--max-tokens", type=int, default=100,
                           help="most tokens to generate; stops earlier at <eod> (default: 100)")
@@ -203,7 +205,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                description="Load a saved model (verifying its checksums) and print "
                                            "its config, parameters per layer, vocabulary, training "
                                            "data, format version and file sizes.")
-    show.add_argument("model", help="model directory")
+    add_model_argument(show)
     add_output_options(show)
     show.set_defaults(handler=cmd_show)
 

@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from saffu.cli._options import UsageError, add_output_options, emit, read_corpus, score_lines
+from saffu.cli._options import (
+    UsageError,
+    add_corpus_argument,
+    add_output_options,
+    emit,
+    read_corpus,
+    score_lines,
+)
 from saffu.corpus import TokenizedCorpus
 from saffu.model import SaffuModel
 from saffu.ngram import NgramModel, choose_interpolation_weight, interpolate_log_proba, scores_from_log_proba
@@ -95,7 +102,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     actions = ngram.add_subparsers(dest="ngram_command", metavar="ACTION", required=True)
     fit = actions.add_parser("fit", help="fit an n-gram model and save it",
                              description="Fit a modified Kneser-Ney model on text files.")
-    fit.add_argument("corpus", nargs="+", help="files, directories or glob patterns")
+    add_corpus_argument(fit)
     fit.add_argument("--out", required=True, help="n-gram model file to write (safetensors)")
     fit.add_argument("--order", type=int, default=3, help="the longest n-gram (default: 3)")
     fit.add_argument("--arpa", default=None, metavar="FILE", help="also write the model as ARPA")
@@ -111,7 +118,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate = actions.add_parser("eval", help="perplexity and bits/char of an n-gram model",
                                   description="Score an n-gram model (or an ARPA file) on text files.")
     evaluate.add_argument("ngram", help="n-gram model file (or .arpa with --tokenizer-from)")
-    evaluate.add_argument("corpus", nargs="+", help="files, directories or glob patterns")
+    add_corpus_argument(evaluate)
     evaluate.add_argument("--tokenizer-from", default=None, metavar="MODEL_DIR",
                           help="the SAFFU model whose tokenizer an ARPA file's ids belong to")
     add_output_options(evaluate, corpus=True)

@@ -13,7 +13,9 @@ from saffu._backend import threads
 from saffu.cli._options import (
     UsageError,
     add_config_options,
+    add_corpus_argument,
     add_fitting_options,
+    add_model_argument,
     add_output_options,
     config_from_args,
     emit,
@@ -30,8 +32,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "finetune", help="refine a saved model by backpropagation (warm start)",
         description="Load a fitted model, train all its weights by backpropagation (AdamW) on "
                     "text files, and save the result to --out (PyTorch needed).")
-    finetune.add_argument("model", help="model directory")
-    finetune.add_argument("corpus", nargs="+", help="files, directories or glob patterns")
+    add_model_argument(finetune)
+    add_corpus_argument(finetune)
     _training_options(finetune)
     add_output_options(finetune, corpus=True)
     add_fitting_options(finetune)
@@ -42,7 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Train a model by backpropagation on text files and save it to --out: from "
                     "the explicit fit (default, a warm start) or from a random init (--cold). "
                     "PyTorch needed.")
-    train_parser.add_argument("corpus", nargs="+", help="files, directories or glob patterns")
+    add_corpus_argument(train_parser)
     train_parser.add_argument("--cold", action="store_true",
                               help="start from a random init instead of the explicit fit")
     _training_options(train_parser)
