@@ -74,6 +74,8 @@ class SaffuConfig:
                                          "input mass", none="mean")
     cipher_smoothing: bool = _field(False, "smooth the cipher vectors (METHOD.md §2)")
     # Fields added after the first release take a ``neutral`` value (see ``_field``).
+    skip: int = _field(0, "S: the output layer also reads the cipher vectors of the last S tokens, "
+                          "beside the hidden vectors (0 = off)", neutral=0)
 
     def __post_init__(self) -> None:
         try:
@@ -93,6 +95,7 @@ class SaffuConfig:
                 check_real(name, getattr(self, name), 0, exclusive_minimum=True)
             check_real("priming", self.priming, 0, exclusive_minimum=True, optional=True)
             check_bool("cipher_smoothing", self.cipher_smoothing)
+            check_int("skip", self.skip, 0, 64)
         except InvalidParameterError as error:
             raise InvalidParameterError(f"invalid SaffuConfig: {error}") from None
 

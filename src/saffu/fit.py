@@ -32,7 +32,7 @@ from saffu.corpus import TokenizedCorpus
 from saffu.errors import InvalidParameterError, ModelFormatError, NotFittedError
 from saffu.explicit import ExplicitStats
 from saffu.kinds import Aggregation
-from saffu.layers import ContextLayer, target_batches
+from saffu.layers import ContextLayer, SkipInputs, previous_tokens, target_batches
 from saffu.tokenize import Tokenizer, make_tokenizer
 
 OUTPUT_BATCH_FLOATS = 2**22  # floats of h (16 MB) held at once while accumulating the output statistics
@@ -243,19 +243,27 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
     the hidden states); the blocks are joined once per chunk.
     """
     blocks = [np.zeros((model.vocab_size, layer.hidden_t.shape[0])) for layer in model.layers]
+    skip = SkipInputs(model.cipher.vectors, model.config.skip)
+    if skip.lags:
+        blocks.append(np.zeros((model.vocab_size, skip.width)))
     input_mass = 0.0
     widest = max(layer.hidden_t.shape[0] for layer in model.layers)
     for start, stop in target_batches(pos, max(1024, OUTPUT_BATCH_FLOATS // widest)):
         targets = ids[start:stop][pos[start:stop] > 0].astype(np.int64)
-        for layer, block in zip(model.layers, blocks, strict=True):
+        for layer, block in zip(model.layers, blocks, strict=False):
             hidden = layer.hidden(ids, pos, start, stop, model.cipher.vectors, model.config.aggregation)
             kernels.cooc_dense_onehot(block, hidden, targets)
             input_mass += float(hidden.sum(dtype=np.float64))
+        if skip.lags:
+            x = skip.matrix(previous_tokens(ids, pos, start, stop, skip.lags))
+            kernels.cooc_sparse_onehot(blocks[-1], x.indptr.astype(np.int64), x.indices.astype(np.int64),
+                                       x.data, targets)
+            input_mass += float(x.data.sum(dtype=np.float64))
     targets = ids[pos > 0]
     stats = ExplicitStats.from_totals(
         np.hstack(blocks) if len(blocks) > 1 else blocks[0],
         np.bincount(targets, minlength=model.vocab_size).astype(np.float64), float(len(targets)),
-        input_mass, check=False)  # softmax outputs: non-negative and finite
+        input_mass, check=skip.lags > 0 and _signed_cipher(model))  # softmax outputs: non-negative
     return PassStatistics("output", {"output": stats})
 
 

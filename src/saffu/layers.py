@@ -5,6 +5,8 @@
   (every backend checks the codes and rejects an unknown one).
 - :class:`ContextSpec`: one context model (its kind and size) and the widths that follow from it.
 - :class:`ContextLayer`: the weights of one context model and its forward pass ``h = softmax(z U)``.
+- :class:`SkipInputs` and :func:`previous_tokens`: the previous tokens' cipher vectors that the
+  output layer may read beside the hidden vectors (``SaffuConfig.skip``).
 - :func:`target_batches` and :func:`unique_rows`: the batching helpers of fitting and scoring.
 
 Adding a context-model kind: a member of :class:`ContextKind` (name and kernel code), its window
@@ -25,8 +27,8 @@ from saffu import kernels
 from saffu.errors import InvalidParameterError
 from saffu.kinds import Aggregation, ContextKind
 
-__all__ = ["Aggregation", "ContextKind", "ContextLayer", "ContextSpec", "target_batches",
-           "unique_rows"]
+__all__ = ["Aggregation", "ContextKind", "ContextLayer", "ContextSpec", "SkipInputs",
+           "previous_tokens", "target_batches", "unique_rows"]
 
 
 @dataclass(frozen=True)
@@ -103,3 +105,42 @@ def unique_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inverse = np.fromiter((index.setdefault(row, len(index)) for row in map(bytes, matrix)),
                           dtype=np.intp, count=len(matrix))
     return matrix[np.unique(inverse, return_index=True)[1]], inverse
+
+
+def previous_tokens(ids: np.ndarray, pos: np.ndarray, start: int, stop: int, lags: int) -> np.ndarray:
+    """(m, lags) int32: for each target t (``pos[t] ≥ 1``) in ``[start, stop)``, the ids of the
+    tokens t−1, …, t−lags, and −1 where that token would lie before the document's ``<sod>``."""
+    targets = np.flatnonzero(pos[start:stop] > 0) + start
+    lag = np.arange(1, lags + 1)
+    inside = pos[targets][:, None] >= lag
+    return np.where(inside, ids[np.maximum(targets[:, None] - lag, 0)], -1).astype(np.int32)
+
+
+class SkipInputs:
+    """The cipher vectors of the last S tokens as output-layer inputs (``SaffuConfig.skip``):
+    a naive-Bayes n-gram inside the output solve, beside the hidden vectors.
+
+    Token ``t−k``'s vector fills columns ``[(k−1)·bits, k·bits)`` of a sparse (m, S·bits) row
+    (zero where the token is before the document start). Cipher vectors have a few nonzero
+    bits, so these columns cost a sparse product, not a dense one.
+    """
+
+    def __init__(self, vectors: np.ndarray, lags: int) -> None:
+        import scipy.sparse as sp
+
+        self.lags, self.bits = lags, vectors.shape[1]
+        # one zero row at index V stands for "no token"
+        self._rows = sp.csr_matrix(np.vstack([vectors, np.zeros((1, self.bits), dtype=vectors.dtype)]))
+
+    @property
+    def width(self) -> int:
+        return self.lags * self.bits
+
+    def matrix(self, tokens: np.ndarray):
+        """(m, S·bits) float32 CSR of the cipher vectors of ``tokens`` (m, S) (−1: none)."""
+        import scipy.sparse as sp
+
+        none = self._rows.shape[0] - 1
+        rows = np.where(tokens < 0, none, tokens)
+        return sp.hstack([self._rows[rows[:, k]] for k in range(self.lags)], format="csr",
+                         dtype=np.float32)

@@ -34,7 +34,14 @@ from saffu.config import PREVIOUS_DEFAULTS, TOKENIZERS, SaffuConfig
 from saffu.corpus import TokenizedCorpus
 from saffu.errors import ComputationError, InvalidParameterError, ModelFormatError, NotFittedError
 from saffu.fit import FitState, PassRunner, fit_model
-from saffu.layers import ContextLayer, ContextSpec, target_batches, unique_rows
+from saffu.layers import (
+    ContextLayer,
+    ContextSpec,
+    SkipInputs,
+    previous_tokens,
+    target_batches,
+    unique_rows,
+)
 from saffu.tokenize import EOD, PAD, SOD, UNK, Tokenizer
 from saffu.validation import check_int, check_real, is_int
 
@@ -142,15 +149,47 @@ class SaffuModel:
                   for layer in self.layers]
         return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
 
-    def logits(self, hidden: np.ndarray) -> np.ndarray:
-        """Output logits (m, V) from hidden states (m, n_contexts·D)."""
+    def previous_tokens(self, ids: np.ndarray, pos: np.ndarray, start: int = 0,
+                        stop: int | None = None) -> np.ndarray:
+        """(m, S) int32 ids of the last ``S = config.skip`` tokens before each target (−1 before
+        the document start): the output layer's skip inputs, beside the hidden states."""
+        stop = len(ids) if stop is None else stop
+        return previous_tokens(ids, pos, start, stop, self.config.skip)
+
+    def logits(self, hidden: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """Output logits (m, V) from hidden states (m, n_contexts·D) and, with ``config.skip``,
+        the previous tokens (m, S) of :meth:`previous_tokens`, whose cipher vectors fill the
+        output layer's last S·bits inputs."""
         self._require_fitted()
-        return hidden @ self.output_t.T + self.output_bias
+        return self._products(hidden, previous) + self.output_bias
+
+    def _products(self, hidden: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+        """The logits without the bias: ``[h, skip vectors] Oᵀ`` (m, V) float32."""
+        width = hidden.shape[1]
+        products = hidden @ (self.output_t[:, :width].T if self.config.skip else self.output_t.T)
+        if self.config.skip:
+            if previous is None:
+                raise InvalidParameterError(f"this model reads the last {self.config.skip} tokens "
+                                            "too: pass previous=model.previous_tokens(...)")
+            products += np.asarray(self._skip_inputs().matrix(previous) @ self.output_t[:, width:].T)
+        return products
+
+    def _skip_inputs(self) -> SkipInputs:
+        """The sparse skip inputs of the current cipher (rebuilt when the vectors change)."""
+        cached = getattr(self, "_skip_cache", None)
+        if cached is None or cached[0] is not self.cipher.vectors:
+            cached = (self.cipher.vectors, SkipInputs(self.cipher.vectors, self.config.skip))
+            self._skip_cache = cached
+        return cached[1]
+
+    def _logits_at(self, ids: np.ndarray, pos: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return self.logits(self.hidden_states(ids, pos, start, stop),
+                           self.previous_tokens(ids, pos, start, stop))
 
     def log_proba(self, ids: np.ndarray, pos: np.ndarray, start: int = 0,
                   stop: int | None = None) -> np.ndarray:
         """Next-token log-probabilities (m, V) float32 for the targets in ``[start, stop)``."""
-        return log_softmax(self.logits(self.hidden_states(ids, pos, start, stop)))
+        return log_softmax(self._logits_at(ids, pos, start, len(ids) if stop is None else stop))
 
     def target_log_proba(self, ids: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """Log-probability (float64) of every target token of a chunk, in batches of targets.
@@ -162,18 +201,26 @@ class SaffuModel:
         batch = max(BATCH_TARGETS, SCORE_BATCH_FLOATS // self.output_t.shape[1])
         pieces = []
         for start, stop in target_batches(pos, batch):
-            rows, row_of = unique_rows(self.hidden_states(ids, pos, start, stop))
-            pieces.append(self._log_proba_of(rows, row_of, ids[start:stop][pos[start:stop] > 0]))
+            hidden = self.hidden_states(ids, pos, start, stop)
+            # a row is a hidden state and its previous tokens (ids < 2^24 are exact in float32)
+            inputs = np.hstack([hidden, self.previous_tokens(ids, pos, start, stop).astype(np.float32)])
+            rows, row_of = unique_rows(inputs)
+            pieces.append(self._log_proba_of(rows, hidden.shape[1], row_of,
+                                             ids[start:stop][pos[start:stop] > 0]))
         return np.concatenate(pieces) if pieces else np.zeros(0)
 
-    def _log_proba_of(self, rows: np.ndarray, row_of: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """log p(targets[i] | hidden state rows[row_of[i]]) (float64), rows in batches."""
+    def _log_proba_of(self, rows: np.ndarray, width: int, row_of: np.ndarray,
+                      targets: np.ndarray) -> np.ndarray:
+        """log p(targets[i] | rows[row_of[i]]) (float64), rows (hidden state: ``width`` columns,
+        then the previous tokens) in batches."""
         result = np.empty(len(targets))
         order = np.argsort(row_of, kind="stable")
         firsts = range(0, len(rows), OUTPUT_ROWS)
         bounds = np.searchsorted(row_of[order], [*firsts, len(rows)])
         for batch, first in enumerate(firsts):
-            logits = rows[first:first + OUTPUT_ROWS] @ self.output_t.T
+            block = rows[first:first + OUTPUT_ROWS]
+            logits = self._products(np.ascontiguousarray(block[:, :width]),
+                                    block[:, width:].astype(np.int32))
             log_normalizer = kernels.logsumexp_rows(logits, self.output_bias)
             chosen = order[bounds[batch]:bounds[batch + 1]]
             local, y = row_of[chosen] - first, targets[chosen]
@@ -238,7 +285,7 @@ class SaffuModel:
         for _ in range(max_tokens):
             ids = np.array([*context, PAD], dtype=np.int32)
             pos = np.arange(len(ids), dtype=np.int32)
-            logits = self.logits(self.hidden_states(ids, pos, len(ids) - 1, len(ids)))[0]
+            logits = self._logits_at(ids, pos, len(ids) - 1, len(ids))[0]
             logits[banned] = -np.inf
             token = sample_token(logits, rng, temperature, top_k, top_p)
             if token == EOD:
@@ -425,7 +472,8 @@ def _check_shapes(model: SaffuModel, directory: Path) -> None:
     vocab = model.tokenizer.vocab_size
     bits = model.cipher.vectors.shape[1]
     width = model.labels.vectors.shape[1]
-    expected = {"output_t": (vocab, width * len(model.layers)), "output_bias": (vocab,)}
+    expected = {"output_t": (vocab, width * len(model.layers) + config.skip * bits),
+                "output_bias": (vocab,)}
     for i, layer in enumerate(model.layers):
         expected[f"layers.{i}.attention"] = (layer.spec.size, layer.spec.size)
         expected[f"layers.{i}.hidden_t"] = (width, layer.spec.input_dim(bits, config.aggregation))
