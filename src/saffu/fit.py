@@ -24,10 +24,10 @@ from tqdm.auto import tqdm
 
 from saffu import kernels
 from saffu._backend import threads
-from saffu.cipher import Cipher
+from saffu.cipher import Cipher, contextual_vectors
 from saffu.corpus import TokenizedCorpus
 from saffu.explicit import ExplicitStats
-from saffu.model import AGGREGATIONS, ContextLayer, SaffuModel, target_batches
+from saffu.model import AGGREGATIONS, ContextLayer, SaffuConfig, SaffuModel, target_batches
 from saffu.tokenize import make_tokenizer
 
 OUTPUT_BATCH_FLOATS = 2**22  # floats of h (16 MB) held at once while accumulating the output statistics
@@ -142,7 +142,8 @@ def solve_experts(model: SaffuModel, stats: PassStatistics) -> None:
     vectors = sp.csr_matrix(model.cipher.vectors)
     model.fit_state["experts"] = {}
     for i, layer in _attending_layers(model):
-        solved = [stats.stats[f"{i}.{k}"].solve(alpha=model.config.alpha, form="bias")
+        solved = [stats.stats[f"{i}.{k}"].solve(alpha=model.config.alpha, form="bias",
+                                                **_discounting(model.config))
                   for k in range(layer.spec.size)]
         weight_t = np.stack([s.weight_t for s in solved]).astype(np.float32)
         bias = np.stack([s.bias for s in solved]).astype(np.float32)
@@ -152,6 +153,11 @@ def solve_experts(model: SaffuModel, stats: PassStatistics) -> None:
             kernels.logsumexp_rows(np.ascontiguousarray(vectors @ weight_t[k].T), bias[k])
             for k in range(layer.spec.size)])
         model.fit_state["experts"][i] = Experts(weight_t, bias, log_normalizer.astype(np.float32))
+
+
+def _discounting(config: SaffuConfig) -> dict[str, Any]:
+    """Solve options of the expert and hidden layers: Kneser-Ney-style discounting if on."""
+    return {"discount": config.discount, "lower": "continuation"} if config.discount else {}
 
 
 def accumulate_attention(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> PassStatistics:
@@ -200,7 +206,7 @@ def solve_hidden(model: SaffuModel, stats: PassStatistics) -> None:
     config = model.config
     for i, layer in enumerate(model.layers):
         solved = stats.stats[str(i)].solve(alpha=config.alpha, tau=config.tau, form="folded",
-                                           priming=config.priming)
+                                           priming=config.priming, **_discounting(config))
         layer.hidden_t = np.ascontiguousarray(solved.weight_t, dtype=np.float32)
 
 
@@ -310,6 +316,9 @@ def prepare(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus) -> To
     counts = corpus.token_counts(model.tokenizer.vocab_size)
     model.cipher = Cipher.fit(counts, bits=config.bits, smoothing=config.cipher_smoothing)
     model.labels = model.cipher.label_codes(config.hidden or model.cipher.bits)
+    if config.contextual:
+        model.cipher = model.cipher.with_vectors(contextual_vectors(
+            model.cipher.vectors, corpus.chunks(), config.contextual, top=config.contextual_top))
     return corpus
 
 
@@ -351,13 +360,17 @@ def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
             model.fit_state = {}
             corpus = prepare(model, documents)
             _init_layers(model)
+        chosen = _choose_tau(model, corpus, client) if model.config.tau is None else {}
         if client is not None:  # send the corpus to the workers once, not once per pass
             from saffu.distributed import distribute
 
             corpus = distribute(corpus, client)
         stored = model.fit_state.setdefault("statistics", {})
         for stage in stages_for(model):
-            stats = run_pass(stage, model, corpus, verbose=verbose, client=client)
+            if stage.name == "output" and model.config.output_tau is None:
+                stats = _output_pass_choosing_tau(model, corpus, verbose, client, chosen)
+            else:
+                stats = run_pass(stage, model, corpus, verbose=verbose, client=client)
             if partial and stage.name in stored:
                 stats = stored[stage.name] + stats
             stored[stage.name] = stats
@@ -369,4 +382,40 @@ def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
         "documents": totals.get("documents", 0) + corpus.n_documents,
         "seconds": totals.get("seconds", 0.0) + seconds,
     }
+    if chosen:
+        model.fit_info["temperatures"] = chosen
     return model
+
+
+# --- hooks of saffu.temperature (tau / output_tau = None) -------------------------------------
+
+
+def _check_local(client: Any) -> None:
+    if client is not None:
+        raise ValueError("automatic temperatures (tau or output_tau None) need a local fit; "
+                         "set them when fitting with a Dask client")
+
+
+def _choose_tau(model: SaffuModel, corpus: TokenizedCorpus, client: Any) -> dict[str, Any]:
+    """Set ``model.config.tau`` by the search of saffu.temperature; returns what it chose."""
+    from saffu.temperature import choose_tau
+
+    _check_local(client)
+    result = choose_tau(model, corpus, {stage.name: stage for stage in stages_for(model)})
+    model.config = model.config.replace(tau=result.best)
+    return {"tau": result.best, "tau_search": [list(point) for point in result.evaluations]}
+
+
+def _output_pass_choosing_tau(model: SaffuModel, corpus: TokenizedCorpus, verbose: int,
+                              client: Any, chosen: dict[str, Any]) -> PassStatistics:
+    """The output pass with ``output_tau`` chosen on a held-out slice (saffu.temperature)."""
+    from saffu.temperature import output_pass_choosing_tau
+
+    _check_local(client)
+    output = STAGES[-1]
+    stats, result = output_pass_choosing_tau(
+        model, corpus, lambda part: run_pass(output, model, part, verbose=verbose))
+    model.config = model.config.replace(output_tau=result.best)
+    chosen.update(output_tau=result.best,
+                  output_tau_search=[list(point) for point in result.evaluations])
+    return stats
