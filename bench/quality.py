@@ -1,6 +1,6 @@
 """Explicit model quality levers (issue 13) on the Shakespeare split: dev perplexity of each.
 
-    python bench/quality.py [--quick] [--only discount,temperature,contextual,multi,other]
+    python bench/quality.py [--quick] [--only discount,temperature,contextual,multi,inputs,other]
                             [--json bench/quality.json] [--data /tmp/saffu-quality]
 
 One kernel and one BLAS thread; the encoded split (BPE 4096) is cached in ``--data`` (made by
@@ -10,10 +10,11 @@ documents scored on dev (never test); ``fit_cpu_s`` is the CPU time of the fit (
 
 Sections:
 - ``discount``: Kneser-Ney-style / absolute discounting (ExplicitStats.solve ``discount``,
-  ``lower``) in one layer at a time (experts, attention, hidden, output), then the config field.
+  ``lower``) in one layer at a time (experts, attention, hidden, output), then experts + hidden.
 - ``temperature``: tau / output_tau fixed vs chosen by the fit (None, saffu.temperature).
-- ``contextual``: contextual bit-cipher vectors (config ``contextual``, ``contextual_top``).
+- ``contextual``: contextual bit-cipher vectors (cipher.contextual_vectors, radius R, top).
 - ``multi``: several context models side by side (layers built by hand: ``MultiConfig``).
+- ``inputs``: the output layer also reads previous tokens' cipher vectors (PreviousTokenLayer).
 - ``other``: hidden width D, alpha, bits, and the tau × output_tau ridge.
 """
 
@@ -31,17 +32,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 import saffu
 from saffu import fit
+from saffu.cipher import contextual_vectors
 from saffu.corpus import read_documents, shakespeare_split
 from saffu.explicit import ExplicitStats
-from saffu.model import ContextSpec, SaffuConfig, SaffuModel
+from saffu.model import ContextLayer, ContextSpec, SaffuConfig, SaffuModel
 from saffu.sweep import SweepData, prepare_data
 
 SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "shakespeare"
-SECTIONS = ("discount", "temperature", "contextual", "multi", "other")
+SECTIONS = ("discount", "temperature", "contextual", "multi", "inputs", "other")
 
 
 @dataclass(frozen=True)
@@ -59,27 +62,78 @@ class MultiConfig(SaffuConfig):
         return super().context_specs + tuple(ContextSpec(kind, size) for kind, size in self.extra)
 
 
+class PreviousTokenLayer(ContextLayer):
+    """Experimental output input: the cipher vector of the token ``lag`` positions back (zero
+    before the document start), fed to the output layer beside the hidden vectors — a naive
+    Bayes (skip-)bigram inside the output solve. No weights of its own."""
+
+    def __init__(self, bits: int, lag: int) -> None:
+        super().__init__(ContextSpec("radial", lag), np.zeros((0, 0), dtype=np.float32),
+                         np.zeros((bits, 0), dtype=np.float32))
+        self.lag = lag
+
+    def hidden(self, model: SaffuModel, ids: np.ndarray, pos: np.ndarray, start: int,
+               stop: int) -> np.ndarray:
+        targets = np.flatnonzero(pos[start:stop] > 0) + start
+        back = targets - self.lag
+        inside = pos[targets] >= self.lag
+        previous = np.where(inside, ids[np.maximum(back, 0)], -1)
+        return np.ascontiguousarray(model.cipher.encode(previous))
+
+
+def fit_with_previous_tokens(data: SweepData, config: SaffuConfig, lags: tuple[int, ...],
+                             variant: str) -> list[dict[str, Any]]:
+    """Fit ``config``, then add PreviousTokenLayer inputs and redo the output pass (auto tau)."""
+    started = time.process_time()
+    model = SaffuModel(config, tokenizer=data.tokenizer).fit(data.splits["train"], verbose=0,
+                                                             n_jobs=1)
+    model.layers += [PreviousTokenLayer(model.cipher.bits, lag) for lag in lags]
+    model.config = model.config.replace(output_tau=None)
+    stats = fit._output_pass_choosing_tau(model, data.splits["train"], 0, None, {})
+    fit.solve_output(model, stats)
+    return [_row("inputs", variant, model, data, time.process_time() - started)]
+
+
 @contextlib.contextmanager
-def solve_options(stage: str, options: dict[str, Any]) -> Iterator[None]:
-    """Inside the block, ExplicitStats.solve gets ``options`` while ``stage`` is being solved."""
+def solve_options(stages: tuple[str, ...], options: dict[str, Any]) -> Iterator[None]:
+    """Inside the block, ExplicitStats.solve gets ``options`` while one of ``stages`` is solved
+    (e.g. ``discount`` of one layer only; SaffuConfig has no such field)."""
     original_solve = ExplicitStats.solve
-    stage_by_name = {s.name: s for s in fit.STAGES}
-    original_stage_solve = stage_by_name[stage].solve
 
-    def patched_stage_solve(model: SaffuModel, stats: fit.PassStatistics) -> None:
-        ExplicitStats.solve = lambda self, *a, **k: original_solve(self, *a, **{**k, **options})
-        try:
-            original_stage_solve(model, stats)
-        finally:
-            ExplicitStats.solve = original_solve
+    def with_options(stage_solve):
+        def solve(model: SaffuModel, stats: fit.PassStatistics) -> None:
+            ExplicitStats.solve = lambda self, *a, **k: original_solve(self, *a, **{**k, **options})
+            try:
+                stage_solve(model, stats)
+            finally:
+                ExplicitStats.solve = original_solve
+        return solve
 
-    stages = fit.STAGES
-    fit.STAGES = tuple(fit.Stage(s.name, s.accumulate, patched_stage_solve) if s.name == stage
-                       else s for s in stages)
+    saved = fit.STAGES
+    fit.STAGES = tuple(fit.Stage(s.name, s.accumulate, with_options(s.solve)) if s.name in stages
+                       else s for s in saved)
     try:
         yield
     finally:
-        fit.STAGES = stages
+        fit.STAGES = saved
+
+
+@contextlib.contextmanager
+def contextual_cipher(radius: int, top: int | None) -> Iterator[None]:
+    """Inside the block, fits replace the cipher vectors by contextual ones (cipher.py)."""
+    saved = fit.prepare
+
+    def prepare(model: SaffuModel, documents: Any) -> Any:
+        corpus = saved(model, documents)
+        model.cipher = model.cipher.with_vectors(
+            contextual_vectors(model.cipher.vectors, corpus.chunks(), radius, top=top))
+        return corpus
+
+    fit.prepare = prepare
+    try:
+        yield
+    finally:
+        fit.prepare = saved
 
 
 def fit_and_score(data: SweepData, config: SaffuConfig, lever: str, variant: str,
@@ -119,11 +173,12 @@ def discount_rows(data: SweepData, quick: bool) -> list[dict[str, Any]]:
     for stage, discounts in grid.items():
         for lower in lowers:
             for d in discounts[:1] if quick else discounts:
-                with solve_options(stage, {"discount": d, "lower": lower}):
+                with solve_options((stage,), {"discount": d, "lower": lower}):
                     rows += fit_and_score(data, base, "discount", f"{stage}: d {d:g}, {lower}")
     for d in (0.2,) if quick else (0.2, 0.5, 0.8):
-        rows += fit_and_score(data, base.replace(discount=d), "discount",
-                              f"config discount {d:g} (experts + hidden, continuation)")
+        with solve_options(("experts", "hidden"), {"discount": d, "lower": "continuation"}):
+            rows += fit_and_score(data, base, "discount",
+                                  f"experts + hidden: d {d:g}, continuation")
     return rows
 
 
@@ -144,10 +199,10 @@ def contextual_rows(data: SweepData, quick: bool) -> list[dict[str, Any]]:
     variants = [(256, 0, 4), (256, 1, 4), (2048, 1, 4)] + ([] if quick else [(256, 1, 16),
                                                                               (256, 2, 4)])
     for bits, radius, top in variants:
-        config = SaffuConfig(bits=bits, contextual=radius, contextual_top=top)
-        rows += fit_and_score(data, config, "contextual",
-                              f"bits {bits}, R {radius}" + (f", top {top}" if radius else ""),
-                              output_taus=(1.0, 2.0))
+        name = f"bits {bits}, R {radius}" + (f", top {top}" if radius else "")
+        with contextual_cipher(radius, top) if radius else contextlib.nullcontext():
+            rows += fit_and_score(data, SaffuConfig(bits=bits), "contextual", name,
+                                  output_taus=(1.0, 2.0))
     return rows
 
 
@@ -167,10 +222,21 @@ def multi_rows(data: SweepData, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def inputs_rows(data: SweepData, quick: bool) -> list[dict[str, Any]]:
+    rows = []
+    variants = [((1,), "h + x_{t-1}"), ((1, 2), "h + x_{t-1} + x_{t-2}")]
+    for hidden in (256,) if quick else (256, 512):
+        for lags, name in variants[:1] if quick else variants:
+            rows += fit_with_previous_tokens(data, SaffuConfig(hidden=hidden), lags,
+                                             f"D {hidden}: output reads {name}, output_tau auto")
+    return rows
+
+
 def other_rows(data: SweepData, quick: bool) -> list[dict[str, Any]]:
     rows = []
-    variants = [{"hidden": 512}, {"hidden": 1024}, {"alpha": 0.01}, {"alpha": 1.0},
-                {"bits": 1024}, {"radial": 3}]
+    variants = [{"hidden": 512}, {"hidden": 768}, {"hidden": 1024}, {"bits": 4096},
+                {"bits": 1024}, {"alpha": 0.01}, {"alpha": 1.0}, {"radial": 3},
+                {"hidden": 512, "radial": 3}, {"hidden": 512, "bits": 4096}]
     for changes in variants[:1] if quick else variants:
         rows += fit_and_score(data, SaffuConfig(**changes), "other", json.dumps(changes))
     for tau in (3.0,) if quick else (3.0, 6.0):

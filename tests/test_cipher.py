@@ -265,11 +265,20 @@ def test_with_vectors_may_change_the_width():
         cipher.with_vectors(np.ones((5, 4)))
 
 
-def test_a_model_with_contextual_vectors_fits_saves_and_loads(tmp_path):
+def test_a_model_with_contextual_vectors_fits_saves_and_loads(tmp_path, monkeypatch):
+    from saffu import fit
     from saffu.model import SaffuConfig, SaffuModel
 
-    config = SaffuConfig(tokenizer="char", bits=None, hidden=None, radial=2, contextual=1,
-                         contextual_top=2)
+    plain_prepare = fit.prepare
+
+    def prepare(model, documents):  # as bench/quality.py does: contextual vectors after prepare
+        corpus = plain_prepare(model, documents)
+        model.cipher = model.cipher.with_vectors(cipher_module.contextual_vectors(
+            model.cipher.vectors, corpus.chunks(), 1, top=2))
+        return corpus
+
+    monkeypatch.setattr(fit, "prepare", prepare)
+    config = SaffuConfig(tokenizer="char", bits=None, hidden=None, radial=2)
     model = SaffuModel(config).fit(tiny_documents(), verbose=0)
     code_bits = model.cipher.code_bits
     assert model.cipher.bits == 3 * code_bits and model.labels.bits == code_bits

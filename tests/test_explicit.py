@@ -362,21 +362,3 @@ def test_discount_rejects_bad_options():
     with pytest.raises(ValueError, match="lower must be one of marginal, continuation"):
         stats.solve(discount=0.5, lower="uniform")
 
-
-def test_config_discount_reaches_the_expert_and_hidden_solves():
-    from conftest import tiny_documents
-    from saffu.model import SaffuConfig, SaffuModel
-
-    config = SaffuConfig(tokenizer="char", bits=None, hidden=None, radial=2)
-    plain = SaffuModel(config).fit(tiny_documents(), verbose=0)
-    discounted = SaffuModel(config.replace(discount=0.5), tokenizer=plain.tokenizer)
-    discounted.fit(tiny_documents(), verbose=0)
-    hidden_stats = discounted.fit_state["statistics"]["hidden"].stats["0"]
-    expected = hidden_stats.solve(alpha=config.alpha, tau=config.tau, form="folded",
-                                  discount=0.5, lower="continuation")
-    np.testing.assert_array_equal(discounted.layers[0].hidden_t, expected.weight_t)
-    experts = discounted.fit_state["statistics"]["experts"].stats["0.1"]
-    np.testing.assert_array_equal(discounted.fit_state["experts"][0].weight_t[1],
-                                  experts.solve(alpha=config.alpha, discount=0.5,
-                                                lower="continuation").weight_t)
-    assert not np.array_equal(plain.layers[0].hidden_t, discounted.layers[0].hidden_t)

@@ -76,10 +76,8 @@ def test_one_document_falls_back_to_the_defaults():
 @pytest.mark.parametrize("change, message", [
     ({"alpha": None}, "alpha must be a finite number > 0"),
     ({"tau": 0.0}, "tau must be a finite number > 0 or None"),
-    ({"discount": -1.0}, "discount must be a finite number ≥ 0"),
-    ({"contextual": -1}, "contextual must be an int in"),
-    ({"contextual_top": 0}, "contextual_top must be an int ≥ 1"),
+    ({"output_tau": -1.0}, "output_tau must be a finite number > 0 or None"),
 ])
-def test_config_checks_the_new_fields(change, message):
+def test_config_checks_the_temperatures(change, message):
     with pytest.raises(ValueError, match=message):
         SaffuConfig(**change)

@@ -24,10 +24,10 @@ from tqdm.auto import tqdm
 
 from saffu import kernels
 from saffu._backend import threads
-from saffu.cipher import Cipher, contextual_vectors
+from saffu.cipher import Cipher
 from saffu.corpus import TokenizedCorpus
 from saffu.explicit import ExplicitStats
-from saffu.model import AGGREGATIONS, ContextLayer, SaffuConfig, SaffuModel, target_batches
+from saffu.model import AGGREGATIONS, ContextLayer, SaffuModel, target_batches
 from saffu.tokenize import make_tokenizer
 
 OUTPUT_BATCH_FLOATS = 2**22  # floats of h (16 MB) held at once while accumulating the output statistics
@@ -142,8 +142,7 @@ def solve_experts(model: SaffuModel, stats: PassStatistics) -> None:
     vectors = sp.csr_matrix(model.cipher.vectors)
     model.fit_state["experts"] = {}
     for i, layer in _attending_layers(model):
-        solved = [stats.stats[f"{i}.{k}"].solve(alpha=model.config.alpha, form="bias",
-                                                **_discounting(model.config))
+        solved = [stats.stats[f"{i}.{k}"].solve(alpha=model.config.alpha, form="bias")
                   for k in range(layer.spec.size)]
         weight_t = np.stack([s.weight_t for s in solved]).astype(np.float32)
         bias = np.stack([s.bias for s in solved]).astype(np.float32)
@@ -153,11 +152,6 @@ def solve_experts(model: SaffuModel, stats: PassStatistics) -> None:
             kernels.logsumexp_rows(np.ascontiguousarray(vectors @ weight_t[k].T), bias[k])
             for k in range(layer.spec.size)])
         model.fit_state["experts"][i] = Experts(weight_t, bias, log_normalizer.astype(np.float32))
-
-
-def _discounting(config: SaffuConfig) -> dict[str, Any]:
-    """Solve options of the expert and hidden layers: Kneser-Ney-style discounting if on."""
-    return {"discount": config.discount, "lower": "continuation"} if config.discount else {}
 
 
 def accumulate_attention(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> PassStatistics:
@@ -206,7 +200,7 @@ def solve_hidden(model: SaffuModel, stats: PassStatistics) -> None:
     config = model.config
     for i, layer in enumerate(model.layers):
         solved = stats.stats[str(i)].solve(alpha=config.alpha, tau=config.tau, form="folded",
-                                           priming=config.priming, **_discounting(config))
+                                           priming=config.priming)
         layer.hidden_t = np.ascontiguousarray(solved.weight_t, dtype=np.float32)
 
 
@@ -316,9 +310,6 @@ def prepare(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus) -> To
     counts = corpus.token_counts(model.tokenizer.vocab_size)
     model.cipher = Cipher.fit(counts, bits=config.bits, smoothing=config.cipher_smoothing)
     model.labels = model.cipher.label_codes(config.hidden or model.cipher.bits)
-    if config.contextual:
-        model.cipher = model.cipher.with_vectors(contextual_vectors(
-            model.cipher.vectors, corpus.chunks(), config.contextual, top=config.contextual_top))
     return corpus
 
 

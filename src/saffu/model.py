@@ -89,12 +89,6 @@ class SaffuConfig:
         output_tau: temperature on the likelihood terms of the output layer; ``None``: chosen
             by the fit, like ``tau``.
         alpha: additive smoothing of every explicit solve.
-        discount: absolute discount d ≥ 0 of the co-occurrences in the expert and hidden
-            solves, interpolated with Kneser-Ney continuation mass (ExplicitStats.solve;
-            0 = add-α only).
-        contextual: R ≥ 0: the token vectors become contextual bit-cipher vectors over radii
-            1..R (saffu.cipher.contextual_vectors; 0 = the plain cipher vectors).
-        contextual_top: entries kept per neighbour block of the contextual vectors.
         priming: the priming number K of the folded forms; ``None`` uses the mean input mass.
         cipher_smoothing: smooth cipher vectors (METHOD.md §2); off by default.
     """
@@ -113,9 +107,6 @@ class SaffuConfig:
     alpha: float = 0.1
     priming: float | None = None
     cipher_smoothing: bool = False
-    discount: float = 0.0
-    contextual: int = 0
-    contextual_top: int = 4
 
     def __post_init__(self) -> None:
         def check(ok: bool, message: str) -> None:
@@ -139,12 +130,6 @@ class SaffuConfig:
             value = getattr(self, name)
             check((value is None and name != "alpha") or (_is_real(value) and 0 < value < math.inf),
                   f"{name} must be a finite number > 0" + ("" if name == "alpha" else " or None"))
-        check(_is_real(self.discount) and 0 <= self.discount < math.inf,
-              "discount must be a finite number ≥ 0")
-        check(_is_int(self.contextual) and 0 <= self.contextual <= 16,
-              "contextual must be an int in [0, 16]")
-        check(_is_int(self.contextual_top) and self.contextual_top >= 1,
-              "contextual_top must be an int ≥ 1")
         check(self.priming is None or (_is_real(self.priming) and 0 < self.priming < math.inf),
               "priming must be None or a finite number > 0")
         check(isinstance(self.cipher_smoothing, bool), "cipher_smoothing must be true or false")
