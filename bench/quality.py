@@ -225,10 +225,13 @@ def multi_rows(data: SweepData, quick: bool) -> list[dict[str, Any]]:
 def inputs_rows(data: SweepData, quick: bool) -> list[dict[str, Any]]:
     rows = []
     variants = [((1,), "h + x_{t-1}"), ((1, 2), "h + x_{t-1} + x_{t-2}")]
-    for hidden in (256,) if quick else (256, 512):
+    configs = [SaffuConfig()] + ([] if quick else [SaffuConfig(hidden=512),
+                                                   SaffuConfig(hidden=512, bits=4096)])
+    for config in configs:
         for lags, name in variants[:1] if quick else variants:
-            rows += fit_with_previous_tokens(data, SaffuConfig(hidden=hidden), lags,
-                                             f"D {hidden}: output reads {name}, output_tau auto")
+            rows += fit_with_previous_tokens(
+                data, config, lags,
+                f"bits {config.bits}, D {config.hidden}: output reads {name}, output_tau auto")
     return rows
 
 

@@ -30,12 +30,17 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from saffu import kernels
 from saffu.corpus import CHUNK_TOKENS, TokenizedCorpus
 from saffu.explicit import ExplicitStats
+
+if TYPE_CHECKING:
+    from saffu.fit import PassStatistics, Stage
+    from saffu.model import SaffuModel
 
 DEFAULT_TAU = 4.0
 DEFAULT_OUTPUT_TAU = 1.5
@@ -175,7 +180,7 @@ def choose_output_tau(stats: ExplicitStats, hidden: np.ndarray, targets: np.ndar
     return golden_section_log(mean_nll, *OUTPUT_TAU_RANGE, OUTPUT_TAU_EVALUATIONS, default)
 
 
-def held_out_states(model, held_out: TokenizedCorpus) -> tuple[np.ndarray, np.ndarray]:
+def held_out_states(model: SaffuModel, held_out: TokenizedCorpus) -> tuple[np.ndarray, np.ndarray]:
     """Hidden states (m, n_contexts·D) and target ids (m,) of every target of ``held_out``."""
     states, targets = [], []
     for ids, pos in held_out.chunks():
@@ -184,7 +189,10 @@ def held_out_states(model, held_out: TokenizedCorpus) -> tuple[np.ndarray, np.nd
     return np.concatenate(states), np.concatenate(targets)
 
 
-def output_pass_choosing_tau(model, corpus: TokenizedCorpus, run_pass: Callable) -> tuple:
+def output_pass_choosing_tau(
+    model: SaffuModel, corpus: TokenizedCorpus,
+    run_pass: Callable[[TokenizedCorpus], PassStatistics],
+) -> tuple[PassStatistics, SearchResult]:
     """The output pass of the fit with ``output_tau = None``: returns its statistics (over the
     whole corpus) and the search result; the caller sets the chosen ``output_tau``.
 
@@ -208,7 +216,7 @@ def output_pass_choosing_tau(model, corpus: TokenizedCorpus, run_pass: Callable)
 # --- tau -----------------------------------------------------------------------------------------
 
 
-def choose_tau(model, corpus: TokenizedCorpus, passes: dict) -> SearchResult:
+def choose_tau(model: SaffuModel, corpus: TokenizedCorpus, passes: dict[str, Stage]) -> SearchResult:
     """The attention/hidden temperature, searched on a probe fitted to a subsample (see the
     module docstring). ``model`` has its tokenizer, cipher and labels; it is not changed.
 
@@ -228,9 +236,8 @@ def choose_tau(model, corpus: TokenizedCorpus, passes: dict) -> SearchResult:
                         tokenizer=model.tokenizer, cipher=model.cipher, labels=model.labels)
     _init_layers(probe)
 
-    def run(name: str):
-        stage = passes[name]
-        return accumulate_chunks(stage, probe, probe_corpus.chunks())
+    def run(name: str) -> PassStatistics:
+        return accumulate_chunks(passes[name], probe, probe_corpus.chunks())
 
     attention = None
     if "experts" in passes:
