@@ -1,6 +1,6 @@
 """Explicit model quality levers (issue 13) on the Shakespeare split: dev perplexity of each.
 
-    python bench/quality.py [--quick] [--only discount,temperature,contextual,multi,inputs,other]
+    python bench/quality.py [--quick] [--only discount,temperature,contextual,multi,inputs,other,batch]
                             [--json bench/quality.json] [--data /tmp/saffu-quality]
 
 One kernel and one BLAS thread; the encoded split (BPE 4096) is cached in ``--data`` (made by
@@ -16,6 +16,7 @@ Sections:
 - ``multi``: several context models side by side (layers built by hand: ``MultiConfig``).
 - ``inputs``: the output layer also reads previous tokens' cipher vectors (PreviousTokenLayer).
 - ``other``: hidden width D, alpha, bits, and the tau × output_tau ridge.
+- ``batch``: CPU seconds of the output pass at two batch sizes (a cost lever, no perplexity).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from saffu.model import ContextLayer, ContextSpec, SaffuConfig, SaffuModel
 from saffu.sweep import SweepData, prepare_data
 
 SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "shakespeare"
-SECTIONS = ("discount", "temperature", "contextual", "multi", "inputs", "other")
+SECTIONS = ("discount", "temperature", "contextual", "multi", "inputs", "other", "batch")
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,33 @@ def inputs_rows(data: SweepData, quick: bool) -> list[dict[str, Any]]:
             rows += fit_with_previous_tokens(
                 data, config, lags,
                 f"bits {config.bits}, D {config.hidden}: output reads {name}, output_tau auto")
+    return rows
+
+
+def batch_rows(data: SweepData, quick: bool) -> list[dict[str, Any]]:
+    """CPU seconds of the output pass at two sizes of its hidden-state batches (a cost lever:
+    each kernel call regroups U input-major, so fewer, larger batches cost less)."""
+    rows = []
+    configs = [SaffuConfig(), SaffuConfig(hidden=512), SaffuConfig(bits=4096, hidden=512)]
+    saved = fit.OUTPUT_BATCH_FLOATS
+    try:
+        for floats in (2**22, 2**24):
+            fit.OUTPUT_BATCH_FLOATS = floats
+            for config in configs[:1] if quick else configs:
+                model = SaffuModel(config, tokenizer=data.tokenizer)
+                corpus = fit.prepare(model, data.splits["train"])
+                fit._init_layers(model)
+                for stage in fit.stages_for(model):
+                    started = time.process_time()
+                    stats = fit.run_pass(stage, model, corpus, verbose=0)
+                    seconds = time.process_time() - started
+                    stage.solve(model, stats)
+                variant = (f"bits {config.bits}, D {config.hidden}, "
+                           f"batches of 2^{floats.bit_length() - 1} floats")
+                rows.append({"lever": "batch", "variant": variant, "output_pass_cpu_s": seconds})
+                print(f"| batch | {variant} | output pass {seconds:.2f} s CPU |", flush=True)
+    finally:
+        fit.OUTPUT_BATCH_FLOATS = saved
     return rows
 
 
