@@ -203,3 +203,88 @@ def test_front_end_is_deterministic_across_processes(request):
                                 env={**os.environ, "PYTHONHASHSEED": hash_seed},
                                 capture_output=True, text=True, check=True, timeout=120)
         assert result.stdout.strip() == here
+
+
+# --- contextual vectors --------------------------------------------------------------------------
+
+
+def small_corpus() -> tuple[Cipher, list[tuple[np.ndarray, np.ndarray]]]:
+    """A 6-token vocabulary; tokens 2 and 3 always follow 1 and precede 4 (used alike)."""
+    docs = [[0, 1, 2, 4, 5], [0, 1, 3, 4, 5], [0, 5, 5, 1, 2, 4], [0, 1, 3, 4]]
+    ids = np.array([t for doc in docs for t in doc], dtype=np.int32)
+    pos = np.array([p for doc in docs for p in range(len(doc))], dtype=np.int32)
+    counts = np.bincount(ids, minlength=6)
+    return Cipher.fit(counts, bits=4), [(ids[:11], pos[:11]), (ids[11:], pos[11:])]
+
+
+@pytest.mark.parametrize("radius, top", [(1, None), (2, None), (2, 1)])
+def test_contextual_vectors_are_unit_mass_and_deterministic(radius, top):
+    cipher, chunks = small_corpus()
+    vectors = cipher_module.contextual_vectors(cipher.vectors, chunks, radius, top=top)
+    assert vectors.shape == (6, (1 + 2 * radius) * cipher.bits)
+    assert vectors.dtype == np.float32 and (vectors >= 0).all()
+    np.testing.assert_allclose(vectors.sum(axis=1), 1.0, rtol=1e-6)
+    again = cipher_module.contextual_vectors(cipher.vectors, iter(chunks), radius, top=top)
+    np.testing.assert_array_equal(vectors, again)
+    if top is not None:  # own block + at most `top` entries per neighbour block
+        blocks = vectors.reshape(6, 1 + 2 * radius, cipher.bits)
+        assert ((blocks[:, 1:] > 0).sum(axis=2) <= top).all()
+
+
+def test_contextual_vectors_follow_the_neighbours():
+    cipher, chunks = small_corpus()
+    vectors = cipher_module.contextual_vectors(cipher.vectors, chunks, 1)
+    blocks = vectors.reshape(6, 3, cipher.bits) * 3  # three unit-mass blocks per token but <sod>
+    np.testing.assert_allclose(blocks[1:, 0], cipher.vectors[1:], rtol=1e-6)  # the token itself
+    np.testing.assert_allclose(blocks[2, 1:], blocks[3, 1:], rtol=1e-6)  # 2 and 3 used alike
+    np.testing.assert_allclose(blocks[2, 1], cipher.vectors[1], rtol=1e-6)  # left of 2: always 1
+    np.testing.assert_allclose(blocks[2, 2], cipher.vectors[4], rtol=1e-6)  # right of 2: always 4
+    # <sod> (0) has no left neighbour: an empty block, the others share its unit mass
+    sod = vectors.reshape(6, 3, cipher.bits)[0]
+    assert sod[1].sum() == 0
+    np.testing.assert_allclose(sod[0] * 2, cipher.vectors[0], rtol=1e-6)
+
+
+def test_contextual_vectors_reject_bad_input():
+    cipher, chunks = small_corpus()
+    with pytest.raises(ValueError, match="radius must be an integer ≥ 1"):
+        cipher_module.contextual_vectors(cipher.vectors, chunks, 0)
+    with pytest.raises(ValueError, match="top must be None or an integer ≥ 1"):
+        cipher_module.contextual_vectors(cipher.vectors, chunks, 1, top=0)
+    with pytest.raises(ValueError, match="non-negative"):
+        cipher_module.contextual_vectors(-cipher.vectors, chunks, 1)
+
+
+def test_with_vectors_may_change_the_width():
+    cipher, chunks = small_corpus()
+    wide = cipher.with_vectors(cipher_module.contextual_vectors(cipher.vectors, chunks, 1))
+    assert wide.bits == 3 * cipher.bits and wide.code_bits == cipher.bits
+    assert wide.label_codes().bits == cipher.bits  # label codes keep the code length
+    assert wide.encode(np.array([-1])).shape == (1, wide.bits)
+    with pytest.raises(ValueError, match="vectors must be finite with shape"):
+        cipher.with_vectors(np.ones((5, 4)))
+
+
+def test_a_model_with_contextual_vectors_fits_saves_and_loads(tmp_path, monkeypatch):
+    from saffu import fit
+    from saffu.model import SaffuConfig, SaffuModel
+
+    plain_prepare = fit.prepare
+
+    def prepare(model, documents):  # as bench/quality.py does: contextual vectors after prepare
+        corpus = plain_prepare(model, documents)
+        model.cipher = model.cipher.with_vectors(cipher_module.contextual_vectors(
+            model.cipher.vectors, corpus.chunks(), 1, top=2))
+        return corpus
+
+    monkeypatch.setattr(fit, "prepare", prepare)
+    config = SaffuConfig(tokenizer="char", bits=None, hidden=None, radial=2)
+    model = SaffuModel(config).fit(tiny_documents(), verbose=0)
+    code_bits = model.cipher.code_bits
+    assert model.cipher.bits == 3 * code_bits and model.labels.bits == code_bits
+    assert model.layers[0].hidden_t.shape == (code_bits, 2 * 3 * code_bits)
+    held_out = tiny_documents(3, seed=9)
+    model.save(tmp_path / "m")
+    loaded = SaffuModel.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.cipher.vectors, model.cipher.vectors)
+    assert loaded.score(held_out) == model.score(held_out)

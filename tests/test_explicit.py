@@ -304,3 +304,61 @@ def test_layer_validates_its_arrays():
         ExplicitLayer(np.zeros((2, 3), np.int64))
     with pytest.raises(ValueError, match="has 2 columns, expected 3"):
         ExplicitLayer(np.zeros((2, 3))).logits(np.ones((4, 2)))
+
+
+# --- discounted solves ---------------------------------------------------------------------------
+
+
+def direct_discounted(F: np.ndarray, alpha: float, d: float, lower: str) -> np.ndarray:
+    """P_d(j | i) of ExplicitStats.solve's docstring, written out loop by loop. F is (D, N)."""
+    D, N = F.shape
+    removed = np.array([[min(F[j, i], d) for i in range(N)] for j in range(D)])
+    base = F.sum(axis=1) if lower == "marginal" else removed.sum(axis=1)
+    q = (base + alpha) / (base.sum() + alpha * D)
+    P = np.empty((D, N))
+    for i in range(N):
+        C = F[:, i].sum()
+        for j in range(D):
+            P[j, i] = q[j] if C == 0 else (max(F[j, i] - d, 0) + removed[:, i].sum() * q[j]) / C
+    return P
+
+
+@pytest.mark.parametrize("lower", ["marginal", "continuation"])
+@pytest.mark.parametrize("d", [0.3, 1.0, 5.0])
+def test_discounted_solve_equals_the_formula(lower, d):
+    rng = np.random.default_rng(7)
+    X = rng.random((200, 9)) * (rng.random((200, 9)) < 0.4)  # fractional, sparse inputs
+    y = rng.integers(0, 6, 200)
+    y[y == 4] = 5  # target 4 is never seen: P_d(· | 4) = q
+    stats = ExplicitStats(9, 6).update(X, y)
+    alpha, tau, K = 0.2, 1.7, 2.5
+    P = direct_discounted(stats.F, alpha, d, lower)
+    np.testing.assert_allclose(P.sum(axis=0), 1.0, rtol=1e-12)
+    bias = stats.solve(alpha=alpha, tau=tau, discount=d, lower=lower, dtype=np.float64)
+    np.testing.assert_allclose(bias.weight, tau * np.log(P), rtol=1e-12)
+    np.testing.assert_allclose(bias.bias, stats.solve(alpha=alpha, dtype=np.float64).bias)
+    folded = stats.solve(alpha=alpha, tau=tau, form="folded", priming=K, discount=d, lower=lower,
+                         dtype=np.float64)
+    prior = np.log(stats.column_sums + alpha * 9) / K
+    np.testing.assert_allclose(folded.weight, tau * np.log(P) + prior, rtol=1e-12)
+    assert folded.bias is None
+
+
+def test_folded_form_is_likelihood_plus_spread_prior():
+    """The add-α folded form is tau·log P(j|i) + (1/K)·log(C_i + αD), the form the discount uses."""
+    X, y = count_data(3)
+    stats = ExplicitStats(X.shape[1], 5).update(X, y)
+    layer = stats.solve(alpha=0.5, tau=2.0, form="folded", priming=3.0, dtype=np.float64)
+    likelihood = np.log((stats.F + 0.5) / (stats.column_sums + 0.5 * X.shape[1]))
+    np.testing.assert_allclose(
+        layer.weight, 2.0 * likelihood + np.log(stats.column_sums + 0.5 * X.shape[1]) / 3.0,
+        rtol=1e-12)
+
+
+def test_discount_rejects_bad_options():
+    stats = ExplicitStats(3, 2).update(np.ones((2, 3)), np.array([0, 1]))
+    with pytest.raises(ValueError, match="discount must be a finite non-negative number"):
+        stats.solve(discount=-0.5)
+    with pytest.raises(ValueError, match="lower must be one of marginal, continuation"):
+        stats.solve(discount=0.5, lower="uniform")
+

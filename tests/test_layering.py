@@ -22,7 +22,7 @@ LAYERS = (
     ("saffu.kernels",),
     ("saffu.explicit", "saffu.cipher", "saffu.tokenize"),
     ("saffu.corpus",),
-    ("saffu.layers", "saffu.classify", "saffu.datasets"),
+    ("saffu.layers", "saffu.classify", "saffu.datasets", "saffu.temperature"),
     ("saffu.config",),
     ("saffu.fit",),
     ("saffu.model",),

@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -153,13 +154,16 @@ class Cipher:
         return cls(cipher_codes(counts, bits), counts, smoothing=smoothing)
 
     def with_vectors(self, vectors: Any) -> Cipher:
-        """A copy whose token vectors are ``vectors`` (V, bits), e.g. trained by backprop.
+        """A copy whose token vectors are ``vectors`` (V, W), e.g. trained by backprop or built
+        by :func:`contextual_vectors` (then W, the new :attr:`bits`, may differ from the code
+        length :attr:`code_bits`).
 
         Codes and counts are kept; the vectors need not be unit-sum any more.
         """
         vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.shape != self.vectors.shape or not np.isfinite(vectors).all():
-            raise ValueError(f"vectors must be finite with shape {self.vectors.shape}, "
+        if vectors.ndim != 2 or vectors.shape[0] != self.vocab_size or vectors.shape[1] < 1 \
+                or not np.isfinite(vectors).all():
+            raise ValueError(f"vectors must be finite with shape ({self.vocab_size}, width), "
                              f"got {vectors.shape}")
         table = np.zeros((vectors.shape[0] + 1, vectors.shape[1]), dtype=np.float32)
         table[:-1] = vectors
@@ -175,6 +179,12 @@ class Cipher:
 
     @property
     def bits(self) -> int:
+        """Width of the token vectors (the code length unless :meth:`with_vectors` changed it)."""
+        return self._table.shape[1]
+
+    @property
+    def code_bits(self) -> int:
+        """Length of the binary codes."""
         return self.codes.shape[1]
 
     @property
@@ -220,14 +230,14 @@ class Cipher:
     def label_codes(self, label_bits: int | None = None) -> Cipher:
         """The same construction with ``label_bits`` bits (default: ``bits``): the unit-sum
         (V, label_bits) target codes of the hidden layers. Smoothing carries over."""
-        return Cipher.fit(self.counts, bits=self.bits if label_bits is None else label_bits,
+        return Cipher.fit(self.counts, bits=self.code_bits if label_bits is None else label_bits,
                           smoothing=self.smoothing)
 
     # --- persistence ---------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly description (codes as ``"0101…"`` strings); see :meth:`from_dict`."""
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, "bits": self.bits,
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "bits": self.code_bits,
                 "smoothing": self.smoothing, "counts": self.counts.tolist(),
                 "codes": ["".join("01"[bit] for bit in row) for row in self.codes.tolist()]}
 
@@ -270,6 +280,71 @@ class Cipher:
     def __repr__(self) -> str:
         return (f"Cipher(vocab_size={self.vocab_size}, bits={self.bits}, "
                 f"smoothing={self.smoothing})")
+
+
+def contextual_vectors(vectors: Any, chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+                       radius: int, *, top: int | None = None) -> np.ndarray:
+    """Contextual bit-cipher vectors: each token described by its neighbours' cipher vectors.
+
+    Block 0 is the token's own vector ``v_t``; for each radius r = 1..R two more blocks hold the
+    mean cipher vector of the token's left neighbours at distance r and of its right neighbours
+    at distance r (within a document), over all its occurrences in ``chunks``. Each block has
+    unit mass (a token never seen with a neighbour there gets an empty block); with ``top`` only
+    the ``top`` largest entries of each neighbour block are kept (then renormalized), so the
+    vectors stay sparse enough for the pass kernels. Finally each row is scaled to unit mass.
+    Tokens used alike get similar neighbour blocks, hence similar vectors. The pair counts are
+    (V, V) sparse matrices; no (tokens × features) array is built.
+
+    Args:
+        vectors: (V, bits) non-negative cipher vectors.
+        chunks: ``(ids, pos)`` chunks of whole documents (``pos`` = position in the document).
+        radius: R ≥ 1.
+        top: entries kept per neighbour block (≥ 1), or ``None`` for all.
+    Returns:
+        (V, (1 + 2R)·bits) float32, non-negative rows of unit mass.
+    """
+    import scipy.sparse as sp
+
+    table = np.asarray(vectors, dtype=np.float64)
+    if table.ndim != 2 or not np.isfinite(table).all() or (table < 0).any():
+        raise ValueError("vectors must be a finite non-negative (V, bits) array")
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 1:
+        raise ValueError(f"radius must be an integer ≥ 1, got {radius!r}")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer))
+                            or top < 1):
+        raise ValueError(f"top must be None or an integer ≥ 1, got {top!r}")
+    vocab = table.shape[0]
+    chunks = list(chunks)
+    blocks = [_unit_rows(table)]
+    for r in range(1, radius + 1):
+        rows, cols = [], []
+        for ids, pos in chunks:
+            later = np.flatnonzero(pos[r:] >= r) + r  # tokens with a left neighbour at distance r
+            rows.append(ids[later])
+            cols.append(ids[later - r])
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        pairs = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(vocab, vocab))
+        for counts in (pairs, pairs.T.tocsr()):  # left neighbours, right neighbours
+            blocks.append(_unit_rows(_keep_top(np.asarray(counts @ table), top)))
+    joined = np.hstack(blocks)
+    return _unit_rows(joined).astype(np.float32)
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit mass; all-zero rows stay zero."""
+    mass = a.sum(axis=1, keepdims=True)
+    return np.divide(a, mass, out=np.zeros_like(a), where=mass > 0)
+
+
+def _keep_top(a: np.ndarray, top: int | None) -> np.ndarray:
+    """``a`` with all but the ``top`` largest entries of each row set to 0 (ties: lower index)."""
+    if top is None or top >= a.shape[1]:
+        return a
+    order = np.argsort(-a, axis=1, kind="stable")[:, :top]
+    kept = np.zeros_like(a)
+    rows = np.arange(a.shape[0])[:, None]
+    kept[rows, order] = a[rows, order]
+    return kept
 
 
 def _smallest(distance: np.ndarray, k: int) -> np.ndarray:

@@ -52,7 +52,8 @@ class SaffuConfig:
     """Everything that defines a SAFFU model; validated on construction.
 
     Every field's meaning is its ``help`` metadata (``SaffuConfig.help(name)``); ``None`` values
-    mean "derive it": the minimum bits, D = bits, K = the mean input mass.
+    mean "derive it": the minimum bits, D = bits, K = the mean input mass, temperatures chosen
+    by the fit (the fitted model's config holds the chosen values).
     """
 
     tokenizer: str = _field("bpe", "tokenizer kind: bpe, char or word")
@@ -67,8 +68,11 @@ class SaffuConfig:
                                      "(K·bits)")
     attention: str = _field("explicit", "attention weights: explicit (fitted from per-position "
                                         "experts) or uniform (W = 0)")
-    tau: float = _field(4.0, "temperature of the attention and hidden layers' likelihood terms")
-    output_tau: float = _field(1.5, "temperature of the output layer's likelihood terms")
+    tau: float | None = _field(4.0, "temperature of the attention and hidden layers' likelihood "
+                                    "terms; 'auto' = chosen by the fit on a held-out slice of the "
+                                    "training documents", none="auto")
+    output_tau: float | None = _field(1.5, "temperature of the output layer's likelihood terms; "
+                                           "'auto' = chosen by the fit like tau", none="auto")
     alpha: float = _field(0.1, "additive smoothing of every explicit solve")
     priming: float | None = _field(None, "priming number K of the folded forms; 'mean' = the mean "
                                          "input mass", none="mean")
@@ -91,8 +95,9 @@ class SaffuConfig:
                     "at least one context model (radial, block or document) must be on")
             Aggregation.parse(self.aggregation)
             check_choice("attention", self.attention, ATTENTIONS)
-            for name in ("tau", "output_tau", "alpha"):
-                check_real(name, getattr(self, name), 0, exclusive_minimum=True)
+            for name in ("tau", "output_tau"):
+                check_real(name, getattr(self, name), 0, exclusive_minimum=True, optional=True)
+            check_real("alpha", self.alpha, 0, exclusive_minimum=True)
             check_real("priming", self.priming, 0, exclusive_minimum=True, optional=True)
             check_bool("cipher_smoothing", self.cipher_smoothing)
             check_int("skip", self.skip, 0, 64)

@@ -30,6 +30,7 @@ from saffu._io import atomic_write_bytes
 from saffu.kernels.cooc import cooc_dense_dense
 
 FORMS = ("bias", "folded")
+LOWER_ORDERS = ("marginal", "continuation")
 FILE_FORMAT = "saffu.ExplicitStats"
 CHUNK_ROWS = 8192
 """Rows of X per BLAS product in :meth:`ExplicitLayer.logits` (bounds temporary memory)."""
@@ -331,6 +332,8 @@ class ExplicitStats:
         form: str = "bias",
         priming: float | None = None,
         dtype: type | np.dtype = np.float32,
+        discount: float = 0.0,
+        lower: str = "marginal",
     ) -> ExplicitLayer:
         """The explicit solution (METHOD.md §1), with additive smoothing ``alpha``.
 
@@ -338,17 +341,42 @@ class ExplicitStats:
         - ``"folded"``: ``U_ji = tau·log(F_ji + α) − ((tau·K − 1)/K)·log(C_i + αD)``, no bias;
           ``K = priming`` or, by default, the priming number K̄.
 
+        Both are ``U_ji = tau·log P(j | i) + c_i`` with the add-α estimate
+        ``P(j | i) = (F_ji + α)/(C_i + αD)``, ``c_i = 0`` (bias) or ``c_i = (1/K)·log(C_i + αD)``
+        (folded: the prior of target i spread over the K units of input mass).
+
+        With ``discount = d > 0`` the likelihood is the *absolutely discounted* estimate
+        interpolated with a lower-order distribution ``q`` over the inputs (fractional counts
+        allowed: each co-occurrence loses ``min(F_ji, d)``)::
+
+            P_d(j | i) = (max(F_ji − d, 0) + λ_i·q_j) / C_i,   λ_i = Σ_j min(F_ji, d)
+            P_d(j | i) = q_j                                      where C_i = 0
+
+        - ``lower = "marginal"``: ``q_j = (M_j + α)/(Σ M + αD)``, ``M_j = Σ_i F_ji``;
+        - ``lower = "continuation"`` (Kneser-Ney style): ``q_j = (R_j + α)/(Σ R + αD)`` with
+          ``R_j = Σ_i min(F_ji, d)`` (= d · the number of targets seen with input j, for counts
+          ≥ d);
+
+        and then ``U_ji = tau·log P_d(j | i) + c_i`` with ``c_i`` as above (``b_i`` unchanged).
+        ``Σ_j P_d(j | i) = 1`` for every target i. ``α`` now only smooths ``q``.
+
         Args:
             alpha: additive smoothing, > 0.
             tau: scale of the likelihood terms, > 0.
             form: "bias" or "folded".
             priming: K for the folded form (> 0); default K̄.
             dtype: float32 or float64, the dtype of the solved weights.
+            discount: absolute discount d ≥ 0 of every co-occurrence (0: add-α).
+            lower: the lower-order distribution of a discounted solve, "marginal" or
+                "continuation".
         """
         if form not in FORMS:
             raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+        if lower not in LOWER_ORDERS:
+            raise ValueError(f"lower must be one of {', '.join(LOWER_ORDERS)}, got {lower!r}")
         alpha = check_positive_scalar("alpha", alpha)
         tau = check_positive_scalar("tau", tau)
+        discount = _check_nonnegative_scalar("discount", discount)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -368,9 +396,41 @@ class ExplicitStats:
             K = check_positive_scalar("priming", priming)
             shrink = (tau * K - 1.0) / K
             bias = None
+        if discount > 0:
+            prior = 0.0 if form == "bias" else tau - shrink  # 1/K for the folded form
+            weight_t = discounted_weights(self.FT, alpha, tau, prior, discount, lower)
+            return ExplicitLayer(weight_t.astype(dtype), bias)
         weight_t = np.empty(self.FT.shape, dtype=dtype)
         kernels.explicit_solve(self.FT, weight_t, alpha, tau, shrink)
         return ExplicitLayer(weight_t, bias)
+
+
+def discounted_weights(FT: np.ndarray, alpha: float, tau: float, prior: float, discount: float,
+                       lower: str) -> np.ndarray:
+    """``tau·log P_d(j | i) + prior·log(C_i + αD)`` (N, D) float64 (see :meth:`ExplicitStats.solve`).
+
+    Args:
+        FT: (N, D) non-negative co-occurrences, target-major.
+        alpha: smoothing of the lower-order distribution q, > 0.
+        tau: scale of the log-likelihood.
+        prior: scale of the log prior ``log(C_i + αD)`` (0 bias form, 1/K folded form).
+        discount: d > 0.
+        lower: "marginal" or "continuation".
+    """
+    removed = np.minimum(FT, discount)  # (N, D) the mass each co-occurrence gives up
+    base = FT.sum(axis=0) if lower == "marginal" else removed.sum(axis=0)  # (D,)
+    q = (base + alpha) / (base.sum() + alpha * FT.shape[1])
+    column_sums = FT.sum(axis=1)  # (N,) C_i
+    lam = removed.sum(axis=1)  # (N,) λ_i
+    seen = column_sums > 0
+    scale = np.where(seen, 1.0 / np.where(seen, column_sums, 1.0), 0.0)  # 1/C_i, 0 when unseen
+    weight = FT - removed  # max(F − d, 0)
+    weight *= scale[:, None]
+    weight += np.where(seen, lam * scale, 1.0)[:, None] * q  # P_d(j | i); q alone when C_i = 0
+    np.log(weight, out=weight)
+    weight *= tau
+    weight += prior * np.log(column_sums + alpha * FT.shape[1])[:, None]
+    return weight
 
 
 # --- solved layer -------------------------------------------------------------------------------

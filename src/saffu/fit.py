@@ -33,6 +33,7 @@ from saffu.errors import InvalidParameterError, ModelFormatError, NotFittedError
 from saffu.explicit import ExplicitStats
 from saffu.kinds import Aggregation
 from saffu.layers import ContextLayer, SkipInputs, previous_tokens, target_batches
+from saffu.temperature import choose_tau, output_pass_choosing_tau
 from saffu.tokenize import Tokenizer, make_tokenizer
 
 OUTPUT_BATCH_FLOATS = 2**22  # floats of h (16 MB) held at once while accumulating the output statistics
@@ -462,10 +463,14 @@ def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
             model.fit_state = FitState()
             corpus = prepare(model, documents)
             _init_layers(model)
+        chosen = _choose_tau(model, corpus, runner) if model.config.tau is None else {}
         corpus = runner.prepare(corpus)
         stored = model.fit_state.statistics
         for stage in stages_for(model):
-            stats = runner.run_pass(stage, model, corpus, verbose)
+            if stage.name == "output" and model.config.output_tau is None:
+                stats = _output_pass_choosing_tau(model, corpus, verbose, runner, chosen)
+            else:
+                stats = runner.run_pass(stage, model, corpus, verbose)
             if partial and stage.name in stored:
                 stats = stored[stage.name] + stats
             stored[stage.name] = stats
@@ -477,4 +482,37 @@ def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
         "documents": totals.get("documents", 0) + corpus.n_documents,
         "seconds": totals.get("seconds", 0.0) + seconds,
     }
+    if chosen:
+        model.fit_info["temperatures"] = chosen
     return model
+
+
+# --- hooks of saffu.temperature (tau / output_tau = None) -------------------------------------
+
+
+def _check_local(runner: PassRunner) -> None:
+    if not isinstance(runner, LocalRunner):
+        raise InvalidParameterError("automatic temperatures (tau or output_tau None) need a local "
+                                    "fit; set them when the passes run elsewhere (e.g. on Dask)")
+
+
+def _choose_tau(model: SaffuModel, corpus: TokenizedCorpus, runner: PassRunner) -> dict[str, Any]:
+    """Set ``model.config.tau`` by the search of saffu.temperature; returns what it chose."""
+    _check_local(runner)
+    result = choose_tau(model, corpus, {stage.name: stage for stage in stages_for(model)},
+                        accumulate_chunks, _init_layers)
+    model.config = model.config.replace(tau=result.best)
+    return {"tau": result.best, "tau_search": [list(point) for point in result.evaluations]}
+
+
+def _output_pass_choosing_tau(model: SaffuModel, corpus: TokenizedCorpus, verbose: int,
+                              runner: PassRunner, chosen: dict[str, Any]) -> PassStatistics:
+    """The output pass with ``output_tau`` chosen on a held-out slice (saffu.temperature)."""
+    _check_local(runner)
+    output = STAGES[-1]
+    stats, result = output_pass_choosing_tau(
+        model, corpus, lambda part: run_pass(output, model, part, verbose=verbose))
+    model.config = model.config.replace(output_tau=result.best)
+    chosen.update(output_tau=result.best,
+                  output_tau_search=[list(point) for point in result.evaluations])
+    return stats

@@ -161,17 +161,21 @@ class SaffuModel:
         the previous tokens (m, S) of :meth:`previous_tokens`, whose cipher vectors fill the
         output layer's last S·bits inputs."""
         self._require_fitted()
-        return self._products(hidden, previous) + self.output_bias
+        return self.output_products(hidden, previous) + self.output_bias
 
-    def _products(self, hidden: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-        """The logits without the bias: ``[h, skip vectors] Oᵀ`` (m, V) float32."""
+    def output_products(self, hidden: np.ndarray, previous: np.ndarray | None,
+                        weight_t: np.ndarray | None = None) -> np.ndarray:
+        """``[h, skip vectors] · weight_tᵀ`` (m, V): the logits without the bias, for the output
+        weights ``weight_t`` (V, width) (default: the model's ``output_t``)."""
+        weight_t = self.output_t if weight_t is None else weight_t
         width = hidden.shape[1]
-        products = hidden @ (self.output_t[:, :width].T if self.config.skip else self.output_t.T)
+        products = hidden @ (weight_t[:, :width].T if self.config.skip else weight_t.T)
         if self.config.skip:
             if previous is None:
                 raise InvalidParameterError(f"this model reads the last {self.config.skip} tokens "
                                             "too: pass previous=model.previous_tokens(...)")
-            products += np.asarray(self._skip_inputs().matrix(previous) @ self.output_t[:, width:].T)
+            products += np.asarray(self._skip_inputs().matrix(previous) @ weight_t[:, width:].T,
+                                   dtype=products.dtype)
         return products
 
     def _skip_inputs(self) -> SkipInputs:
@@ -219,8 +223,8 @@ class SaffuModel:
         bounds = np.searchsorted(row_of[order], [*firsts, len(rows)])
         for batch, first in enumerate(firsts):
             block = rows[first:first + OUTPUT_ROWS]
-            logits = self._products(np.ascontiguousarray(block[:, :width]),
-                                    block[:, width:].astype(np.int32))
+            logits = self.output_products(np.ascontiguousarray(block[:, :width]),
+                                          block[:, width:].astype(np.int32))
             log_normalizer = kernels.logsumexp_rows(logits, self.output_bias)
             chosen = order[bounds[batch]:bounds[batch + 1]]
             local, y = row_of[chosen] - first, targets[chosen]
@@ -482,9 +486,10 @@ def _check_shapes(model: SaffuModel, directory: Path) -> None:
                 for name, shape in expected.items() if actual[name] != shape]
     if model.cipher.vectors.shape[0] != vocab or model.labels.vectors.shape[0] != vocab:
         problems.append("cipher and tokenizer vocabularies differ")
-    if config.bits is not None and bits != config.bits:
-        problems.append(f"the cipher has {bits} bits but the config says bits = {config.bits}")
-    if width != (config.hidden or bits):
+    code_bits = model.cipher.code_bits
+    if config.bits is not None and code_bits != config.bits:
+        problems.append(f"the cipher has {code_bits} bits but the config says bits = {config.bits}")
+    if width != (config.hidden or code_bits):
         problems.append(f"the label codes have {width} bits but the config says hidden = "
                         f"{config.hidden}")
     if model.tokenizer.kind != config.tokenizer:
