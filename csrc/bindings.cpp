@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <array>
+#include <cstddef>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
@@ -176,7 +177,7 @@ int64_t forward_py(const carray<int32_t>& ids, const carray<int32_t>& pos, int k
   });
 }
 
-template <typename Code, size_t n>
+template <typename Code, std::size_t n>
 py::dict code_table(const std::array<NamedCode<Code>, n>& names) {
   py::dict table;
   for (const auto& entry : names) table[entry.name] = static_cast<int>(entry.code);

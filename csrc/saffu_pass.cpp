@@ -531,10 +531,7 @@ int64_t forward(const Corpus& c, ContextModel m, const float* W, Aggregation agg
 
 // ---- Argument checks ----
 
-// The tokens that the targets of [start, stop) read lie in [first, stop) with
-// first = start - pos[start]. There, ids must lie in [0, V) and positions count 0, 1, 2, ...
-// from each document start, so that every window stays inside the corpus and every vector
-// inside E (the same checks as saffu.kernels, on the same range).
+// "name[index] = value", for messages.
 std::string at(const char* name, int64_t index, int64_t value) {
   return std::string(name) + "[" + std::to_string(index) + "] = " + std::to_string(value);
 }
@@ -554,6 +551,10 @@ std::string at(const char* name, int64_t index, int64_t value) {
   throw std::logic_error("report_bad_token: no bad token");
 }
 
+// The tokens that the targets of [start, stop) read lie in [first, stop) with
+// first = start - pos[start]. There, ids must lie in [0, V) and positions count 0, 1, 2, ...
+// from each document start, so that every window stays inside the corpus and every vector
+// inside E (the same checks as saffu.kernels, on the same range).
 void check_documents(const Corpus& c, int64_t start, int64_t stop) {
   if (start >= stop) return;
   require(c.pos[start] >= 0 && c.pos[start] <= start,
