@@ -13,8 +13,15 @@
 // - grouped: a stable counting sort groups the examples by target; the part adds them row by
 //   row (the row stays in L1) and prefetches the input rows it will read next. Best for dense
 //   rows on several threads, where the scan makes every core stream every input row.
-#include "common.hpp"
-#include "vecmath.hpp"
+#include "saffu/cooc.hpp"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "saffu/check.hpp"
+#include "saffu/parallel.hpp"
+#include "saffu/vecmath.hpp"
 
 namespace saffu {
 namespace {
@@ -105,16 +112,9 @@ SAFFU_AVX2_CLONES void add_row(double* __restrict dst, const double* __restrict 
 }
 
 template <typename T>
-void cooc_dense_onehot(carray<double> FT, carray<T> X, carray<int64_t> targets, int n_threads) {
-  if (FT.ndim() != 2 || X.ndim() != 2 || targets.ndim() != 1 || X.shape(1) != FT.shape(1) ||
-      targets.shape(0) != X.shape(0))
-    throw std::invalid_argument("cooc_dense_onehot: expected FT (N, D), X (n, D), targets (n,)");
-  const int64_t n = X.shape(0), D = X.shape(1);
-  double* ft = FT.mutable_data();
-  const T* x = X.data();
-  const int64_t* tg = targets.data();
-  py::gil_scoped_release release;
-  const auto offsets = target_offsets(tg, n, FT.shape(0));
+void dense_onehot(double* ft, int64_t N, int64_t D, const T* x, const int64_t* tg, int64_t n,
+                  int n_threads) {
+  const auto offsets = target_offsets(tg, n, N);
   const int parts = effective_threads(n_threads, n);
   const auto first_row = balanced_first_rows(offsets, parts);
   const auto add = [=](int64_t t, int64_t m) { add_row(ft + t * D, x + m * D, D); };
@@ -126,25 +126,19 @@ void cooc_dense_onehot(carray<double> FT, carray<T> X, carray<int64_t> targets, 
     });
 }
 
+// The CSR rows must stay inside indices and weights: indptr non-decreasing from 0 to nnz.
+void check_indptr(const int64_t* ptr, int64_t n, int64_t nnz) {
+  require(ptr[0] == 0 && ptr[n] == nnz, "cooc_sparse_onehot: indptr must run from 0 to nnz");
+  bool decreasing = false;
+  for (int64_t m = 0; m < n; ++m) decreasing |= ptr[m] > ptr[m + 1];
+  require(!decreasing, "cooc_sparse_onehot: indptr must be non-decreasing");
+}
+
 template <typename T>
-void cooc_sparse_onehot(carray<double> FT, carray<int64_t> indptr, carray<int64_t> indices,
-                        carray<T> weights, carray<int64_t> targets, int n_threads) {
-  if (FT.ndim() != 2 || indptr.ndim() != 1 || indices.ndim() != 1 || weights.ndim() != 1 ||
-      targets.ndim() != 1 || indptr.shape(0) != targets.shape(0) + 1 ||
-      weights.shape(0) != indices.shape(0))
-    throw std::invalid_argument(
-        "cooc_sparse_onehot: expected FT (N, D), indptr (n + 1,), indices (nnz,), weights (nnz,), "
-        "targets (n,)");
-  const int64_t n = targets.shape(0), D = FT.shape(1);
-  const int64_t* ptr = indptr.data();
-  if (ptr[0] != 0 || ptr[n] != indices.shape(0))
-    throw std::invalid_argument("cooc_sparse_onehot: indptr must run from 0 to nnz");
-  double* ft = FT.mutable_data();
-  const int64_t* idx = indices.data();
-  const T* w = weights.data();
-  const int64_t* tg = targets.data();
-  py::gil_scoped_release release;
-  const auto offsets = target_offsets(tg, n, FT.shape(0));
+void sparse_onehot(double* ft, int64_t N, int64_t D, const int64_t* ptr, const int64_t* idx,
+                   const T* w, int64_t nnz, const int64_t* tg, int64_t n, int n_threads) {
+  check_indptr(ptr, n, nnz);
+  const auto offsets = target_offsets(tg, n, N);
   scan_by_target(
       tg, n, balanced_first_rows(offsets, effective_threads(n_threads, n)),
       [=](int64_t t, int64_t m) {
@@ -154,22 +148,28 @@ void cooc_sparse_onehot(carray<double> FT, carray<int64_t> indptr, carray<int64_
       [=](int64_t t) { prefetch<1>(ft + t * D, D * 8); });
 }
 
-template <typename T>
-void def_cooc(py::module_& m) {
-  m.def("cooc_dense_onehot", &cooc_dense_onehot<T>, py::arg("FT").noconvert(),
-        py::arg("X").noconvert(), py::arg("targets").noconvert(), py::arg("n_threads"),
-        "FT[targets[m], :] += X[m, :] for every row m (FT (N, D) f64, X (n, D), targets (n,) i64).");
-  m.def("cooc_sparse_onehot", &cooc_sparse_onehot<T>, py::arg("FT").noconvert(),
-        py::arg("indptr").noconvert(), py::arg("indices").noconvert(),
-        py::arg("weights").noconvert(), py::arg("targets").noconvert(), py::arg("n_threads"),
-        "FT[targets[m], indices[p]] += weights[p] for p in [indptr[m], indptr[m + 1]) (CSR rows).");
-}
-
 }  // namespace
 
-void register_cooc(py::module_& m) {
-  def_cooc<float>(m);
-  def_cooc<double>(m);
+void cooc_dense_onehot(double* FT, int64_t N, int64_t D, const float* X, const int64_t* targets,
+                       int64_t n, int n_threads) {
+  dense_onehot(FT, N, D, X, targets, n, n_threads);
+}
+
+void cooc_dense_onehot(double* FT, int64_t N, int64_t D, const double* X, const int64_t* targets,
+                       int64_t n, int n_threads) {
+  dense_onehot(FT, N, D, X, targets, n, n_threads);
+}
+
+void cooc_sparse_onehot(double* FT, int64_t N, int64_t D, const int64_t* indptr,
+                        const int64_t* indices, const float* weights, int64_t nnz,
+                        const int64_t* targets, int64_t n, int n_threads) {
+  sparse_onehot(FT, N, D, indptr, indices, weights, nnz, targets, n, n_threads);
+}
+
+void cooc_sparse_onehot(double* FT, int64_t N, int64_t D, const int64_t* indptr,
+                        const int64_t* indices, const double* weights, int64_t nnz,
+                        const int64_t* targets, int64_t n, int n_threads) {
+  sparse_onehot(FT, N, D, indptr, indices, weights, nnz, targets, n, n_threads);
 }
 
 }  // namespace saffu

@@ -1,11 +1,15 @@
 // Output-layer scoring: the log-normalizer of each row of logits, fused in one pass per row
 // (no (rows x V) temporaries beyond the logits themselves). Contract: docs/internals.md.
+#include "saffu/output.hpp"
+
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
-#include "common.hpp"
-#include "vecmath.hpp"
+#include "saffu/check.hpp"
+#include "saffu/parallel.hpp"
+#include "saffu/vecmath.hpp"
 
 namespace saffu {
 namespace {
@@ -31,28 +35,16 @@ SAFFU_AVX2_CLONES double row_logsumexp(const float* x, const float* b, float* sc
   return static_cast<double>(top) + std::log(total);
 }
 
-void py_logsumexp_rows(const carray<float>& logits, const carray<float>& bias, carray<double> out,
-                       int n_threads) {
-  if (logits.ndim() != 2 || logits.shape(1) < 1 || bias.ndim() != 1 ||
-      bias.shape(0) != logits.shape(1) || out.ndim() != 1 || out.shape(0) != logits.shape(0))
-    throw std::invalid_argument("logsumexp_rows: expected logits (m, V >= 1), bias (V,), out (m,)");
-  const int64_t m = logits.shape(0), V = logits.shape(1);
-  const float* x = logits.data();
-  const float* b = bias.data();
-  double* o = out.mutable_data();
-  py::gil_scoped_release release;
-  parallel_ranges(m, effective_threads(n_threads, m), [=](int, int64_t begin, int64_t end) {
-    std::vector<float> scratch(V);
-    for (int64_t i = begin; i < end; ++i) o[i] = row_logsumexp(x + i * V, b, scratch.data(), V);
-  });
-}
-
 }  // namespace
 
-void register_output(py::module_& m) {
-  m.def("logsumexp_rows", &py_logsumexp_rows, py::arg("logits").noconvert(),
-        py::arg("bias").noconvert(), py::arg("out").noconvert(), py::arg("n_threads"),
-        "out[i] = log(sum_j exp(logits[i, j] + bias[j])).");
+void logsumexp_rows(const float* logits, int64_t m, int64_t V, const float* bias, double* out,
+                    int n_threads) {
+  require(V >= 1, "logsumexp_rows: expected logits (m, V >= 1), bias (V,), out (m,)");
+  parallel_ranges(m, effective_threads(n_threads, m), [=](int, int64_t begin, int64_t end) {
+    std::vector<float> scratch(V);
+    for (int64_t i = begin; i < end; ++i)
+      out[i] = row_logsumexp(logits + i * V, bias, scratch.data(), V);
+  });
 }
 
 }  // namespace saffu

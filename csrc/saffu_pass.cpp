@@ -3,21 +3,56 @@
 // Contracts: docs/internals.md, section "SAFFU passes". Nothing of size (tokens x features) is
 // materialized: each thread walks its own static range of token indices, and statistics go to
 // per-thread partial sums that are added in thread order (deterministic for a fixed count).
+#include "saffu/saffu_pass.hpp"
+
+#include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <initializer_list>
+#include <string>
+#include <vector>
 
-#include "common.hpp"
-#include "vecmath.hpp"
+#include "saffu/check.hpp"
+#include "saffu/parallel.hpp"
+#include "saffu/vecmath.hpp"
 
 namespace saffu {
 namespace {
 
-constexpr int kRadial = 0;
-constexpr int kBlock = 1;
-constexpr int kDocument = 2;
-constexpr int kSum = 0;
-constexpr int kCat = 1;
+[[noreturn]] void unknown_code(const char* what, int code) {
+  throw std::invalid_argument(std::string("unknown ") + what + " code " + std::to_string(code));
+}
+
+// The document model has no window (and no attention); radial and block models have both.
+bool is_document(ContextKind kind) {
+  switch (kind) {
+    case ContextKind::kRadial:
+    case ContextKind::kBlock:
+      return false;
+    case ContextKind::kDocument:
+      return true;
+  }
+  unknown_code("context kind", static_cast<int>(kind));
+}
+
+Aggregation aggregation_of(int code) {
+  switch (static_cast<Aggregation>(code)) {
+    case Aggregation::kSum:
+    case Aggregation::kCat:
+      return static_cast<Aggregation>(code);
+  }
+  throw std::invalid_argument("aggregation must be 0 (sum) or 1 (cat)");
+}
+
+// Length Z of the aggregated context z: bits (sum) or K * bits (cat).
+int64_t width_of(const ContextModel& m, Aggregation aggregation, int64_t bits) {
+  switch (aggregation) {
+    case Aggregation::kSum:
+      return bits;
+    case Aggregation::kCat:
+      return m.K * bits;
+  }
+  unknown_code("aggregation", static_cast<int>(aggregation));
+}
 
 // ---- Softmax and sparse rows ----
 
@@ -73,30 +108,7 @@ class SparseRows {
   std::vector<float> value_;
 };
 
-// ---- Corpus and context windows ----
-
-// Whole documents as token ids with in-document positions, plus the cipher vectors E (V, bits).
-struct Corpus {
-  const int32_t* ids;
-  const int32_t* pos;
-  int64_t n;
-  const float* E;
-  int64_t V;
-  int64_t bits;
-
-  const float* vector_at(int64_t j) const { return E + static_cast<int64_t>(ids[j]) * bits; }
-  bool is_target(int64_t t) const { return pos[t] >= 1; }
-};
-
-struct ContextModel {
-  int kind;  // kRadial, kBlock or kDocument
-  int K;     // window length (1 for the document model)
-};
-
-// Length Z of the aggregated context z: bits (sum) or K * bits (cat).
-int64_t context_width(const ContextModel& m, int aggregation, int64_t bits) {
-  return aggregation == kCat ? m.K * bits : bits;
-}
+// ---- Context windows ----
 
 // The window of target t. For both radial and block models the valid slots are the contiguous
 // range [begin, end), slot k holds corpus index t - end + k, and the pivot is slot end - 1
@@ -107,15 +119,19 @@ struct Window {
   int end;
 
   Window(const Corpus& c, const ContextModel& m, int64_t target) : t(target) {
-    if (m.kind == kRadial) {  // the last K tokens, masked before the document start
-      begin = static_cast<int>(std::max<int64_t>(0, m.K - c.pos[t]));
-      end = m.K;
-    } else if (m.kind == kBlock) {  // the positions of the current block seen so far
-      begin = 0;
-      end = (c.pos[t] - 1) % m.K + 1;
-    } else {
-      throw std::invalid_argument("no window rule for this context kind");
+    switch (m.kind) {
+      case ContextKind::kRadial:  // the last K tokens, masked before the document start
+        begin = static_cast<int>(std::max<int64_t>(0, m.K - c.pos[t]));
+        end = m.K;
+        return;
+      case ContextKind::kBlock:  // the positions of the current block seen so far
+        begin = 0;
+        end = (c.pos[t] - 1) % m.K + 1;
+        return;
+      case ContextKind::kDocument:
+        throw std::invalid_argument("the document model has no window");
     }
+    unknown_code("context kind", static_cast<int>(m.kind));
   }
   int64_t index(int k) const { return t - end + k; }
 };
@@ -142,22 +158,23 @@ void for_each_window(const Corpus& c, const ContextModel& m, int64_t begin, int6
 class ContextEncoder {
  public:
   ContextEncoder(const Corpus& c, const SparseRows& vectors, ContextModel m, const float* W,
-                 int aggregation)
-      : c_(c), vectors_(vectors), m_(m), W_(W), aggregation_(aggregation), s_(m.K), a_(m.K),
-        z_(context_width(m, aggregation, c.bits)), in_support_(z_.size(), 0),
+                 Aggregation aggregation)
+      : c_(c), vectors_(vectors), m_(m), document_(is_document(m.kind)), W_(W),
+        aggregation_(aggregation), s_(m.K), a_(m.K), z_(width_of(m, aggregation, c.bits)),
+        in_support_(z_.size(), 0),
         document_sum_(c.bits) {}
 
   // Calls fn(t, z, support) for every target t in [begin, end), in order.
   template <typename Fn>
   void for_each_context(int64_t begin, int64_t end, Fn&& fn) {
     if (begin >= end) return;
-    if (m_.kind == kDocument) {
+    if (document_) {
       // A range may start inside a document: first sum the prefix from the document start.
       for (int64_t j = begin - c_.pos[begin]; j < begin; ++j) track_document(j);
     }
     for (int64_t t = begin; t < end; ++t) {
       if (c_.is_target(t)) {
-        if (m_.kind == kDocument) {
+        if (document_) {
           document_mean();
         } else {
           const Window w(c_, m_, t);
@@ -166,7 +183,7 @@ class ContextEncoder {
         }
         fn(t, z_.data(), support_);
       }
-      if (m_.kind == kDocument) track_document(t);
+      if (document_) track_document(t);
     }
   }
 
@@ -189,7 +206,7 @@ class ContextEncoder {
     }
     support_.clear();
     for (int k = w.begin; k < w.end; ++k) {
-      const int64_t offset = aggregation_ == kCat ? k * c_.bits : 0;
+      const int64_t offset = aggregation_ == Aggregation::kCat ? k * c_.bits : 0;
       const float weight = a_[k];
       vectors_.for_each_nonzero(c_.ids[w.index(k)], [&](int64_t b, float x) {
         const int64_t j = offset + b;
@@ -223,8 +240,9 @@ class ContextEncoder {
   const Corpus& c_;
   const SparseRows& vectors_;
   ContextModel m_;
+  bool document_;
   const float* W_;
-  int aggregation_;
+  Aggregation aggregation_;
   std::vector<float> s_, a_, z_;
   std::vector<char> in_support_;
   std::vector<int64_t> support_;
@@ -397,10 +415,10 @@ double attention_stats(const Corpus& c, ContextModel m, const ExpertsByTarget& e
   return sum_in_order(mass);
 }
 
-double hidden_stats(const Corpus& c, ContextModel m, const float* W, int aggregation,
+double hidden_stats(const Corpus& c, ContextModel m, const float* W, Aggregation aggregation,
                     const float* codes, int64_t D, double* FT, int n_threads) {
   const int parts = effective_threads(n_threads, c.n);
-  const int64_t Z = context_width(m, aggregation, c.bits);
+  const int64_t Z = width_of(m, aggregation, c.bits);
   const SparseRows label_codes(codes, c.V, D);
   const SparseRows vectors(c.E, c.V, c.bits);
   Partials cooc(parts, D * Z);
@@ -475,10 +493,11 @@ void document_hidden(const Corpus& c, const SparseRows& vectors, bool nonnegativ
 
 // Writes one row per target of [start, stop): h = softmax(UT z) when D >= 1, else z itself.
 // Threads own disjoint token ranges; each one's first row is the count of targets before it.
-int64_t forward(const Corpus& c, ContextModel m, const float* W, int aggregation, const float* UT,
-                int64_t D, int64_t start, int64_t stop, float* out, int n_threads) {
+int64_t forward(const Corpus& c, ContextModel m, const float* W, Aggregation aggregation,
+                const float* UT, int64_t D, int64_t start, int64_t stop, float* out,
+                int n_threads) {
   const int64_t n = stop - start;
-  const int64_t Z = context_width(m, aggregation, c.bits);
+  const int64_t Z = width_of(m, aggregation, c.bits);
   const int64_t width = D > 0 ? D : Z;
   const HiddenLayer hidden(UT, D, Z);
   const int parts = effective_threads(n_threads, n);
@@ -490,11 +509,12 @@ int64_t forward(const Corpus& c, ContextModel m, const float* W, int aggregation
     first_row[p + 1] = first_row[p] + targets;
   }
   const SparseRows vectors(c.E, c.V, c.bits);
-  const bool nonnegative = m.kind == kDocument &&
+  const bool document = is_document(m.kind);
+  const bool nonnegative = document &&
                            std::all_of(c.E, c.E + c.V * c.bits, [](float x) { return x >= 0.0f; });
   parallel_ranges(n, parts, [&](int p, int64_t begin, int64_t end) {
     float* row = out + first_row[p] * width;
-    if (m.kind == kDocument && D > 0)
+    if (document && D > 0)
       return document_hidden(c, vectors, nonnegative, hidden, start + begin, start + end, row);
     ContextEncoder encoder(c, vectors, m, W, aggregation);
     encoder.for_each_context(start + begin, start + end,
@@ -509,137 +529,110 @@ int64_t forward(const Corpus& c, ContextModel m, const float* W, int aggregation
   return first_row[parts];
 }
 
-// ---- Python bindings: shape checks only (saffu.kernels validates contents) ----
+// ---- Argument checks ----
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument(message);
+// "name[index] = value", for messages.
+std::string at(const char* name, int64_t index, int64_t value) {
+  return std::string(name) + "[" + std::to_string(index) + "] = " + std::to_string(value);
 }
 
-template <typename T>
-void require_shape(const carray<T>& a, std::initializer_list<int64_t> shape, const char* name) {
-  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
-  int axis = 0;
-  for (int64_t extent : shape) ok = ok && a.shape(axis++) == extent;
-  require(ok, std::string(name) + " has the wrong shape");
+// Throws for the first token of [first, stop) that breaks the rules of check_documents.
+[[noreturn]] void report_bad_token(const Corpus& c, int64_t first, int64_t stop) {
+  for (int64_t t = first; t < stop; ++t) {
+    const int64_t p = c.pos[t];
+    if (p < 0 || p > t || (t > first && p != 0 && p != c.pos[t - 1] + 1))
+      throw std::invalid_argument(at("pos", t, p) +
+                                  " is inconsistent: positions must be 0 at each document start "
+                                  "(<sod>) and increase by 1 inside a document");
+    if (c.ids[t] < 0 || c.ids[t] >= c.V)
+      throw std::invalid_argument(at("ids", t, c.ids[t]) + " is out of range [0, " +
+                                  std::to_string(c.V) + ") (V = rows of E)");
+  }
+  throw std::logic_error("report_bad_token: no bad token");
 }
 
-Corpus make_corpus(const carray<int32_t>& ids, const carray<int32_t>& pos, const carray<float>& E) {
-  require(ids.ndim() == 1 && pos.ndim() == 1 && ids.shape(0) == pos.shape(0),
-          "ids and pos must be 1-D arrays of the same length");
-  require(E.ndim() == 2, "E must be 2-D (V, bits)");
-  return Corpus{ids.data(), pos.data(), ids.shape(0), E.data(), E.shape(0), E.shape(1)};
-}
-
-ContextModel make_model(int kind, int K, bool attention_only) {
-  require(kind == kRadial || kind == kBlock || (kind == kDocument && !attention_only),
-          attention_only ? "kind must be 0 (radial) or 1 (block)"
-                         : "kind must be 0 (radial), 1 (block) or 2 (document)");
-  require(K >= 1 && (kind != kDocument || K == 1), "K must be >= 1 (and 1 for the document model)");
-  return ContextModel{kind, K};
-}
-
-int64_t checked_width(const ContextModel& m, int aggregation, int64_t bits) {
-  require(aggregation == kSum || aggregation == kCat, "aggregation must be 0 (sum) or 1 (cat)");
-  return context_width(m, aggregation, bits);
-}
-
-void py_expert_stats(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
-                     const carray<float>& E, carray<double> FT, carray<double> T, int n_threads) {
-  const Corpus c = make_corpus(ids, pos, E);
-  const ContextModel m = make_model(kind, K, true);
-  require_shape(FT, {K, c.V, c.bits}, "FT");
-  require_shape(T, {K, c.V}, "T");
-  double* ft = FT.mutable_data();
-  double* t = T.mutable_data();
-  py::gil_scoped_release release;
-  expert_stats(c, m, ft, t, n_threads);
-}
-
-double py_attention_stats(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
-                          const carray<float>& E, const carray<float>& expert_UT,
-                          const carray<float>& expert_b, const carray<float>& expert_logz,
-                          carray<double> FT, int n_threads) {
-  const Corpus c = make_corpus(ids, pos, E);
-  const ContextModel m = make_model(kind, K, true);
-  require_shape(expert_UT, {K, c.V, c.bits}, "expert_UT");
-  require_shape(expert_b, {K, c.V}, "expert_b");
-  require_shape(expert_logz, {K, c.V}, "expert_logz");
-  require_shape(FT, {K, K}, "FT");
-  double* ft = FT.mutable_data();
-  py::gil_scoped_release release;
-  const ExpertsByTarget experts(expert_UT.data(), expert_b.data(), expert_logz.data(), K, c.V, c.bits);
-  return attention_stats(c, m, experts, ft, n_threads);
-}
-
-double py_hidden_stats(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
-                       const carray<float>& E, const carray<float>& W, int aggregation,
-                       const carray<float>& codes, carray<double> FT, int n_threads) {
-  const Corpus c = make_corpus(ids, pos, E);
-  const ContextModel m = make_model(kind, K, false);
-  const int64_t Z = checked_width(m, aggregation, c.bits);
-  require_shape(W, {K, K}, "W");
-  require(codes.ndim() == 2 && codes.shape(0) == c.V, "codes must have shape (V, D)");
-  const int64_t D = codes.shape(1);
-  require_shape(FT, {D, Z}, "FT");
-  double* ft = FT.mutable_data();
-  py::gil_scoped_release release;
-  return hidden_stats(c, m, W.data(), aggregation, codes.data(), D, ft, n_threads);
-}
-
-int64_t py_forward(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
-                   const carray<float>& E, const carray<float>& W, int aggregation,
-                   const carray<float>& UT, int64_t start, int64_t stop, carray<float> out,
-                   int n_threads) {
-  const Corpus c = make_corpus(ids, pos, E);
-  const ContextModel m = make_model(kind, K, false);
-  const int64_t Z = checked_width(m, aggregation, c.bits);
-  require_shape(W, {K, K}, "W");
-  require(UT.ndim() == 2 && ((UT.shape(0) >= 1 && UT.shape(1) == Z) ||
-                             (UT.shape(0) == 0 && UT.shape(1) == 0)),
-          "UT must have shape (D, Z) with D >= 1, or (0, 0)");
-  const int64_t D = UT.shape(0);
-  require(0 <= start && start <= stop && stop <= c.n, "need 0 <= start <= stop <= len(ids)");
-  int64_t targets = 0;
-  for (int64_t t = start; t < stop; ++t) targets += c.is_target(t);
-  require(out.ndim() == 2 && out.shape(1) == (D > 0 ? D : Z) && out.shape(0) >= targets,
-          "out must have shape (m, D or Z) with m >= the number of targets in [start, stop)");
-  float* rows = out.mutable_data();
-  py::gil_scoped_release release;
-  return forward(c, m, W.data(), aggregation, UT.data(), D, start, stop, rows, n_threads);
+// The tokens that the targets of [start, stop) read lie in [first, stop) with
+// first = start - pos[start]. There, ids must lie in [0, V) and positions count 0, 1, 2, ...
+// from each document start, so that every window stays inside the corpus and every vector
+// inside E (the same checks as saffu.kernels, on the same range).
+void check_documents(const Corpus& c, int64_t start, int64_t stop) {
+  if (start >= stop) return;
+  require(c.pos[start] >= 0 && c.pos[start] <= start,
+          at("pos", start, c.pos[start]) + " must lie in [0, " + std::to_string(start) + "]");
+  const int64_t first = start - c.pos[start];
+  // Branch-free scan (it vectorizes). After a valid pos[first] <= first, each position being 0
+  // or one more than the previous one keeps pos[t] <= t; ids are compared unsigned, so that a
+  // negative id is out of range too.
+  const auto id_bound = static_cast<uint32_t>(std::min<int64_t>(c.V, int64_t{1} << 31));
+  bool bad = c.pos[first] < 0 || c.pos[first] > first ||
+             static_cast<uint32_t>(c.ids[first]) >= id_bound;
+  for (int64_t t = first + 1; t < stop; ++t) {
+    const auto p = static_cast<uint32_t>(c.pos[t]);
+    bad |= (c.pos[t] < 0) | ((p != 0) & (p != static_cast<uint32_t>(c.pos[t - 1]) + 1u)) |
+           (static_cast<uint32_t>(c.ids[t]) >= id_bound);
+  }
+  if (bad) report_bad_token(c, first, stop);
 }
 
 }  // namespace
 
-void register_saffu_pass(py::module_& m) {
-  py::dict kinds, aggregations;
-  kinds["radial"] = kRadial;
-  kinds["block"] = kBlock;
-  kinds["document"] = kDocument;
-  aggregations["sum"] = kSum;
-  aggregations["cat"] = kCat;
-  m.attr("CONTEXT_KIND_CODES") = kinds;
-  m.attr("AGGREGATION_CODES") = aggregations;
-  m.def("saffu_expert_stats", &py_expert_stats, py::arg("ids").noconvert(),
-        py::arg("pos").noconvert(), py::arg("kind"), py::arg("K"), py::arg("E").noconvert(),
-        py::arg("FT").noconvert(), py::arg("T").noconvert(), py::arg("n_threads"),
-        "FT[k, y_t, :] += E[v], T[k, y_t] += 1 over targets t and valid slots k (in place).");
-  m.def("saffu_attention_stats", &py_attention_stats, py::arg("ids").noconvert(),
-        py::arg("pos").noconvert(), py::arg("kind"), py::arg("K"), py::arg("E").noconvert(),
-        py::arg("expert_UT").noconvert(), py::arg("expert_b").noconvert(),
-        py::arg("expert_logz").noconvert(), py::arg("FT").noconvert(), py::arg("n_threads"),
-        "FT[k_out, k_in] += w[k_out] s[k_in] with w the experts' posterior of the target; "
-        "returns the summed comparison mass.");
-  m.def("saffu_hidden_stats", &py_hidden_stats, py::arg("ids").noconvert(),
-        py::arg("pos").noconvert(), py::arg("kind"), py::arg("K"), py::arg("E").noconvert(),
-        py::arg("W").noconvert(), py::arg("aggregation"), py::arg("codes").noconvert(),
-        py::arg("FT").noconvert(), py::arg("n_threads"),
-        "FT[i, :] += codes[y_t, i] z_t over targets t; returns the summed mass of z.");
-  m.def("saffu_forward", &py_forward, py::arg("ids").noconvert(), py::arg("pos").noconvert(),
-        py::arg("kind"), py::arg("K"), py::arg("E").noconvert(), py::arg("W").noconvert(),
-        py::arg("aggregation"), py::arg("UT").noconvert(), py::arg("start"), py::arg("stop"),
-        py::arg("out").noconvert(), py::arg("n_threads"),
-        "Writes h = softmax(UT z) (or z when UT is (0, 0)) for each target of [start, stop); "
-        "returns the number of rows.");
+ContextModel context_model(int kind, int K, bool attention_only) {
+  const char* allowed = attention_only ? "kind must be 0 (radial) or 1 (block)"
+                                       : "kind must be 0 (radial), 1 (block) or 2 (document)";
+  const auto model = ContextModel{static_cast<ContextKind>(kind), K};
+  switch (model.kind) {
+    case ContextKind::kRadial:
+    case ContextKind::kBlock:
+      require(K >= 1, "K must be >= 1 (and 1 for the document model)");
+      return model;
+    case ContextKind::kDocument:
+      require(!attention_only, allowed);
+      require(K == 1, "K must be >= 1 (and 1 for the document model)");
+      return model;
+  }
+  throw std::invalid_argument(allowed);
+}
+
+int64_t context_width(const ContextModel& m, int aggregation, int64_t bits) {
+  return width_of(m, aggregation_of(aggregation), bits);
+}
+
+void saffu_expert_stats(const Corpus& c, int kind, int K, double* FT, double* T, int n_threads) {
+  const ContextModel m = context_model(kind, K, true);
+  check_documents(c, 0, c.n);
+  expert_stats(c, m, FT, T, n_threads);
+}
+
+double saffu_attention_stats(const Corpus& c, int kind, int K, const float* expert_UT,
+                             const float* expert_b, const float* expert_logz, double* FT,
+                             int n_threads) {
+  const ContextModel m = context_model(kind, K, true);
+  check_documents(c, 0, c.n);
+  const ExpertsByTarget experts(expert_UT, expert_b, expert_logz, K, c.V, c.bits);
+  return attention_stats(c, m, experts, FT, n_threads);
+}
+
+double saffu_hidden_stats(const Corpus& c, int kind, int K, const float* W, int aggregation,
+                          const float* codes, int64_t D, double* FT, int n_threads) {
+  const ContextModel m = context_model(kind, K, false);
+  const Aggregation a = aggregation_of(aggregation);
+  check_documents(c, 0, c.n);
+  return hidden_stats(c, m, W, a, codes, D, FT, n_threads);
+}
+
+int64_t saffu_forward(const Corpus& c, int kind, int K, const float* W, int aggregation,
+                      const float* UT, int64_t D, int64_t start, int64_t stop, float* out,
+                      int64_t out_rows, int n_threads) {
+  const ContextModel m = context_model(kind, K, false);
+  const Aggregation a = aggregation_of(aggregation);
+  require(D >= 0, "D must be >= 0");
+  require(0 <= start && start <= stop && stop <= c.n, "need 0 <= start <= stop <= len(ids)");
+  check_documents(c, start, stop);
+  int64_t targets = 0;
+  for (int64_t t = start; t < stop; ++t) targets += c.is_target(t);
+  require(out_rows >= targets,
+          "out must have shape (m, D or Z) with m >= the number of targets in [start, stop)");
+  return forward(c, m, W, a, UT, D, start, stop, out, n_threads);
 }
 
 }  // namespace saffu

@@ -1,24 +1,14 @@
-// Shared helpers for the saffu kernels: thread partitioning and array checks.
+// Thread partitioning shared by the kernels: static contiguous ranges, so results depend only on
+// the inputs and the thread count. Plain C++17 (no Python).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <exception>
-#include <stdexcept>
-#include <string>
 #include <thread>
 #include <vector>
 
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-
 namespace saffu {
-
-namespace py = pybind11;
-
-// Contiguous, writable-or-readonly NumPy array views (no conversion: the Python layer validates).
-template <typename T>
-using carray = py::array_t<T, py::array::c_style>;
 
 // Split [0, n) into `parts` contiguous ranges; range i is [bounds[i], bounds[i+1]).
 inline std::vector<int64_t> split_range(int64_t n, int parts) {
@@ -56,6 +46,7 @@ void parallel_ranges(int64_t n, int parts, Fn fn) {
     if (error) std::rethrow_exception(error);
 }
 
+// The thread count for `work` independent items: n_threads, at most one per item, at least 1.
 inline int effective_threads(int n_threads, int64_t work) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_threads, work)));
 }

@@ -1,0 +1,246 @@
+// The pybind11 module saffu._core: the only file that includes Python. Each binding checks that
+// the arrays' ndim and shapes agree (the core takes pointers and sizes), releases the GIL and
+// calls the core (csrc/saffu/*.hpp), which checks index ranges. No conversion of any array
+// (noconvert, C-contiguous): saffu.kernels validates dtypes and contents before calling here.
+// The core's std::invalid_argument reaches Python as ValueError, std::bad_alloc as MemoryError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <array>
+#include <cstddef>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+
+#include "saffu/cooc.hpp"
+#include "saffu/output.hpp"
+#include "saffu/saffu_pass.hpp"
+#include "saffu/solve.hpp"
+
+namespace py = pybind11;
+
+namespace saffu {
+namespace {
+
+template <typename T>
+using carray = py::array_t<T, py::array::c_style>;
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+template <typename T>
+bool has_shape(const carray<T>& a, std::initializer_list<int64_t> shape) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  int axis = 0;
+  for (int64_t extent : shape) ok = ok && a.shape(axis++) == extent;
+  return ok;
+}
+
+template <typename T>
+void require_shape(const carray<T>& a, std::initializer_list<int64_t> shape, const char* name) {
+  require(has_shape(a, shape), std::string(name) + " has the wrong shape");
+}
+
+// Runs the core call without the GIL.
+template <typename Fn>
+auto without_gil(Fn&& fn) {
+  py::gil_scoped_release release;
+  return fn();
+}
+
+// ---- Co-occurrence and solve ----
+
+template <typename T>
+void cooc_dense_onehot_py(carray<double> FT, carray<T> X, carray<int64_t> targets, int n_threads) {
+  require(FT.ndim() == 2 && X.ndim() == 2 && targets.ndim() == 1 && X.shape(1) == FT.shape(1) &&
+              targets.shape(0) == X.shape(0),
+          "cooc_dense_onehot: expected FT (N, D), X (n, D), targets (n,)");
+  without_gil([&] {
+    cooc_dense_onehot(FT.mutable_data(), FT.shape(0), FT.shape(1), X.data(), targets.data(),
+                      X.shape(0), n_threads);
+  });
+}
+
+template <typename T>
+void cooc_sparse_onehot_py(carray<double> FT, carray<int64_t> indptr, carray<int64_t> indices,
+                           carray<T> weights, carray<int64_t> targets, int n_threads) {
+  require(FT.ndim() == 2 && indptr.ndim() == 1 && indices.ndim() == 1 && weights.ndim() == 1 &&
+              targets.ndim() == 1 && indptr.shape(0) == targets.shape(0) + 1 &&
+              weights.shape(0) == indices.shape(0),
+          "cooc_sparse_onehot: expected FT (N, D), indptr (n + 1,), indices (nnz,), weights (nnz,), "
+          "targets (n,)");
+  without_gil([&] {
+    cooc_sparse_onehot(FT.mutable_data(), FT.shape(0), FT.shape(1), indptr.data(), indices.data(),
+                       weights.data(), indices.shape(0), targets.data(), targets.shape(0),
+                       n_threads);
+  });
+}
+
+template <typename Out>
+void explicit_solve_py(carray<double> FT, carray<Out> out, double alpha, double tau, double shrink,
+                       int n_threads) {
+  require(FT.ndim() == 2 && has_shape(out, {FT.shape(0), FT.shape(1)}),
+          "explicit_solve: expected FT (N, D) and out (N, D)");
+  without_gil([&] {
+    explicit_solve(FT.data(), FT.shape(0), FT.shape(1), out.mutable_data(), alpha, tau, shrink,
+                   n_threads);
+  });
+}
+
+template <typename T>
+void def_cooc(py::module_& m) {
+  m.def("cooc_dense_onehot", &cooc_dense_onehot_py<T>, py::arg("FT").noconvert(),
+        py::arg("X").noconvert(), py::arg("targets").noconvert(), py::arg("n_threads"),
+        "FT[targets[m], :] += X[m, :] for every row m (FT (N, D) f64, X (n, D), targets (n,) i64).");
+  m.def("cooc_sparse_onehot", &cooc_sparse_onehot_py<T>, py::arg("FT").noconvert(),
+        py::arg("indptr").noconvert(), py::arg("indices").noconvert(),
+        py::arg("weights").noconvert(), py::arg("targets").noconvert(), py::arg("n_threads"),
+        "FT[targets[m], indices[p]] += weights[p] for p in [indptr[m], indptr[m + 1]) (CSR rows).");
+}
+
+template <typename Out>
+void def_solve(py::module_& m) {
+  m.def("explicit_solve", &explicit_solve_py<Out>, py::arg("FT").noconvert(),
+        py::arg("out").noconvert(), py::arg("alpha"), py::arg("tau"), py::arg("shrink"),
+        py::arg("n_threads"),
+        "out[i, j] = tau*log(FT[i, j] + alpha) - shrink*log(C_i + alpha*D), C_i = sum_j FT[i, j].");
+}
+
+// ---- SAFFU passes ----
+
+Corpus corpus_of(const carray<int32_t>& ids, const carray<int32_t>& pos, const carray<float>& E) {
+  require(ids.ndim() == 1 && pos.ndim() == 1 && ids.shape(0) == pos.shape(0),
+          "ids and pos must be 1-D arrays of the same length");
+  require(E.ndim() == 2, "E must be 2-D (V, bits)");
+  return Corpus{ids.data(), pos.data(), ids.shape(0), E.data(), E.shape(0), E.shape(1)};
+}
+
+void expert_stats_py(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
+                     const carray<float>& E, carray<double> FT, carray<double> T, int n_threads) {
+  const Corpus c = corpus_of(ids, pos, E);
+  context_model(kind, K, true);
+  require_shape(FT, {K, c.V, c.bits}, "FT");
+  require_shape(T, {K, c.V}, "T");
+  without_gil([&] {
+    saffu_expert_stats(c, kind, K, FT.mutable_data(), T.mutable_data(), n_threads);
+  });
+}
+
+double attention_stats_py(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
+                          const carray<float>& E, const carray<float>& expert_UT,
+                          const carray<float>& expert_b, const carray<float>& expert_logz,
+                          carray<double> FT, int n_threads) {
+  const Corpus c = corpus_of(ids, pos, E);
+  context_model(kind, K, true);
+  require_shape(expert_UT, {K, c.V, c.bits}, "expert_UT");
+  require_shape(expert_b, {K, c.V}, "expert_b");
+  require_shape(expert_logz, {K, c.V}, "expert_logz");
+  require_shape(FT, {K, K}, "FT");
+  return without_gil([&] {
+    return saffu_attention_stats(c, kind, K, expert_UT.data(), expert_b.data(), expert_logz.data(),
+                                 FT.mutable_data(), n_threads);
+  });
+}
+
+double hidden_stats_py(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
+                       const carray<float>& E, const carray<float>& W, int aggregation,
+                       const carray<float>& codes, carray<double> FT, int n_threads) {
+  const Corpus c = corpus_of(ids, pos, E);
+  const int64_t Z = context_width(context_model(kind, K, false), aggregation, c.bits);
+  require_shape(W, {K, K}, "W");
+  require(codes.ndim() == 2 && codes.shape(0) == c.V, "codes must have shape (V, D)");
+  const int64_t D = codes.shape(1);
+  require_shape(FT, {D, Z}, "FT");
+  return without_gil([&] {
+    return saffu_hidden_stats(c, kind, K, W.data(), aggregation, codes.data(), D,
+                              FT.mutable_data(), n_threads);
+  });
+}
+
+int64_t forward_py(const carray<int32_t>& ids, const carray<int32_t>& pos, int kind, int K,
+                   const carray<float>& E, const carray<float>& W, int aggregation,
+                   const carray<float>& UT, int64_t start, int64_t stop, carray<float> out,
+                   int n_threads) {
+  const Corpus c = corpus_of(ids, pos, E);
+  const int64_t Z = context_width(context_model(kind, K, false), aggregation, c.bits);
+  require_shape(W, {K, K}, "W");
+  require(UT.ndim() == 2 && ((UT.shape(0) >= 1 && UT.shape(1) == Z) ||
+                             (UT.shape(0) == 0 && UT.shape(1) == 0)),
+          "UT must have shape (D, Z) with D >= 1, or (0, 0)");
+  const int64_t D = UT.shape(0);
+  require(out.ndim() == 2 && out.shape(1) == (D > 0 ? D : Z),
+          "out must have shape (m, D or Z) with m >= the number of targets in [start, stop)");
+  return without_gil([&] {
+    return saffu_forward(c, kind, K, W.data(), aggregation, UT.data(), D, start, stop,
+                         out.mutable_data(), out.shape(0), n_threads);
+  });
+}
+
+template <typename Code, std::size_t n>
+py::dict code_table(const std::array<NamedCode<Code>, n>& names) {
+  py::dict table;
+  for (const auto& entry : names) table[entry.name] = static_cast<int>(entry.code);
+  return table;
+}
+
+void def_saffu_pass(py::module_& m) {
+  m.attr("CONTEXT_KIND_CODES") = code_table(kContextKindNames);
+  m.attr("AGGREGATION_CODES") = code_table(kAggregationNames);
+  m.def("saffu_expert_stats", &expert_stats_py, py::arg("ids").noconvert(),
+        py::arg("pos").noconvert(), py::arg("kind"), py::arg("K"), py::arg("E").noconvert(),
+        py::arg("FT").noconvert(), py::arg("T").noconvert(), py::arg("n_threads"),
+        "FT[k, y_t, :] += E[v], T[k, y_t] += 1 over targets t and valid slots k (in place).");
+  m.def("saffu_attention_stats", &attention_stats_py, py::arg("ids").noconvert(),
+        py::arg("pos").noconvert(), py::arg("kind"), py::arg("K"), py::arg("E").noconvert(),
+        py::arg("expert_UT").noconvert(), py::arg("expert_b").noconvert(),
+        py::arg("expert_logz").noconvert(), py::arg("FT").noconvert(), py::arg("n_threads"),
+        "FT[k_out, k_in] += w[k_out] s[k_in] with w the experts' posterior of the target; "
+        "returns the summed comparison mass.");
+  m.def("saffu_hidden_stats", &hidden_stats_py, py::arg("ids").noconvert(),
+        py::arg("pos").noconvert(), py::arg("kind"), py::arg("K"), py::arg("E").noconvert(),
+        py::arg("W").noconvert(), py::arg("aggregation"), py::arg("codes").noconvert(),
+        py::arg("FT").noconvert(), py::arg("n_threads"),
+        "FT[i, :] += codes[y_t, i] z_t over targets t; returns the summed mass of z.");
+  m.def("saffu_forward", &forward_py, py::arg("ids").noconvert(), py::arg("pos").noconvert(),
+        py::arg("kind"), py::arg("K"), py::arg("E").noconvert(), py::arg("W").noconvert(),
+        py::arg("aggregation"), py::arg("UT").noconvert(), py::arg("start"), py::arg("stop"),
+        py::arg("out").noconvert(), py::arg("n_threads"),
+        "Writes h = softmax(UT z) (or z when UT is (0, 0)) for each target of [start, stop); "
+        "returns the number of rows.");
+}
+
+// ---- Output layer ----
+
+void logsumexp_rows_py(const carray<float>& logits, const carray<float>& bias, carray<double> out,
+                       int n_threads) {
+  require(logits.ndim() == 2 && logits.shape(1) >= 1 && has_shape(bias, {logits.shape(1)}) &&
+              has_shape(out, {logits.shape(0)}),
+          "logsumexp_rows: expected logits (m, V >= 1), bias (V,), out (m,)");
+  without_gil([&] {
+    logsumexp_rows(logits.data(), logits.shape(0), logits.shape(1), bias.data(), out.mutable_data(),
+                   n_threads);
+  });
+}
+
+void def_output(py::module_& m) {
+  m.def("logsumexp_rows", &logsumexp_rows_py, py::arg("logits").noconvert(),
+        py::arg("bias").noconvert(), py::arg("out").noconvert(), py::arg("n_threads"),
+        "out[i] = log(sum_j exp(logits[i, j] + bias[j])).");
+}
+
+}  // namespace
+}  // namespace saffu
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "saffu compiled kernels (C++17). Call through saffu.kernels, which validates inputs.";
+  saffu::def_cooc<float>(m);
+  saffu::def_cooc<double>(m);
+  saffu::def_solve<float>(m);
+  saffu::def_solve<double>(m);
+  saffu::def_saffu_pass(m);
+  saffu::def_output(m);
+#ifdef VERSION_INFO
+  m.attr("__version__") = VERSION_INFO;
+#endif
+}
