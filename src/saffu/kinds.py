@@ -2,7 +2,7 @@
 
 Defined once here, at the bottom of the package (no saffu imports but the errors), so the
 kernel backends, the layers, the config and the PyTorch module all read the same definitions.
-The C++ extension mirrors the codes (``csrc/saffu_pass.cpp``) and exposes them as
+The C++ extension mirrors the codes (``csrc/saffu/saffu_pass.hpp``, an enum) and exposes them as
 ``saffu._core.CONTEXT_KIND_CODES`` / ``AGGREGATION_CODES``; ``tests/test_layers.py`` checks that
 they agree.
 """

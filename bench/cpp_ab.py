@@ -9,7 +9,7 @@ bench/kernels.py. Build the baseline from another commit into a directory, e.g.
       cmake -S /tmp/base -B /tmp/base/build -G Ninja -DCMAKE_BUILD_TYPE=Release \\
         -Dpybind11_DIR=$(python -c "import pybind11; print(pybind11.get_cmake_dir())") && \\
       cmake --build /tmp/base/build
-    PYTHONPATH=src:bench python csrc/tests/ab_bench.py /tmp/base/build/_core*.so src/saffu/_core*.so
+    PYTHONPATH=src:bench python bench/cpp_ab.py /tmp/base/build/_core*.so src/saffu/_core*.so
 """
 
 from __future__ import annotations
