@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--config", default="{}", help="SaffuConfig overrides as JSON")
     parser.add_argument("--json", type=Path, default=Path("bench/out/fit.json"))
     parser.add_argument("--no-baseline", action="store_true", help="skip the Kneser-Ney trigram")
+    parser.add_argument("--dev-only", action="store_true",
+                        help="score dev only (for choosing among candidates: test is scored once, "
+                             "for what dev chose)")
     args = parser.parse_args()
 
     split = shakespeare_split(args.root)
@@ -68,10 +71,11 @@ def main() -> None:
     refit, passes_seconds = timed(SaffuModel(config, tokenizer=tokenizer).fit, train, verbose=0)
     _, tokenizer_seconds = timed(make_tokenizer(config.tokenizer, vocab_size=config.vocab_size).fit,
                                  read_documents(split.train))
-    dev = TokenizedCorpus.from_documents(tokenizer, read_documents(split.dev))
-    test = TokenizedCorpus.from_documents(tokenizer, read_documents(split.test))
+    splits = {"dev": TokenizedCorpus.from_documents(tokenizer, read_documents(split.dev))}
+    if not args.dev_only:
+        splits["test"] = TokenizedCorpus.from_documents(tokenizer, read_documents(split.test))
     scores = {}
-    for name, corpus in (("dev", dev), ("test", test)):
+    for name, corpus in splits.items():
         scores[name], seconds = timed(refit.score, corpus)
         scores[name]["seconds"] = seconds
     result = {
@@ -87,7 +91,7 @@ def main() -> None:
     if not args.no_baseline:
         train_docs = documents_of(train)
         result["kneser_ney_trigram"] = {}
-        for name, corpus in (("dev", dev), ("test", test)):
+        for name, corpus in splits.items():
             kn = kneser_ney_perplexity(train_docs, documents_of(corpus), tokenizer.vocab_size, order=3)
             kn["bits_per_char"] = kn["nll"] * kn["tokens"] / (math.log(2) * corpus.n_characters)
             result["kneser_ney_trigram"][name] = kn
@@ -113,8 +117,10 @@ def print_table(result: dict) -> None:
     if "kneser_ney_trigram" in result:
         rows.append(("Kneser-Ney trigram", result["kneser_ney_trigram"]))
     for name, s in rows:
+        test = s.get("test")
+        test_cells = f"{test['perplexity']:.1f} | {test['bits_per_char']:.3f}" if test else "- | -"
         print(f"| {name} | {s['dev']['perplexity']:.1f} | {s['dev']['bits_per_char']:.3f} | "
-              f"{s['test']['perplexity']:.1f} | {s['test']['bits_per_char']:.3f} |")
+              f"{test_cells} |")
 
 
 if __name__ == "__main__":

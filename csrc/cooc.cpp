@@ -27,6 +27,7 @@ namespace saffu {
 namespace {
 
 constexpr int64_t kPrefetchAhead = 2;  // examples ahead of the one being added
+constexpr int64_t kSparseRowPrefetchBytes = 4096;  // widest target row the sparse kernel prefetches
 
 // Hint the cache to fetch [data, data + bytes), for reading (kWrite = 0) or updating (1).
 template <int kWrite>
@@ -145,7 +146,12 @@ void sparse_onehot(double* ft, int64_t N, int64_t D, const int64_t* ptr, const i
         double* __restrict row = ft + t * D;
         for (int64_t p = ptr[m]; p < ptr[m + 1]; ++p) row[idx[p]] += static_cast<double>(w[p]);
       },
-      [=](int64_t t) { prefetch<1>(ft + t * D, D * 8); });
+      // Prefetching the whole target row pays only while it is short: a wide row (e.g. the
+      // output layer's skip columns, 8,192 wide with 1-2 nonzeros per example) would stream
+      // 64 KB per example for a few 8-byte updates.
+      [=](int64_t t) {
+        if (D * 8 <= kSparseRowPrefetchBytes) prefetch<1>(ft + t * D, D * 8);
+      });
 }
 
 }  // namespace

@@ -320,12 +320,14 @@ def test_skip_inputs_feed_the_output_layer(skip, tmp_path, held_out):
     for ids, pos in corpus.chunks():
         previous = model.previous_tokens(ids, pos)
         inputs = np.hstack([model.hidden_states(ids, pos), *[vectors[previous[:, k]] for k in range(skip)]])
-        logits = inputs.astype(np.float64) @ model.output_t.T.astype(np.float64) + model.output_bias
+        weight_t = np.hstack([model.output_t, model.skip_weight.T]).astype(np.float64)
+        logits = inputs.astype(np.float64) @ weight_t.T + model.output_bias
         y = ids[pos > 0]
         expected.append(logits[np.arange(len(y)), y] - np.log(np.exp(logits).sum(axis=1)))
     ids, pos = next(iter(corpus.chunks()))
     np.testing.assert_allclose(model.target_log_proba(ids, pos), expected[0], rtol=1e-5, atol=1e-5)
-    assert model.output_t.shape[1] == 3 * model.labels.bits + skip * model.cipher.bits
+    assert model.output_t.shape[1] == 3 * model.labels.bits
+    assert model.skip_weight.shape == (skip * model.cipher.bits, model.vocab_size)
     loaded = SaffuModel.load(model.save(tmp_path / "m"))
     assert loaded.score(held_out)["perplexity"] == pytest.approx(model.score(held_out)["perplexity"])
     assert model.generate("ab", max_tokens=5, seed=1) == loaded.generate("ab", max_tokens=5, seed=1)

@@ -32,18 +32,20 @@ from saffu.corpus import TokenizedCorpus
 from saffu.errors import InvalidParameterError, ModelFormatError, NotFittedError
 from saffu.explicit import ExplicitStats
 from saffu.kinds import Aggregation
-from saffu.layers import ContextLayer, SkipInputs, previous_tokens, target_batches
+from saffu.layers import ContextLayer, SkipInputs, previous_tokens, split_output, target_batches
 from saffu.temperature import choose_tau, output_pass_choosing_tau
 from saffu.tokenize import Tokenizer, make_tokenizer
 
-OUTPUT_BATCH_FLOATS = 2**22  # floats of h (16 MB) held at once while accumulating the output statistics
+OUTPUT_BATCH_FLOATS = 2**24  # floats of h (64 MB) held at once while accumulating the output statistics
+# (the output pass's kernel set-up is per batch: 2**22 made it 2x slower, bench/RESULTS.md)
 
 
 class SaffuModel(Protocol):
     """What the fit reads and writes of a model (:class:`saffu.model.SaffuModel` has it all).
 
     The fit fills ``tokenizer`` (if missing), ``cipher``, ``labels``, ``layers``, ``output_t``,
-    ``output_bias``, ``fit_state`` and ``fit_info``; it never imports the model class.
+    ``output_bias``, ``skip_weight``, ``fit_state`` and ``fit_info``; it never imports the model
+    class.
     """
 
     config: SaffuConfig
@@ -53,6 +55,7 @@ class SaffuModel(Protocol):
     layers: list[ContextLayer]
     output_t: np.ndarray | None
     output_bias: np.ndarray | None
+    skip_weight: np.ndarray | None
     fit_info: dict[str, Any]
     fit_state: FitState
 
@@ -63,6 +66,15 @@ class SaffuModel(Protocol):
     def vocab_size(self) -> int: ...
 
     def encode(self, documents: Iterable[str] | TokenizedCorpus) -> TokenizedCorpus: ...
+
+    def hidden_states(self, ids: np.ndarray, pos: np.ndarray, start: int = 0,
+                      stop: int | None = None) -> np.ndarray: ...
+
+    def previous_tokens(self, ids: np.ndarray, pos: np.ndarray, start: int = 0,
+                        stop: int | None = None) -> np.ndarray: ...
+
+    def output_products(self, hidden: np.ndarray, previous: np.ndarray | None,
+                        weights: tuple[np.ndarray, np.ndarray | None] | None = None) -> np.ndarray: ...
 
 
 @dataclass
@@ -271,7 +283,7 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
 def solve_output(model: SaffuModel, stats: PassStatistics) -> None:
     config = model.config
     solved = stats.stats["output"].solve(alpha=config.alpha, tau=config.output_tau, form="bias")
-    model.output_t = np.ascontiguousarray(solved.weight_t, dtype=np.float32)
+    model.output_t, model.skip_weight = split_output(model, solved.weight_t)
     model.output_bias = solved.bias.astype(np.float32)
 
 

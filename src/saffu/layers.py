@@ -28,7 +28,7 @@ from saffu.errors import InvalidParameterError
 from saffu.kinds import Aggregation, ContextKind
 
 __all__ = ["Aggregation", "ContextKind", "ContextLayer", "ContextSpec", "SkipInputs",
-           "previous_tokens", "target_batches", "unique_rows"]
+           "previous_tokens", "split_output", "target_batches", "unique_rows"]
 
 
 @dataclass(frozen=True)
@@ -144,3 +144,14 @@ class SkipInputs:
         rows = np.where(tokens < 0, none, tokens)
         return sp.hstack([self._rows[rows[:, k]] for k in range(self.lags)], format="csr",
                          dtype=np.float32)
+
+
+def split_output(model, weight_t: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A solved output layer (V, n_contexts·D + S·bits) as the model holds it: ``output_t``
+    (V, n_contexts·D) and, with skip inputs (``model.config.skip``), ``skip_weight``
+    (S·bits, V), input-major so that a sparse skip row gathers contiguous rows."""
+    width = sum(layer.hidden_t.shape[0] for layer in model.layers)
+    output_t = np.ascontiguousarray(weight_t[:, :width], dtype=np.float32)
+    if not model.config.skip:
+        return output_t, None
+    return output_t, np.ascontiguousarray(weight_t[:, width:].T, dtype=np.float32)

@@ -70,6 +70,7 @@ class SaffuModel:
     layers: list[ContextLayer] = field(default_factory=list)
     output_t: np.ndarray | None = None  # (V, n_contexts·D) float32
     output_bias: np.ndarray | None = None  # (V,) float32
+    skip_weight: np.ndarray | None = None  # (S·bits, V) float32, input-major; None without skip
     fit_info: dict[str, Any] = field(default_factory=dict)
     fit_state: FitState = field(default_factory=FitState, repr=False)
 
@@ -128,6 +129,8 @@ class SaffuModel:
                 counts[f"{layer.spec.name}.attention"] = int(layer.attention.size)
             counts[f"{layer.spec.name}.hidden"] = int(layer.hidden_t.size)
         counts["output"] = int(self.output_t.size)
+        if self.skip_weight is not None:
+            counts["skip"] = int(self.skip_weight.size)
         counts["output_bias"] = int(self.output_bias.size)
         return counts
 
@@ -164,17 +167,17 @@ class SaffuModel:
         return self.output_products(hidden, previous) + self.output_bias
 
     def output_products(self, hidden: np.ndarray, previous: np.ndarray | None,
-                        weight_t: np.ndarray | None = None) -> np.ndarray:
-        """``[h, skip vectors] · weight_tᵀ`` (m, V): the logits without the bias, for the output
-        weights ``weight_t`` (V, width) (default: the model's ``output_t``)."""
-        weight_t = self.output_t if weight_t is None else weight_t
-        width = hidden.shape[1]
-        products = hidden @ (weight_t[:, :width].T if self.config.skip else weight_t.T)
+                        weights: tuple[np.ndarray, np.ndarray | None] | None = None) -> np.ndarray:
+        """``h Oᵀ + x_skip S`` (m, V): the logits without the bias, for the output weights
+        ``weights = (output_t (V, n_contexts·D), skip_weight (S·bits, V) or None)`` (default: the
+        model's). The skip inputs are sparse rows, so their part gathers rows of ``skip_weight``."""
+        output_t, skip_weight = (self.output_t, self.skip_weight) if weights is None else weights
+        products = hidden @ output_t.T
         if self.config.skip:
             if previous is None:
                 raise InvalidParameterError(f"this model reads the last {self.config.skip} tokens "
                                             "too: pass previous=model.previous_tokens(...)")
-            products += np.asarray(self._skip_inputs().matrix(previous) @ weight_t[:, width:].T,
+            products += np.asarray(self._skip_inputs().matrix(previous) @ skip_weight,
                                    dtype=products.dtype)
         return products
 
@@ -202,7 +205,7 @@ class SaffuModel:
         reads only the last token) share one row of the output product, the cost of scoring.
         """
         self._require_fitted()
-        batch = max(BATCH_TARGETS, SCORE_BATCH_FLOATS // self.output_t.shape[1])
+        batch = max(BATCH_TARGETS, SCORE_BATCH_FLOATS // max(self.output_t.shape[1], 1))
         pieces = []
         for start, stop in target_batches(pos, batch):
             hidden = self.hidden_states(ids, pos, start, stop)
@@ -322,6 +325,8 @@ class SaffuModel:
         self._require_fitted()
         arrays = {"cipher": self.cipher.vectors, "labels": self.labels.vectors,
                   "output_t": self.output_t, "output_bias": self.output_bias}
+        if self.skip_weight is not None:
+            arrays["skip_weight"] = self.skip_weight
         for i, layer in enumerate(self.layers):
             arrays[f"layers.{i}.attention"] = layer.attention
             arrays[f"layers.{i}.hidden_t"] = layer.hidden_t
@@ -379,6 +384,7 @@ class SaffuModel:
                 labels=Cipher.load(directory / "labels.json"),
                 output_t=arrays["output_t"],
                 output_bias=arrays["output_bias"],
+                skip_weight=arrays["skip_weight"] if config.skip else None,
                 fit_info=dict(manifest.get("fit_info", {})),
             )
             model.layers = [
@@ -476,8 +482,9 @@ def _check_shapes(model: SaffuModel, directory: Path) -> None:
     vocab = model.tokenizer.vocab_size
     bits = model.cipher.vectors.shape[1]
     width = model.labels.vectors.shape[1]
-    expected = {"output_t": (vocab, width * len(model.layers) + config.skip * bits),
-                "output_bias": (vocab,)}
+    expected = {"output_t": (vocab, width * len(model.layers)), "output_bias": (vocab,)}
+    if config.skip:
+        expected["skip_weight"] = (config.skip * bits, vocab)
     for i, layer in enumerate(model.layers):
         expected[f"layers.{i}.attention"] = (layer.spec.size, layer.spec.size)
         expected[f"layers.{i}.hidden_t"] = (width, layer.spec.input_dim(bits, config.aggregation))

@@ -37,6 +37,7 @@ import numpy as np
 from saffu import kernels
 from saffu.corpus import CHUNK_TOKENS, TokenizedCorpus
 from saffu.explicit import ExplicitStats
+from saffu.layers import split_output
 
 if TYPE_CHECKING:
     from saffu.fit import PassStatistics, Stage
@@ -154,7 +155,8 @@ def golden_section_log(f: Callable[[float], float], lo: float, hi: float, n_eval
 
 
 Products = Callable[[np.ndarray], np.ndarray]
-"""``products(weight_t) -> (m, V)``: the scored targets' output inputs times ``weight_tᵀ``."""
+"""``products(weight_t) -> (m, V)``: the scored targets' output inputs times ``weight_tᵀ``
+(``weight_t`` (V, inputs) as the output solve returns it)."""
 
 
 def choose_output_tau(stats: ExplicitStats, products: Products, targets: np.ndarray, alpha: float,
@@ -194,7 +196,11 @@ def held_out_inputs(model: SaffuModel, held_out: TokenizedCorpus) -> tuple[Produ
         previous.append(model.previous_tokens(ids, pos))
         targets.append(ids[pos > 0].astype(np.int64))
     hidden, tokens = np.concatenate(states), np.concatenate(previous)
-    return (lambda weight_t: model.output_products(hidden, tokens, weight_t)), np.concatenate(targets)
+
+    def products(weight_t: np.ndarray) -> np.ndarray:
+        return model.output_products(hidden, tokens, split_output(model, weight_t))
+
+    return products, np.concatenate(targets)
 
 
 def output_pass_choosing_tau(
