@@ -1,31 +1,37 @@
 """Warm vs cold backpropagation on the Shakespeare split (METHOD.md §7, claims 1 and 2).
 
 For training sets of about 10k, 100k and 1M tokens (prefixes of the train documents, by
-tokens) and one wall-clock budget per run, four ways to spend it:
+tokens) and each budget of seconds, four ways to spend it:
 
 - ``explicit``: the explicit fit only (its fit time);
 - ``cold``: backprop from a random init (:func:`saffu.torch.cold_start`);
-- ``warm``: the explicit fit, then backprop from its weights for the rest of the budget;
+- ``warm``: the explicit fit, then backprop from its weights for the rest of the budget (the
+  trainer's warm-start learning-rate scales, :data:`saffu.trainer.WARM_LR_SCALES`);
 - ``transformer``: a standard causal transformer from PyTorch's own layers
   (``nn.TransformerEncoder``, causal mask, token + position embeddings, tied output), with a
   parameter count matched to the SAFFU model, trained by backprop for the same budget;
 
-plus an interpolated Kneser-Ney trigram on the same tokens (``saffu.ngram.KneserNey``) for scale.
-Every method uses one BPE tokenizer (vocabulary 4096) fitted on the whole train split; the
-default SAFFU config is small (radial 8 + document, D = 64 per context model) so that the full
-run fits in about 15 minutes on 2 cores.
+plus an interpolated Kneser-Ney trigram on the same tokens (``saffu.ngram``) for scale.
+Every method uses one BPE tokenizer (vocabulary 4096) fitted on the whole train split. The SAFFU
+model is ``SaffuConfig()`` as shipped (whatever the defaults are when the script runs);
+``--old-config`` gives the config of the first recorded run (radial 8 + document, D = 64, sum).
 
-Learning rates (``--lr-*``) are the best of a sweep on the dev subset at 100k tokens and 30 s
-(bench/RESULTS.md). Seconds are training wall-clock, evaluations excluded; warm runs include
-their fit time, so every run ends at the same budget. Tokens seen are targets trained on (the
-explicit fit counts each of its streaming passes over the corpus). Curves (dev and test
-perplexity vs seconds and vs tokens seen) are measured on fixed subsets of dev and test
-(``--curve-tokens``, the first tokens of each document) at geometrically spaced steps, and
-early stopping keeps the weights best on the dev subset; the final numbers (table) score those
-weights on the whole dev and test sets.
+Budgets: ``--seconds`` for every size, and ``--long-seconds`` also for the ``--long-sizes``.
+``--clock cpu`` (default) counts CPU seconds of the process (``time.process_time``; with
+``--threads 1`` this is steady on a shared machine), ``--clock wall`` wall-clock seconds.
+Seconds exclude evaluations; warm runs include their fit time, so every run ends at the same
+budget. Tokens seen are targets trained on (the explicit fit counts each of its streaming passes
+over the corpus). Curves (dev and test perplexity vs seconds and vs tokens seen) are measured on
+fixed subsets of dev and test (``--curve-tokens``, the first tokens of each document) at
+geometrically spaced steps, and early stopping keeps the weights best on the dev subset; the
+final numbers (table) score those weights on the whole dev and test sets.
 
-    python bench/warm_vs_cold.py                     # full run, ~15 min on 2 cores
-    python bench/warm_vs_cold.py --quick             # ~2-3 min: 10k and 100k tokens, 10 s runs
+    python bench/warm_vs_cold.py                     # full run, ~1 h of one core
+    python bench/warm_vs_cold.py --quick             # 10k and 100k tokens, 10 s runs
+    # the same full run in two processes, then one table and figure:
+    python bench/warm_vs_cold.py --sizes 1000000 --out bench/out/wvc_1m.json
+    python bench/warm_vs_cold.py --sizes 10000 100000 --out bench/out/wvc_small.json
+    python bench/warm_vs_cold.py --merge bench/out/wvc_small.json bench/out/wvc_1m.json
 
 Writes ``bench/out/warm_vs_cold.json`` and ``.png`` (git-ignored), copies the figure to
 ``docs/img/warm_vs_cold.png`` (not with ``--quick``) and prints a Markdown table.
@@ -225,10 +231,12 @@ def final_scores(score: Callable[[str, str], dict[str, float]]) -> dict[str, flo
 
 
 def run_explicit(config: SaffuConfig, tokenizer: Any, train_corpus: TokenizedCorpus,
-                 evaluator: Evaluator, threads: int) -> tuple[dict[str, Any], SaffuModel]:
-    model = SaffuModel(config, tokenizer=tokenizer).fit(train_corpus, n_jobs=threads, verbose=0)
+                 evaluator: Evaluator, args: argparse.Namespace) -> tuple[dict[str, Any], SaffuModel]:
+    clock = Stopwatch(args.clock)
+    model = SaffuModel(config, tokenizer=tokenizer).fit(train_corpus, n_jobs=args.threads, verbose=0)
+    seconds = clock.seconds
     module = to_torch(model)
-    point = {"seconds": model.fit_info["seconds"],
+    point = {"seconds": seconds,
              "tokens_seen": len(stages_for(model)) * train_corpus.n_tokens,
              "dev_perplexity": evaluator.saffu(module, "dev", "curve")["perplexity"],
              "test_perplexity": evaluator.saffu(module, "test", "curve")["perplexity"]}
@@ -246,7 +254,7 @@ def run_backprop(module: Any, train_corpus: TokenizedCorpus, evaluator: Evaluato
     history = train(module, train_corpus, evaluator.curve["dev"]["corpus"], lr=lr,
                     batch_targets=args.batch_targets, epochs=None, max_seconds=seconds,
                     warmup_steps=args.warmup_steps, eval_every=args.eval_every, eval_growth=2.0,
-                    seed=args.seed, n_jobs=args.threads, verbose=0, on_eval=add_test)
+                    seed=args.seed, n_jobs=args.threads, verbose=0, on_eval=add_test, clock=args.clock)
     points = [{"seconds": r["seconds"] + offset["seconds"],
                "tokens_seen": r["tokens_seen"] + offset["tokens_seen"],
                "dev_perplexity": r["dev_perplexity"], "test_perplexity": r["test_perplexity"],
@@ -270,7 +278,8 @@ def run_transformer(model: CausalTransformer, train_docs: Documents, evaluator: 
         rng = np.random.default_rng(args.seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr_transformer, weight_decay=0.01)
         budget = Budget(None, seconds, None, len(stream) - 1)
-        clock, step, tokens, next_eval, gap = Stopwatch(), 0, 0, args.eval_every, float(args.eval_every)
+        clock, step, tokens = Stopwatch(args.clock), 0, 0
+        next_eval, gap = args.eval_every, float(args.eval_every)
         best_state, best = None, math.inf
 
         def record() -> None:
@@ -315,35 +324,37 @@ def kneser_ney_perplexity(train_docs: Documents, eval_docs: Documents, vocab_siz
     return ngram.kneser_ney_perplexity(train_docs, eval_docs, vocab_size, order=3)["perplexity"]
 
 
-def run_size(size: int, data: dict[str, Any], evaluator: Evaluator,
+def run_size(size: int, budgets: list[float], data: dict[str, Any], evaluator: Evaluator,
              args: argparse.Namespace) -> dict[str, Any]:
+    """Every method at one training-set size, for each budget of seconds; one explicit fit."""
     tokenizer = data["tokenizer"]
     train_docs = head(data["train"], size)
     train_corpus = as_corpus(train_docs, tokenizer)
     config = saffu_config(args)
     results: dict[str, Any] = {"train_tokens": train_corpus.n_tokens,
-                               "train_documents": train_corpus.n_documents}
+                               "train_documents": train_corpus.n_documents, "budgets": {}}
     log(f"size {size:,}: {train_corpus.n_tokens:,} tokens in {train_corpus.n_documents} documents")
-    explicit, model = run_explicit(config, tokenizer, train_corpus, evaluator, args.threads)
+    explicit, model = run_explicit(config, tokenizer, train_corpus, evaluator, args)
     fit = explicit["points"][0]
     if "explicit" in args.methods:
         results["explicit"] = explicit
-        log(f"  explicit    {_summary(explicit)}")
-    if "cold" in args.methods:
-        template = SaffuModel(config, tokenizer=tokenizer)
-        prepare(template, train_corpus)
-        results["cold"] = run_backprop(cold_start(template, args.seed), train_corpus, evaluator,
-                                       args.seconds, args.lr_cold, {"seconds": 0.0, "tokens_seen": 0}, args)
-        log(f"  cold        {_summary(results['cold'])}")
-    if "warm" in args.methods:
-        results["warm"] = run_backprop(to_torch(model), train_corpus, evaluator,
-                                       max(args.seconds - fit["seconds"], 1.0), args.lr_warm, fit, args)
-        log(f"  warm        {_summary(results['warm'])}")
-    if "transformer" in args.methods:
-        with torch_runtime(args.seed, args.threads):
-            transformer = matched_transformer(tokenizer.vocab_size, explicit["parameters"], args)
-        results["transformer"] = run_transformer(transformer, train_docs, evaluator, args.seconds, args)
-        log(f"  transformer {_summary(results['transformer'])}")
+        log(f"  explicit       {_summary(explicit)}")
+    for seconds in budgets:
+        runs = results["budgets"][f"{seconds:g}"] = {}
+        if "cold" in args.methods:
+            template = SaffuModel(config, tokenizer=tokenizer)
+            prepare(template, train_corpus)
+            runs["cold"] = run_backprop(cold_start(template, args.seed), train_corpus, evaluator, seconds,
+                                        args.lr_cold, {"seconds": 0.0, "tokens_seen": 0}, args)
+        if "warm" in args.methods:
+            runs["warm"] = run_backprop(to_torch(model), train_corpus, evaluator,
+                                        max(seconds - fit["seconds"], 1.0), args.lr_warm, fit, args)
+        if "transformer" in args.methods:
+            with torch_runtime(args.seed, args.threads):
+                transformer = matched_transformer(tokenizer.vocab_size, explicit["parameters"], args)
+            runs["transformer"] = run_transformer(transformer, train_docs, evaluator, seconds, args)
+        for method, result in runs.items():
+            log(f"  {method:<11} {seconds:>4g} s {_summary(result)}")
     results["kneser_ney_3"] = {
         f"{part}_perplexity{suffix}": kneser_ney_perplexity(train_docs, data[which][part]["docs"],
                                                              tokenizer.vocab_size)
@@ -358,11 +369,14 @@ def _summary(result: dict[str, Any]) -> str:
             f"test {final['test_perplexity']:8.2f}")
 
 
+OLD_CONFIG = {**PREVIOUS_DEFAULTS, "hidden": 64, "radial": 8, "block": 0, "document": True}
+"""The SAFFU config of the first recorded run (``--old-config``): radial 8 + document, D 64, sum."""
+
+
 def saffu_config(args: argparse.Namespace) -> SaffuConfig:
-    # The recorded runs used the defaults of their time; the options override them.
-    return SaffuConfig(**{**PREVIOUS_DEFAULTS, "tokenizer": "bpe", "vocab_size": args.vocab_size,
-                          "hidden": args.hidden, "radial": args.radial, "block": args.block,
-                          "document": args.document})
+    """``SaffuConfig()`` as shipped (or :data:`OLD_CONFIG`) at the benchmark's vocabulary size."""
+    old = OLD_CONFIG if args.old_config else {}
+    return SaffuConfig(**{**old, "tokenizer": "bpe", "vocab_size": args.vocab_size})
 
 
 def log(message: str) -> None:
@@ -389,23 +403,32 @@ def load_data(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+def panels(results: dict[str, Any]) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """(size results, budget, methods) for every size and budget; the explicit run in each."""
+    out = []
+    for runs in results["sizes"].values():
+        for budget, methods in runs["budgets"].items():
+            explicit = {"explicit": runs["explicit"]} if "explicit" in runs else {}
+            out.append((runs, budget, {**explicit, **methods}))
+    return out
+
+
 def plot(results: dict[str, Any], curve_tokens: int | None, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = list(results["sizes"])
-    fig, axes = plt.subplots(2, len(sizes), figsize=(4.2 * len(sizes), 7.2), squeeze=False)
+    columns = panels(results)
+    fig, axes = plt.subplots(2, len(columns), figsize=(4.2 * len(columns), 7.2), squeeze=False)
     colors = {"explicit": "black", "cold": "tab:blue", "warm": "tab:red", "transformer": "tab:green"}
-    for column, size in enumerate(sizes):
-        runs = results["sizes"][size]
+    for column, (runs, budget, methods) in enumerate(columns):
         for row, axis_key in enumerate(("seconds", "tokens_seen")):
             ax = axes[row][column]
             for method in METHODS:
-                if method not in runs:
+                if method not in methods:
                     continue
-                points = [p for p in runs[method]["points"] if p["tokens_seen"] > 0]  # log axes
+                points = [p for p in methods[method]["points"] if p["tokens_seen"] > 0]  # log axes
                 single = method == "explicit"
                 ax.plot([p[axis_key] for p in points], [p["dev_perplexity"] for p in points],
                         marker="*" if single else ".", markersize=12 if single else 5,
@@ -414,8 +437,9 @@ def plot(results: dict[str, Any], curve_tokens: int | None, path: Path) -> None:
                        label="Kneser-Ney 3-gram")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_xlabel("training seconds" if axis_key == "seconds" else "tokens seen")
-            ax.set_title(f"train {runs['train_tokens']:,} tokens")
+            clock = results["options"]["clock"]
+            ax.set_xlabel(f"training seconds ({clock})" if axis_key == "seconds" else "tokens seen")
+            ax.set_title(f"train {runs['train_tokens']:,} tokens, {budget} s")
             if column == 0:
                 subset = "dev subset" if curve_tokens else "dev"
                 ax.set_ylabel(f"{subset} perplexity")
@@ -427,17 +451,17 @@ def plot(results: dict[str, Any], curve_tokens: int | None, path: Path) -> None:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| train tokens | method | parameters | seconds | tokens seen | dev ppl | test ppl "
-             "| test bits/char |", "|---|---|---|---|---|---|---|---|"]
-    for runs in results["sizes"].values():
+    lines = ["| train tokens | budget (s) | method | parameters | seconds | tokens seen | dev ppl "
+             "| test ppl | test bits/char |", "|---|---|---|---|---|---|---|---|---|"]
+    for runs, budget, methods in panels(results):
         for method in METHODS:
-            if method in runs:
-                r, f = runs[method], runs[method]["final"]
-                lines.append(f"| {runs['train_tokens']:,} | {method} | {r['parameters']:,} | "
+            if method in methods:
+                r, f = methods[method], methods[method]["final"]
+                lines.append(f"| {runs['train_tokens']:,} | {budget} | {method} | {r['parameters']:,} | "
                              f"{f['seconds']:.1f} | {f['tokens_seen']:,} | {f['dev_perplexity']:.1f} | "
                              f"{f['test_perplexity']:.1f} | {f['test_bits_per_char']:.3f} |")
         kn = runs["kneser_ney_3"]
-        lines.append(f"| {runs['train_tokens']:,} | Kneser-Ney 3-gram | | | | {kn['dev_perplexity']:.1f} | "
+        lines.append(f"| {runs['train_tokens']:,} | | Kneser-Ney 3-gram | | | | {kn['dev_perplexity']:.1f} | "
                      f"{kn['test_perplexity']:.1f} | |")
     return "\n".join(lines)
 
@@ -454,19 +478,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=SHAKESPEARE, help="the Shakespeare corpus directory")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
                         help="training-set sizes in tokens")
-    parser.add_argument("--seconds", type=float, default=45.0, help="wall-clock budget of each run")
+    parser.add_argument("--seconds", type=float, default=60.0, help="budget of every run (see --clock)")
+    parser.add_argument("--long-seconds", type=float, default=600.0,
+                        help="a second budget, for the --long-sizes only")
+    parser.add_argument("--long-sizes", type=int, nargs="*", default=[1_000_000],
+                        help="sizes that also get --long-seconds")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="what the budgets count: CPU seconds of the process, or wall-clock")
+    parser.add_argument("--old-config", action="store_true",
+                        help="the SAFFU config of the first recorded run instead of SaffuConfig()")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="no runs: merge these JSON outputs (sizes in order) into --out, figure, table")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--quick", action="store_true",
-                        help="sizes 10k and 100k, 10 s runs, smaller evaluation sets (~2-3 min)")
+                        help="sizes 10k and 100k, 10 s runs only, smaller evaluation sets")
     parser.add_argument("--curve-tokens", type=int, default=10_000,
                         help="dev and test tokens scored at every curve point (each split)")
     parser.add_argument("--final-tokens", type=int, default=None,
                         help="dev and test tokens of the final scores (default: whole splits)")
     parser.add_argument("--vocab-size", type=int, default=4096)
-    parser.add_argument("--hidden", type=int, default=64, help="SAFFU D per context model")
-    parser.add_argument("--radial", type=int, default=8)
-    parser.add_argument("--block", type=int, default=0)
-    parser.add_argument("--document", type=lambda s: s.lower() in ("1", "true", "yes"), default=True)
     parser.add_argument("--lr-cold", type=float, default=0.1)
     parser.add_argument("--lr-warm", type=float, default=0.1)
     parser.add_argument("--lr-transformer", type=float, default=1e-2)
@@ -476,19 +506,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--context", type=int, default=64, help="transformer context length")
     parser.add_argument("--layers", type=int, default=2, help="transformer layers")
     parser.add_argument("--heads", type=int, default=4, help="transformer attention heads")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+    parser.add_argument("--threads", type=int, default=1,
                         help="threads of every method (kernels and PyTorch)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT / "warm_vs_cold.json")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.seconds = [10_000, 100_000], 10.0
+        args.sizes, args.seconds, args.long_sizes = [10_000, 100_000], 10.0, []
         args.curve_tokens, args.final_tokens = 3_000, 10_000
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.merge:
+        results = merge([json.loads(path.read_text()) for path in args.merge])
+    else:
+        results = run_all(args, argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    figure = args.out.with_suffix(".png")
+    plot(results, results["options"]["curve_tokens"], figure)
+    if not args.quick:  # a quick run is a smoke test: it leaves the documented figure alone
+        FIGURE_COPY.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(figure, FIGURE_COPY)
+    print(table(results))
+    log(f"wrote {args.out} and {figure}")
+
+
+def run_all(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     started = time.perf_counter()
     data = load_data(args)
     evaluator = Evaluator(data["curve"], data["final"])
@@ -501,18 +547,26 @@ def main(argv: list[str] | None = None) -> None:
                         for which in ("curve", "final")},
         "sizes": {}}
     for size in args.sizes:
-        results["sizes"][str(size)] = run_size(size, data, evaluator, args)
+        budgets = [args.seconds] + ([args.long_seconds] if size in args.long_sizes else [])
+        results["sizes"][str(size)] = run_size(size, budgets, data, evaluator, args)
     results["total_seconds"] = time.perf_counter() - started
     results["machine"]["load_average_1min_end"] = os.getloadavg()[0]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    figure = args.out.with_suffix(".png")
-    plot(results, args.curve_tokens, figure)
-    if not args.quick:  # a quick run is a smoke test: it leaves the documented figure alone
-        FIGURE_COPY.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(figure, FIGURE_COPY)
-    print(table(results))
-    log(f"total {results['total_seconds']:.0f} s; wrote {args.out} and {figure}")
+    log(f"total {results['total_seconds']:.0f} s wall")
+    return results
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several runs of the same setup (different sizes): their sizes in order,
+    every command, machine record and total time."""
+    settings = {json.dumps({k: part[k] for k in ("config", "eval_tokens")}, sort_keys=True) for part in parts}
+    clocks = {part["options"]["clock"] for part in parts}
+    if len(settings) != 1 or len(clocks) != 1:
+        raise ValueError("the runs to merge differ in config, evaluation sets or clock")
+    merged = {**parts[0], "sizes": {}, "merged": [
+        {k: part[k] for k in ("command", "machine", "total_seconds")} for part in parts]}
+    for part in parts:
+        merged["sizes"].update(part["sizes"])
+    return merged
 
 
 if __name__ == "__main__":

@@ -185,8 +185,9 @@ def test_stopwatch_excludes_pauses():
 
 def test_patience_stops_and_keeps_the_best_weights(model, corpus, dev):
     module = to_torch(model)
-    # A learning rate far too high makes dev perplexity worse than at the start at once.
-    history = train(module, corpus, dev, lr=1.0, epochs=50, patience=2, **{**FAST, "warmup_steps": 0})
+    # A learning rate far too high (in every group) makes dev perplexity worse than at the start at once.
+    history = train(module, corpus, dev, lr=1.0, epochs=50, patience=2, lr_scales={},
+                    **{**FAST, "warmup_steps": 0})
     assert history.stopped == "patience"
     assert len(history) == 3 and history[1]["dev_perplexity"] > history[0]["dev_perplexity"]
     assert evaluate(module, dev)["perplexity"] == pytest.approx(history[0]["dev_perplexity"], rel=1e-6)

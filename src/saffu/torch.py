@@ -188,6 +188,20 @@ class SaffuModule(nn.Module):
         self.output_t = nn.Parameter(output_t)
         self.output_bias = nn.Parameter(output_bias)
         self.template: SaffuModel | None = None  # tokenizer, config and codes for from_torch
+        self.start = "given"  # "explicit" (to_torch) or "random" (cold_start): the trainer's defaults
+
+    @property
+    def cipher_thawed(self) -> bool:
+        """Whether the cipher vectors are a trained parameter (not a frozen buffer)."""
+        return isinstance(self.cipher, nn.Parameter)
+
+    def thaw_cipher(self) -> None:
+        """Turn the frozen cipher buffer into a parameter, in place (same values and name)."""
+        if self.cipher_thawed:
+            raise ValueError("the cipher is already thawed")
+        vectors = self.cipher
+        del self.cipher  # removes the buffer
+        self.cipher = nn.Parameter(vectors)
 
     def forward(self, batch: ContextBatch) -> Tensor:
         """(n, V) next-token log-probabilities of the batch's targets."""
@@ -242,7 +256,7 @@ def to_torch(model: SaffuModel, thaw_cipher: bool = False) -> SaffuModule:
         model.config.context_specs, model.config.aggregation, _tensor(model.cipher.vectors), attention,
         [_tensor(layer.hidden_t) for layer in model.layers], _tensor(model.output_t),
         _tensor(model.output_bias), thaw_cipher=thaw_cipher)
-    module.template = model
+    module.template, module.start = model, "explicit"
     return module
 
 
@@ -269,7 +283,7 @@ def from_torch(module: SaffuModule, model: SaffuModel | None = None) -> SaffuMod
                          "(the model passed to to_torch or cold_start)")
     _check_template(module, template)
     cipher = template.cipher
-    if isinstance(module.cipher, nn.Parameter):
+    if module.cipher_thawed:
         cipher = cipher.with_vectors(_array(module.cipher))
     layers = [
         ContextLayer(spec, _array(module.attention[str(i)]) if spec.attends
@@ -322,7 +336,7 @@ def cold_start(config_or_model: SaffuConfig | SaffuModel, seed: int = 0, *,
     module = SaffuModule(specs, config.aggregation, _tensor(cipher.vectors), attention, hidden_t,
                          _uniform_fan_in(vocab, width * len(specs), generator), torch.zeros(vocab),
                          thaw_cipher=thaw_cipher)
-    module.template = model
+    module.template, module.start = model, "random"
     return module
 
 

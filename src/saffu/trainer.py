@@ -17,7 +17,7 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,15 @@ if TYPE_CHECKING:
 EVAL_BATCH_TARGETS = 4096  # targets per evaluation batch (bounds memory at 4096 × V floats)
 LR_FLOOR = 0.1  # the cosine schedule ends at this fraction of the peak learning rate
 STOP_REASONS = ("epochs", "max_tokens", "max_seconds", "patience")
+PARAMETER_GROUPS = ("attention", "hidden", "output", "bias", "cipher")
+"""The parameter groups of a :class:`~saffu.torch.SaffuModule` (W, U, O, o, cipher vectors)."""
+WARM_LR_SCALES = {"output": 0.03, "bias": 0.03}
+"""Learning-rate multipliers of a warm start (unnamed groups: 1). The explicit O and o are
+log-probabilities whose rare-token rows get tiny, one-signed gradients; Adam scales each
+coordinate to a step of about ``lr``, so at ``lr`` = 0.1 the first steps lower every rare
+token's log-probability by about a nat and dev perplexity rises (bench/warm_start.py)."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+"""The clocks a budget in seconds may count: wall-clock, or CPU seconds of the process."""
 
 
 class History(list):
@@ -120,17 +129,22 @@ def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
 
 
 class Stopwatch:
-    """Wall-clock seconds since construction, not counting the time spent inside :meth:`paused`
-    (read inside a pause, it gives the time at which the pause began)."""
+    """Seconds since construction on ``clock`` (a key of :data:`CLOCKS`: ``"wall"`` seconds or
+    ``"cpu"`` seconds of the process), not counting the time spent inside :meth:`paused` (read
+    inside a pause, it gives the time at which the pause began)."""
 
-    def __init__(self) -> None:
-        self._started = time.perf_counter()
+    def __init__(self, clock: str = "wall") -> None:
+        if clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+        self.clock = clock
+        self._now = CLOCKS[clock]
+        self._started = self._now()
         self._paused = 0.0
         self._pause_began: float | None = None
 
     @property
     def seconds(self) -> float:
-        now = time.perf_counter() if self._pause_began is None else self._pause_began
+        now = self._now() if self._pause_began is None else self._pause_began
         return now - self._started - self._paused
 
     @contextlib.contextmanager
@@ -138,11 +152,11 @@ class Stopwatch:
         if self._pause_began is not None:  # nested: the outer pause already stops the clock
             yield
             return
-        self._pause_began = time.perf_counter()
+        self._pause_began = self._now()
         try:
             yield
         finally:
-            self._paused += time.perf_counter() - self._pause_began
+            self._paused += self._now() - self._pause_began
             self._pause_began = None
 
 
@@ -210,7 +224,9 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
           warmup_steps: int = 100, max_grad_norm: float | None = 1.0, eval_every: int = 200,
           eval_growth: float = 1.0, patience: int | None = None, checkpoint_dir: str | None = None,
           seed: int = 0, n_jobs: int | None = None, verbose: int = 1,
-          on_eval: Callable[[dict[str, Any], SaffuModule], None] | None = None) -> History:
+          on_eval: Callable[[dict[str, Any], SaffuModule], None] | None = None,
+          lr_scales: Mapping[str, float] | None = None, thaw_after: int | None = None,
+          thaw_lr_scale: float = 0.1, clock: str = "wall") -> History:
     """Train ``module`` in place by AdamW on the mean cross-entropy per target.
 
     Args:
@@ -225,7 +241,7 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
         weight_decay: AdamW decoupled weight decay of the weight matrices (not of ``o``/cipher).
         batch_targets: targets per mini-batch (consecutive targets of one chunk).
         epochs, max_seconds, max_tokens: budgets; training stops at the first one reached.
-            Seconds are training wall-clock, evaluations and checkpoints excluded.
+            Seconds are training seconds on ``clock``, evaluations and checkpoints excluded.
         max_grad_norm: gradient-norm clipping (``None``: off).
         eval_every: steps between evaluations; each gap is ``eval_growth`` times the previous
             one (1: evenly spaced; 2: at steps ``e, 3e, 7e, …`` for curves on a log axis).
@@ -239,6 +255,19 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
         verbose: 0 hides the progress bar (it is also hidden when stderr is not a terminal).
         on_eval: called as ``on_eval(record, module)`` at each evaluation before the record is
             stored; it may add keys (e.g. a test perplexity). Its time is not counted.
+        lr_scales: learning-rate multiplier of each parameter group (:data:`PARAMETER_GROUPS`:
+            ``attention`` W, ``hidden`` U, ``output`` O, ``bias`` o, ``cipher``); unnamed
+            groups get 1, and 0 freezes a group. Default: :data:`WARM_LR_SCALES` for a warm
+            start (``module.start == "explicit"``: the output layer at 0.03·lr, so that the
+            first steps do not undo the explicit output layer), 1 everywhere for a cold start.
+        thaw_after: the method's own schedule (METHOD.md §5): the cipher vectors stay frozen
+            (the module must be made with ``thaw_cipher=False``) while the upper layers train,
+            then from this step on they train too, at ``thaw_lr_scale·lr`` (``None``: never).
+            The module keeps the thawed cipher (``from_torch`` exports it).
+        thaw_lr_scale: learning-rate multiplier of the cipher once thawed (> 0).
+        clock: what the seconds of ``max_seconds`` and of the records count: ``"wall"``
+            (wall-clock) or ``"cpu"`` (CPU seconds of this process, all its threads; steadier
+            than wall-clock on a shared machine with one thread).
     Returns:
         the :class:`History` of evaluations.
     """
@@ -253,17 +282,21 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
     _check_options(lr=lr, weight_decay=weight_decay, batch_targets=batch_targets,
                    warmup_steps=warmup_steps, eval_every=eval_every, eval_growth=eval_growth,
                    patience=patience, max_grad_norm=max_grad_norm)
+    scales = _lr_scales(module, lr_scales)
+    _check_thaw(module, thaw_after, thaw_lr_scale)
     if checkpoint_dir is not None and module.template is None:
         raise ValueError("checkpoint_dir needs a module made by to_torch or cold_start(model)")
     with torch_runtime(seed, n_jobs):
         run = _Run(module, dev, on_eval, checkpoint_dir, lr=lr, weight_decay=weight_decay,
-                   patience=patience)
+                   patience=patience, lr_scales=scales, clock=clock)
         batches = _endless_batches(corpus, module.specs, batch_targets, np.random.default_rng(seed))
         gap, next_eval = float(eval_every), eval_every
         run.evaluate()
         with _progress_bar(budget.total_tokens, verbose) as bar:
             while not (stopped := budget.exhausted(run.tokens, run.clock.seconds) or run.out_of_patience):
                 run.epoch, batch = next(batches)
+                if run.step == thaw_after:
+                    run.thaw_cipher(thaw_lr_scale)
                 rate = lr * lr_factor(run.step, budget.progress(run.tokens, run.clock.seconds),
                                       warmup_steps)
                 run.train_step(batch, rate, max_grad_norm)
@@ -306,6 +339,34 @@ def _check_options(*, lr: float, weight_decay: float, batch_targets: int, warmup
           f"max_grad_norm must be None or a finite number > 0, got {max_grad_norm!r}")
 
 
+def _lr_scales(module: SaffuModule, lr_scales: Mapping[str, float] | None) -> dict[str, float]:
+    """The learning-rate multiplier of every parameter group (see :func:`train`)."""
+    if lr_scales is None:
+        lr_scales = WARM_LR_SCALES if module.start == "explicit" else {}
+    if not isinstance(lr_scales, Mapping):
+        raise TypeError(f"lr_scales must be a mapping of group names to numbers, got "
+                        f"{type(lr_scales).__name__}")
+    unknown = set(lr_scales) - set(PARAMETER_GROUPS)
+    if unknown:
+        raise ValueError(f"unknown parameter groups in lr_scales: {', '.join(sorted(map(str, unknown)))} "
+                         f"(known: {', '.join(PARAMETER_GROUPS)})")
+    for name, scale in lr_scales.items():
+        if not (_is_real(scale) and 0 <= scale < math.inf):
+            raise ValueError(f"lr_scales[{name!r}] must be a finite number ≥ 0, got {scale!r}")
+    return {name: float(lr_scales.get(name, 1.0)) for name in PARAMETER_GROUPS}
+
+
+def _check_thaw(module: SaffuModule, thaw_after: int | None, thaw_lr_scale: float) -> None:
+    if thaw_after is None:
+        return
+    if not (_is_int(thaw_after) and thaw_after >= 0):
+        raise ValueError(f"thaw_after must be None or an int ≥ 0, got {thaw_after!r}")
+    if not (_is_real(thaw_lr_scale) and 0 < thaw_lr_scale < math.inf):
+        raise ValueError(f"thaw_lr_scale must be a finite number > 0, got {thaw_lr_scale!r}")
+    if module.cipher_thawed:
+        raise ValueError("thaw_after needs a frozen cipher: make the module with thaw_cipher=False")
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -329,12 +390,27 @@ def _progress_bar(total_tokens: int | None, verbose: int) -> tqdm:
                 disable=not verbose or not sys.stderr.isatty(), leave=False)
 
 
-def _parameter_groups(module: SaffuModule, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on the weight matrices only (W, U, O), not on the bias or the cipher."""
-    decayed = [p for name, p in module.named_parameters() if p.ndim == 2 and name != "cipher"]
-    ids = {id(p) for p in decayed}
-    other = [p for p in module.parameters() if id(p) not in ids]
-    return [{"params": decayed, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+def _parameter_groups(module: SaffuModule, weight_decay: float,
+                      lr_scales: Mapping[str, float]) -> list[dict[str, Any]]:
+    """One AdamW group per :data:`PARAMETER_GROUPS` entry the module trains, named (``name``) and
+    with its learning-rate multiplier (``lr_scale``); weight decay on W, U and O only."""
+    groups: dict[str, list[torch.nn.Parameter]] = {}
+    for name, parameter in module.named_parameters():
+        groups.setdefault(_group_of(name), []).append(parameter)
+    return [_group(name, groups[name], weight_decay, lr_scales[name])
+            for name in PARAMETER_GROUPS if name in groups]
+
+
+def _group(name: str, params: list[Any], weight_decay: float, lr_scale: float) -> dict[str, Any]:
+    decayed = name in ("attention", "hidden", "output")
+    return {"params": params, "name": name, "lr_scale": lr_scale,
+            "weight_decay": weight_decay if decayed else 0.0}
+
+
+def _group_of(parameter_name: str) -> str:
+    """The group of a module parameter: ``attention.0`` → attention, ``hidden_t.1`` → hidden, …"""
+    return {"attention": "attention", "hidden_t": "hidden", "output_t": "output",
+            "output_bias": "bias", "cipher": "cipher"}[parameter_name.split(".")[0]]
 
 
 class _Run:
@@ -343,13 +419,13 @@ class _Run:
     def __init__(self, module: SaffuModule, dev: TokenizedCorpus | None,
                  on_eval: Callable[[dict[str, Any], SaffuModule], None] | None,
                  checkpoint_dir: str | None, *, lr: float, weight_decay: float,
-                 patience: int | None) -> None:
+                 patience: int | None, lr_scales: Mapping[str, float], clock: str) -> None:
         import torch
 
         self.module, self.dev, self.on_eval, self.checkpoint_dir = module, dev, on_eval, checkpoint_dir
-        self.optimizer = torch.optim.AdamW(_parameter_groups(module, weight_decay), lr=lr)
+        self.optimizer = torch.optim.AdamW(_parameter_groups(module, weight_decay, lr_scales), lr=lr)
         self.history = History()
-        self.clock = Stopwatch()
+        self.clock = Stopwatch(clock)
         self.step = self.tokens = self.epoch = 0
         self.lr = 0.0
         self.last_loss = math.nan
@@ -366,13 +442,19 @@ class _Run:
             return "patience"
         return None
 
+    def thaw_cipher(self, lr_scale: float) -> None:
+        """Make the cipher vectors a parameter and train them from now on at ``lr_scale·lr``."""
+        self.module.thaw_cipher()
+        self.optimizer.add_param_group(_group("cipher", [self.module.cipher], 0.0, lr_scale))
+
     def train_step(self, batch: ContextBatch, lr: float, max_grad_norm: float | None) -> None:
+        """One AdamW step at peak-relative rate ``lr`` (each group at ``lr_scale·lr``)."""
         import torch
         import torch.nn.functional as F
 
         self.module.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         self.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(self.module.logits(batch), batch.targets)
         loss.backward()
