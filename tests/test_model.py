@@ -88,7 +88,12 @@ def _reference_log_proba(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) ->
             logits = layer.hidden_t.astype(np.float64) @ z
             h = np.exp(logits - logits.max())
             hidden.append(h / h.sum())
-        rows.append(np.concatenate(hidden) @ model.output_t.T.astype(np.float64) + model.output_bias)
+        row = np.concatenate(hidden) @ model.output_t.T.astype(np.float64) + model.output_bias
+        for k in range(1, model.config.skip + 1):  # the skip inputs: x_{t-k} S_k
+            if t - k >= start:
+                block = model.skip_weight[(k - 1) * vectors.shape[1]:k * vectors.shape[1]]
+                row = row + vectors[ids[t - k]] @ block.astype(np.float64)
+        rows.append(row)
     return log_softmax(np.array(rows))
 
 

@@ -44,7 +44,7 @@ def dev(model):
 def module_log_proba(module, ids, pos, start=0, stop=None) -> np.ndarray:
     with torch.no_grad():
         return module(context_batch(ids, pos, start, len(ids) if stop is None else stop,
-                                    module.specs)).numpy()
+                                    module.specs, module.skip)).numpy()
 
 
 def perturb(model: SaffuModel, seed: int) -> SaffuModel:
@@ -61,7 +61,7 @@ def perturb(model: SaffuModel, seed: int) -> SaffuModel:
 
 @pytest.mark.parametrize("changes", [
     {}, {"aggregation": "cat"}, {"document": False}, {"radial": 0, "block": 5, "aggregation": "cat"},
-    {"radial": 6, "block": 0, "document": False},
+    {"radial": 6, "block": 0, "document": False}, {"skip": 2}, {"skip": 5, "document": False},
 ])
 def test_module_matches_numpy_model(changes):
     model = perturb(fitted(**changes), seed=1)
@@ -238,3 +238,23 @@ def test_thawed_cipher_survives_save_and_load(tmp_path, model, corpus, dev):
     tuned = from_torch(module)
     loaded = SaffuModel.load(tuned.save(tmp_path / "m"))
     np.testing.assert_array_equal(loaded.cipher.vectors, tuned.cipher.vectors)
+
+
+@pytest.mark.parametrize("thaw", [False, True])
+def test_skip_inputs_round_trip_and_train(thaw, tmp_path):
+    """A model with skip inputs goes to torch and back unchanged, trains (frozen cipher: sparse
+    sums of skip_weight rows; thawed: a dense product, equal before any step) and reloads."""
+    model = fitted(skip=3, document=False)
+    ids, pos = next(iter(model.encode(tiny_documents(4, seed=2)).chunks()))
+    module = to_torch(model, thaw_cipher=thaw)
+    np.testing.assert_allclose(module_log_proba(module, ids, pos), model.log_proba(ids, pos), atol=1e-5)
+    back = from_torch(module)
+    np.testing.assert_array_equal(back.skip_weight, model.skip_weight)
+    train(module, model.encode(tiny_documents()), lr=1e-2, epochs=1, **FAST)
+    tuned = from_torch(module)
+    assert not np.array_equal(tuned.skip_weight, model.skip_weight)
+    np.testing.assert_allclose(module_log_proba(module, ids, pos), tuned.log_proba(ids, pos), atol=1e-4)
+    loaded = SaffuModel.load(tuned.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.log_proba(ids, pos), tuned.log_proba(ids, pos), atol=1e-6)
+    cold = cold_start(model, seed=0)
+    assert cold.skip_weight.shape == module.skip_weight.shape

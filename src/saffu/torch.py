@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from saffu.cipher import Cipher
 from saffu.corpus import TokenizedCorpus
+from saffu.kinds import ContextKind
 from saffu.model import ContextLayer, ContextSpec, SaffuConfig, SaffuModel, target_batches
 from saffu.torch_init import explicit_init_
 
@@ -63,6 +64,8 @@ class ContextBatch:
         doc_start: (n,) int64 span index of each target's document start (its ``<sod>``).
         target_index: (n,) int64 span index of each target; the document context of a target
             is the span slice ``[doc_start, target_index)``.
+        previous: (n, S) int64 span index of the tokens t−1 … t−S (``L`` before the document
+            start): the skip inputs of the output layer (``SaffuConfig.skip``); (n, 0) without.
     """
 
     span: Tensor
@@ -71,13 +74,14 @@ class ContextBatch:
     pivots: list[Tensor | None]
     doc_start: Tensor
     target_index: Tensor
+    previous: Tensor
 
     def __len__(self) -> int:
         return len(self.targets)
 
 
 def context_batch(ids: np.ndarray, pos: np.ndarray, start: int, stop: int,
-                  specs: Sequence[ContextSpec]) -> ContextBatch:
+                  specs: Sequence[ContextSpec], skip: int = 0) -> ContextBatch:
     """Index tensors for the targets (``pos > 0``) in ``[start, stop)`` of a chunk.
 
     Args:
@@ -85,6 +89,7 @@ def context_batch(ids: np.ndarray, pos: np.ndarray, start: int, stop: int,
         pos: (N,) int32 position of each token inside its document.
         start, stop: the token range; contexts may reach back before ``start``.
         specs: the model's context models (``SaffuConfig.context_specs``).
+        skip: S, the previous tokens the output layer reads (``SaffuConfig.skip``).
     Raises:
         ValueError: on mismatched arrays, a range outside the chunk or a range without targets.
     """
@@ -95,7 +100,7 @@ def context_batch(ids: np.ndarray, pos: np.ndarray, start: int, stop: int,
     if len(t) == 0:
         raise ValueError(f"target range [{start}, {stop}) holds no targets (only <sod> tokens)")
     doc = t - pos[t]
-    first = _first_read(t, doc, specs)
+    first = min(_first_read(t, doc, specs), int(max(doc[0], t[0] - skip)))
     span_length = stop - first
     windows: list[Tensor | None] = []
     pivots: list[Tensor | None] = []
@@ -107,11 +112,14 @@ def context_batch(ids: np.ndarray, pos: np.ndarray, start: int, stop: int,
         else:
             windows.append(None)
             pivots.append(None)
+    previous = t[:, None] - np.arange(1, skip + 1)
+    previous = np.where(previous >= doc[:, None], previous - first, span_length)
     return ContextBatch(
         span=torch.from_numpy(ids[first:stop].astype(np.int64)),
         targets=torch.from_numpy(ids[t].astype(np.int64)),
         windows=windows, pivots=pivots,
-        doc_start=torch.from_numpy(doc - first), target_index=torch.from_numpy(t - first))
+        doc_start=torch.from_numpy(doc - first), target_index=torch.from_numpy(t - first),
+        previous=torch.from_numpy(previous.reshape(len(t), skip)))
 
 
 def _check_chunk(ids: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,15 +143,17 @@ def _window(t: np.ndarray, doc: np.ndarray, pos: np.ndarray,
             spec: ContextSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Corpus index (n, K) and validity (n, K) of every window slot, and the pivot slots (n,)."""
     slots = np.arange(spec.size)
-    if spec.kind == "radial":
+    if spec.kind is ContextKind.RADIAL:
         indices = t[:, None] - spec.size + slots
         return indices, indices >= doc[:, None], np.full(len(t), spec.size - 1)
-    recent = (pos[t] - 1) % spec.size  # block: slot of the most recent context token
-    return t[:, None] - 1 - recent[:, None] + slots, slots <= recent[:, None], recent
+    if spec.kind is ContextKind.BLOCK:
+        recent = (pos[t] - 1) % spec.size  # slot of the most recent context token
+        return t[:, None] - 1 - recent[:, None] + slots, slots <= recent[:, None], recent
+    raise ValueError(f"no window rule for context kind {spec.kind!r}")
 
 
 def corpus_batches(corpus: TokenizedCorpus, specs: Sequence[ContextSpec], batch_targets: int,
-                   rng: np.random.Generator | None = None) -> Iterator[ContextBatch]:
+                   rng: np.random.Generator | None = None, skip: int = 0) -> Iterator[ContextBatch]:
     """Stream a corpus as batches of at most ``batch_targets`` consecutive targets.
 
     With ``rng``, the batches of each chunk come in a random order (chunks stay in corpus order:
@@ -155,7 +165,7 @@ def corpus_batches(corpus: TokenizedCorpus, specs: Sequence[ContextSpec], batch_
         ranges = list(target_batches(pos, batch_targets))
         order = rng.permutation(len(ranges)) if rng is not None else range(len(ranges))
         for i in order:
-            yield context_batch(ids, pos, *ranges[i], specs)
+            yield context_batch(ids, pos, *ranges[i], specs, skip)
 
 
 # --- the module ----------------------------------------------------------------------------------
@@ -168,12 +178,15 @@ class SaffuModule(nn.Module):
         attention: ``{"i": W}`` (K, K) for each attending context model i.
         hidden_t: one ``UT`` (D, Z) per context model.
         output_t: ``O`` transposed, (V, n_contexts·D); output_bias: ``o`` (V,).
+        skip_weight: (S·bits, V) weights of the skip inputs (the cipher vectors of the last S
+            tokens, ``SaffuConfig.skip``), or absent.
         cipher: the token vectors (V, bits): a frozen buffer, or a parameter when thawed.
     """
 
     def __init__(self, specs: Sequence[ContextSpec], aggregation: str, cipher: Tensor,
                  attention: dict[int, Tensor], hidden_t: Sequence[Tensor], output_t: Tensor,
-                 output_bias: Tensor, *, thaw_cipher: bool = False) -> None:
+                 output_bias: Tensor, *, thaw_cipher: bool = False,
+                 skip_weight: Tensor | None = None) -> None:
         super().__init__()
         if len(hidden_t) != len(specs):
             raise ValueError(f"got {len(hidden_t)} hidden layers for {len(specs)} context models")
@@ -187,6 +200,11 @@ class SaffuModule(nn.Module):
         self.hidden_t = nn.ParameterList([nn.Parameter(u) for u in hidden_t])
         self.output_t = nn.Parameter(output_t)
         self.output_bias = nn.Parameter(output_bias)
+        self.skip = 0 if skip_weight is None else skip_weight.shape[0] // cipher.shape[1]
+        if skip_weight is not None:
+            if skip_weight.shape != (self.skip * cipher.shape[1], output_t.shape[0]):
+                raise ValueError(f"skip_weight must have shape (S·bits, V), got {tuple(skip_weight.shape)}")
+            self.skip_weight = nn.Parameter(skip_weight)
         self.template: SaffuModel | None = None  # tokenizer, config and codes for from_torch
         self.start = "given"  # "explicit" (to_torch) or "random" (cold_start): the trainer's defaults
 
@@ -208,10 +226,26 @@ class SaffuModule(nn.Module):
         return F.log_softmax(self.logits(batch), dim=-1)
 
     def logits(self, batch: ContextBatch) -> Tensor:
-        """(n, V) output logits ``[h_c]_c O + o``."""
+        """(n, V) output logits ``[h_c]_c O + o`` (plus the skip inputs' ``x_{t-k} S_k``)."""
         vectors = torch.cat([self.cipher[batch.span], self.cipher.new_zeros(1, self.cipher.shape[1])])
         hidden = [self._hidden(i, spec, vectors, batch) for i, spec in enumerate(self.specs)]
-        return F.linear(torch.cat(hidden, dim=1), self.output_t, self.output_bias)
+        logits = F.linear(torch.cat(hidden, dim=1), self.output_t, self.output_bias)
+        if self.skip:
+            logits = logits + self._skip_logits(vectors, batch)
+        return logits
+
+    def _skip_logits(self, vectors: Tensor, batch: ContextBatch) -> Tensor:
+        """Σ_k x_{t−k} S_k (n, V): the skip inputs' part of the logits. A frozen cipher's vectors
+        have a few nonzero bits, so this sums rows of ``skip_weight`` (``embedding_bag``); a
+        thawed one may have any, so it is a dense product."""
+        n = len(batch)
+        x = vectors[batch.previous]  # (n, S, bits); the last row of vectors is zero
+        if self.cipher_thawed:
+            return x.reshape(n, -1) @ self.skip_weight
+        rows, columns = torch.nonzero(x.reshape(n, -1), as_tuple=True)
+        offsets = torch.searchsorted(rows, torch.arange(n, device=rows.device))
+        return F.embedding_bag(columns, self.skip_weight, offsets, mode="sum",
+                               per_sample_weights=x.reshape(n, -1)[rows, columns])
 
     def _hidden(self, i: int, spec: ContextSpec, vectors: Tensor, batch: ContextBatch) -> Tensor:
         """h = softmax(UT z) (n, D) of context model i; ``vectors`` (L+1, bits) ends with a zero row."""
@@ -255,7 +289,8 @@ def to_torch(model: SaffuModel, thaw_cipher: bool = False) -> SaffuModule:
     module = SaffuModule(
         model.config.context_specs, model.config.aggregation, _tensor(model.cipher.vectors), attention,
         [_tensor(layer.hidden_t) for layer in model.layers], _tensor(model.output_t),
-        _tensor(model.output_bias), thaw_cipher=thaw_cipher)
+        _tensor(model.output_bias), thaw_cipher=thaw_cipher,
+        skip_weight=None if model.skip_weight is None else _tensor(model.skip_weight))
     module.template, module.start = model, "explicit"
     return module
 
@@ -292,11 +327,14 @@ def from_torch(module: SaffuModule, model: SaffuModel | None = None) -> SaffuMod
         for i, spec in enumerate(module.specs)]
     return SaffuModel(config=template.config, tokenizer=template.tokenizer, cipher=cipher,
                       labels=template.labels, layers=layers, output_t=_array(module.output_t),
-                      output_bias=_array(module.output_bias), fit_info=dict(template.fit_info))
+                      output_bias=_array(module.output_bias),
+                      skip_weight=_array(module.skip_weight) if module.skip else None,
+                      fit_info=dict(template.fit_info))
 
 
 def _check_template(module: SaffuModule, template: SaffuModel) -> None:
-    if template.config.context_specs != module.specs or template.config.aggregation != module.aggregation:
+    if template.config.context_specs != module.specs or template.config.aggregation != module.aggregation \
+            or template.config.skip != module.skip:
         raise ValueError("the template model's context models differ from the module's")
     if template.cipher.vectors.shape != tuple(module.cipher.shape):
         raise ValueError(f"the template's cipher has shape {template.cipher.vectors.shape}, "
@@ -333,9 +371,12 @@ def cold_start(config_or_model: SaffuConfig | SaffuModel, seed: int = 0, *,
                  for i, spec in enumerate(specs) if spec.attends}
     hidden_t = [_uniform_fan_in(width, spec.input_dim(cipher.bits, config.aggregation), generator)
                 for spec in specs]
+    skip_weight = None
+    if config.skip:  # nn.Embedding's default, as the skip weights are a lookup by cipher bit
+        skip_weight = torch.randn(config.skip * cipher.bits, vocab, generator=generator) / math.sqrt(vocab)
     module = SaffuModule(specs, config.aggregation, _tensor(cipher.vectors), attention, hidden_t,
                          _uniform_fan_in(vocab, width * len(specs), generator), torch.zeros(vocab),
-                         thaw_cipher=thaw_cipher)
+                         thaw_cipher=thaw_cipher, skip_weight=skip_weight)
     module.template, module.start = model, "random"
     return module
 

@@ -197,7 +197,7 @@ def evaluate(module: SaffuModule, corpus: TokenizedCorpus,
     module.eval()
     nll = 0.0
     with torch.no_grad():
-        for batch in corpus_batches(corpus, module.specs, batch_targets):
+        for batch in corpus_batches(corpus, module.specs, batch_targets, skip=module.skip):
             nll += float(F.cross_entropy(module.logits(batch), batch.targets, reduction="sum"))
     module.train(was_training)
     tokens = corpus.n_targets
@@ -289,7 +289,7 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
     with torch_runtime(seed, n_jobs):
         run = _Run(module, dev, on_eval, checkpoint_dir, lr=lr, weight_decay=weight_decay,
                    patience=patience, lr_scales=scales, clock=clock)
-        batches = _endless_batches(corpus, module.specs, batch_targets, np.random.default_rng(seed))
+        batches = _endless_batches(corpus, module, batch_targets, np.random.default_rng(seed))
         gap, next_eval = float(eval_every), eval_every
         run.evaluate()
         with _progress_bar(budget.total_tokens, verbose) as bar:
@@ -375,13 +375,13 @@ def _is_real(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _endless_batches(corpus: TokenizedCorpus, specs: Any, batch_targets: int,
+def _endless_batches(corpus: TokenizedCorpus, module: SaffuModule, batch_targets: int,
                      rng: np.random.Generator) -> Iterator[tuple[int, ContextBatch]]:
     """(epoch, batch) pairs, epoch after epoch; the budget decides when to stop."""
     from saffu.torch import corpus_batches
 
     for epoch in itertools.count():
-        for batch in corpus_batches(corpus, specs, batch_targets, rng):
+        for batch in corpus_batches(corpus, module.specs, batch_targets, rng, skip=module.skip):
             yield epoch, batch
 
 
@@ -410,7 +410,8 @@ def _group(name: str, params: list[Any], weight_decay: float, lr_scale: float) -
 def _group_of(parameter_name: str) -> str:
     """The group of a module parameter: ``attention.0`` → attention, ``hidden_t.1`` → hidden, …"""
     return {"attention": "attention", "hidden_t": "hidden", "output_t": "output",
-            "output_bias": "bias", "cipher": "cipher"}[parameter_name.split(".")[0]]
+            "skip_weight": "output", "output_bias": "bias",
+            "cipher": "cipher"}[parameter_name.split(".")[0]]
 
 
 class _Run:
