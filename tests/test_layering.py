@@ -24,7 +24,7 @@ LAYERS = (
     ("saffu.corpus",),
     ("saffu.layers", "saffu.classify", "saffu.datasets"),
     ("saffu.temperature",),
-    ("saffu.config",),
+    ("saffu.config", "saffu.train_config"),
     ("saffu.fit",),
     ("saffu.model",),
     ("saffu.ngram", "saffu.torch_init"),

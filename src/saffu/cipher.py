@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from saffu._io import atomic_write_text
+from saffu.errors import InvalidParameterError
 
 FORMAT = "saffu-cipher"
 FORMAT_VERSION = 1
@@ -32,7 +33,7 @@ def min_bits(vocab_size: int) -> int:
     """Fewest bits whose non-zero codes can number ``vocab_size``: ``ceil(log2(vocab_size + 1))``."""
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) \
             or vocab_size < 1:
-        raise ValueError(f"vocab_size must be a positive integer, got {vocab_size!r}")
+        raise InvalidParameterError(f"vocab_size must be a positive integer, got {vocab_size!r}")
     return int(vocab_size).bit_length()
 
 
@@ -40,11 +41,11 @@ def _check_counts(counts: Any) -> np.ndarray:
     array = np.asarray(counts)
     if array.ndim != 1 or array.size == 0 or not (np.issubdtype(array.dtype, np.integer)
                                                   or np.issubdtype(array.dtype, np.floating)):
-        raise ValueError(f"counts must be a non-empty 1-D array of numbers, got dtype "
-                         f"{array.dtype} with shape {array.shape}")
+        raise InvalidParameterError(f"counts must be a non-empty 1-D array of numbers, got dtype "
+                                    f"{array.dtype} with shape {array.shape}")
     array = array.astype(np.float64)
     if not np.all(np.isfinite(array)) or np.any(array < 0):
-        raise ValueError("counts must be finite and non-negative")
+        raise InvalidParameterError("counts must be finite and non-negative")
     return array
 
 
@@ -53,17 +54,17 @@ def _check_bits(bits: int | None, vocab_size: int) -> int:
     if bits is None:
         return minimum
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
-        raise TypeError(f"bits must be an int or None, got {bits!r}")
+        raise InvalidParameterError(f"bits must be an int or None, got {bits!r}")
     if bits < minimum:
-        raise ValueError(f"bits={bits} is below the minimum {minimum} for a vocabulary of "
-                         f"{vocab_size} tokens (ceil(log2(|V| + 1)))")
+        raise InvalidParameterError(f"bits={bits} is below the minimum {minimum} for a vocabulary of "
+                                    f"{vocab_size} tokens (ceil(log2(|V| + 1)))")
     return int(bits)
 
 
 def _codes_by_rank(n_codes: int, bits: int) -> np.ndarray:
     """The first ``n_codes`` codes of the enumeration: ``uint8`` array (n_codes, bits) of 0/1."""
     if n_codes > 2**bits - 1:
-        raise ValueError(f"{bits} bits have only {2**bits - 1} non-zero codes, not {n_codes}")
+        raise InvalidParameterError(f"{bits} bits have only {2**bits - 1} non-zero codes, not {n_codes}")
     codes = np.zeros((n_codes, bits), dtype=np.uint8)
     row = 0
     for level in range(1, bits + 1):
@@ -128,17 +129,17 @@ class Cipher:
         codes = np.asarray(codes)
         counts = _check_counts(counts)
         if codes.ndim != 2 or codes.shape[0] != len(counts) or codes.shape[1] < 1:
-            raise ValueError(f"codes must have shape (V={len(counts)}, bits), got {codes.shape}")
+            raise InvalidParameterError(f"codes must have shape (V={len(counts)}, bits), got {codes.shape}")
         if np.any((codes != 0) & (codes != 1)):
-            raise ValueError("codes must hold only 0 and 1")
+            raise InvalidParameterError("codes must hold only 0 and 1")
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         popcount = codes.sum(axis=1, dtype=np.int64)
         if np.any(popcount == 0):
-            raise ValueError(f"token {int(np.argmin(popcount))} has the all-zero code")
+            raise InvalidParameterError(f"token {int(np.argmin(popcount))} has the all-zero code")
         if len(set(map(bytes, codes))) != len(codes):  # rows as bytes: far faster than np.unique
-            raise ValueError("codes must be unique")
+            raise InvalidParameterError("codes must be unique")
         if not isinstance(smoothing, bool):
-            raise TypeError(f"smoothing must be true or false, got {smoothing!r}")
+            raise InvalidParameterError(f"smoothing must be true or false, got {smoothing!r}")
         vectors = codes / popcount[:, None]
         if smoothing:
             vectors = _smoothed(vectors, counts)
@@ -163,8 +164,8 @@ class Cipher:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != self.vocab_size or vectors.shape[1] < 1 \
                 or not np.isfinite(vectors).all():
-            raise ValueError(f"vectors must be finite with shape ({self.vocab_size}, width), "
-                             f"got {vectors.shape}")
+            raise InvalidParameterError(f"vectors must be finite with shape ({self.vocab_size}, width), "
+                                        f"got {vectors.shape}")
         table = np.zeros((vectors.shape[0] + 1, vectors.shape[1]), dtype=np.float32)
         table[:-1] = vectors
         table.flags.writeable = False
@@ -195,9 +196,9 @@ class Cipher:
         """Vectors of token ids: shape ``ids.shape + (bits,)``, ``float32``; id −1 → zeros."""
         ids = np.asarray(ids)
         if not np.issubdtype(ids.dtype, np.integer):
-            raise TypeError(f"token ids must be integers, got {ids.dtype}")
+            raise InvalidParameterError(f"token ids must be integers, got {ids.dtype}")
         if ids.size and (ids.min() < -1 or ids.max() >= self.vocab_size):
-            raise ValueError(f"token ids must be in [-1, {self.vocab_size}), got "
+            raise InvalidParameterError(f"token ids must be in [-1, {self.vocab_size}), got "
                              f"[{ids.min()}, {ids.max()}]")
         return self._table[ids]
 
@@ -212,10 +213,10 @@ class Cipher:
         """
         queries = np.asarray(vectors, dtype=np.float64)
         if queries.ndim < 1 or queries.shape[-1] != self.bits:
-            raise ValueError(f"vectors must have shape (..., {self.bits}), got {queries.shape}")
+            raise InvalidParameterError(f"vectors must have shape (..., {self.bits}), got {queries.shape}")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) \
                 or not 1 <= k <= self.vocab_size:
-            raise ValueError(f"k must be an integer in [1, {self.vocab_size}], got {k!r}")
+            raise InvalidParameterError(f"k must be an integer in [1, {self.vocab_size}], got {k!r}")
         flat = queries.reshape(-1, self.bits)
         table = self.vectors.astype(np.float64)
         norms = np.einsum("ij,ij->i", table, table)
@@ -245,18 +246,18 @@ class Cipher:
     def from_dict(cls, state: dict[str, Any]) -> Cipher:
         """Rebuild a cipher from :meth:`to_dict` output (``ValueError`` if it is malformed)."""
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ValueError(f"not a saffu cipher (no \"format\": \"{FORMAT}\")")
+            raise InvalidParameterError(f"not a saffu cipher (no \"format\": \"{FORMAT}\")")
         if state.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported cipher format_version {state.get('format_version')!r}")
+            raise InvalidParameterError(f"unsupported cipher format_version {state.get('format_version')!r}")
         try:
             bits, codes = state["bits"], state["codes"]
             if any(len(code) != bits or set(code) - {"0", "1"} for code in codes):
-                raise ValueError(f"every code must be a string of {bits} '0'/'1' characters")
+                raise InvalidParameterError(f"every code must be a string of {bits} '0'/'1' characters")
             array = np.array([[c == "1" for c in code] for code in codes], dtype=np.uint8)
             return cls(array.reshape(len(codes), bits), state["counts"],
                        smoothing=state["smoothing"])
         except (KeyError, TypeError) as error:
-            raise ValueError(f"malformed cipher ({type(error).__name__}: {error})") from None
+            raise InvalidParameterError(f"malformed cipher ({type(error).__name__}: {error})") from None
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`to_dict` as JSON to ``path``, atomically."""
@@ -271,11 +272,11 @@ class Cipher:
         except FileNotFoundError:
             raise FileNotFoundError(f"no cipher file at {path}") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not a saffu cipher file ({error})") from None
+            raise InvalidParameterError(f"{path}: not a saffu cipher file ({error})") from None
         try:
             return cls.from_dict(state)
         except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+            raise InvalidParameterError(f"{path}: {error}") from None
 
     def __repr__(self) -> str:
         return (f"Cipher(vocab_size={self.vocab_size}, bits={self.bits}, "
@@ -307,12 +308,12 @@ def contextual_vectors(vectors: Any, chunks: Iterable[tuple[np.ndarray, np.ndarr
 
     table = np.asarray(vectors, dtype=np.float64)
     if table.ndim != 2 or not np.isfinite(table).all() or (table < 0).any():
-        raise ValueError("vectors must be a finite non-negative (V, bits) array")
+        raise InvalidParameterError("vectors must be a finite non-negative (V, bits) array")
     if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 1:
-        raise ValueError(f"radius must be an integer ≥ 1, got {radius!r}")
+        raise InvalidParameterError(f"radius must be an integer ≥ 1, got {radius!r}")
     if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer))
                             or top < 1):
-        raise ValueError(f"top must be None or an integer ≥ 1, got {top!r}")
+        raise InvalidParameterError(f"top must be None or an integer ≥ 1, got {top!r}")
     vocab = table.shape[0]
     chunks = list(chunks)
     blocks = [_unit_rows(table)]

@@ -27,6 +27,7 @@ from scipy.special import logsumexp
 
 from saffu import kernels
 from saffu._io import atomic_write_bytes
+from saffu.errors import InvalidParameterError
 from saffu.kernels.cooc import cooc_dense_dense
 
 FORMS = ("bias", "folded")
@@ -51,20 +52,21 @@ def _check_nonnegative_finite(name: str, a: np.ndarray) -> None:
     if not ok.all():
         where = _first_bad_entry(ok)
         position = ", ".join(str(i) for i in where)
-        raise ValueError(f"{name} must be finite and non-negative; {name}[{position}] = {a[where]}")
+        raise InvalidParameterError(f"{name} must be finite and non-negative; {name}[{position}] = "
+                                    f"{a[where]}")
 
 
 def _check_nonnegative_scalar(name: str, value: float) -> float:
     value = float(value)
     if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+        raise InvalidParameterError(f"{name} must be a finite non-negative number, got {value!r}")
     return value
 
 
 def check_positive_scalar(name: str, value: float) -> float:
     value = float(value)
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        raise InvalidParameterError(f"{name} must be a positive finite number, got {value!r}")
     return value
 
 
@@ -74,7 +76,7 @@ def _float_dtype(dtype: np.dtype, name: str) -> np.dtype:
         return np.dtype(np.float32)
     if dtype == np.bool_ or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating):
         return np.dtype(np.float64)
-    raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+    raise InvalidParameterError(f"{name} must hold real numbers, got dtype {dtype}")
 
 
 def _as_matrix(X: object, n_columns: int, name: str = "X") -> Matrix:
@@ -85,10 +87,10 @@ def _as_matrix(X: object, n_columns: int, name: str = "X") -> Matrix:
     else:
         X = np.asarray(X)
         if X.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (examples, inputs), got shape {X.shape}")
+            raise InvalidParameterError(f"{name} must be 2-D (examples, inputs), got shape {X.shape}")
         X = np.ascontiguousarray(X, dtype=_float_dtype(X.dtype, name))
     if X.shape[1] != n_columns:
-        raise ValueError(f"{name} has {X.shape[1]} columns, expected {n_columns} inputs")
+        raise InvalidParameterError(f"{name} has {X.shape[1]} columns, expected {n_columns} inputs")
     return X
 
 
@@ -105,7 +107,7 @@ def _check_input_values(X: Matrix) -> None:
     first_row = rows.min()
     in_row = bad[rows == first_row]
     first = in_row[np.argmin(X.indices[in_row])]
-    raise ValueError(
+    raise InvalidParameterError(
         f"X must be finite and non-negative; X[{first_row}, {X.indices[first]}] = {X.data[first]}"
     )
 
@@ -115,21 +117,21 @@ def _as_targets(y: object, n_examples: int, n_outputs: int) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 1:
         if not np.issubdtype(y.dtype, np.integer):
-            raise TypeError(f"labels y must be integers, got dtype {y.dtype}")
+            raise InvalidParameterError(f"labels y must be integers, got dtype {y.dtype}")
         outside = (y < 0) | (y >= n_outputs)
         if outside.any():
             first = int(np.argmax(outside))
-            raise ValueError(f"labels must lie in [0, {n_outputs}); y[{first}] = {y[first]}")
+            raise InvalidParameterError(f"labels must lie in [0, {n_outputs}); y[{first}] = {y[first]}")
         y = np.ascontiguousarray(y, dtype=np.int64)
     elif y.ndim == 2:
         if y.shape[1] != n_outputs:
-            raise ValueError(f"target matrix y has {y.shape[1]} columns, expected {n_outputs}")
+            raise InvalidParameterError(f"target matrix y has {y.shape[1]} columns, expected {n_outputs}")
         y = np.ascontiguousarray(y, dtype=_float_dtype(y.dtype, "y"))
         _check_nonnegative_finite("y", y)
     else:
-        raise ValueError(f"y must be labels (n,) or a target matrix (n, N), got shape {y.shape}")
+        raise InvalidParameterError(f"y must be labels (n,) or a target matrix (n, N), got shape {y.shape}")
     if y.shape[0] != n_examples:
-        raise ValueError(f"y has {y.shape[0]} rows but X has {n_examples}")
+        raise InvalidParameterError(f"y has {y.shape[0]} rows but X has {n_examples}")
     return y
 
 
@@ -154,7 +156,7 @@ class ExplicitStats:
     def __init__(self, n_inputs: int, n_outputs: int) -> None:
         for name, value in (("n_inputs", n_inputs), ("n_outputs", n_outputs)):
             if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}")
         self.FT = np.zeros((int(n_outputs), int(n_inputs)))
         self.target_mass = np.zeros(int(n_outputs))
         self.n_examples = 0.0
@@ -188,7 +190,7 @@ class ExplicitStats:
     def priming_number(self) -> float:
         """K̄, the mean input mass per example."""
         if self.n_examples == 0:
-            raise ValueError("the priming number is undefined before any example was added")
+            raise InvalidParameterError("the priming number is undefined before any example was added")
         return self.input_mass / self.n_examples
 
     def update(self, X: object, y: object) -> ExplicitStats:
@@ -200,7 +202,7 @@ class ExplicitStats:
         """
         X = _as_matrix(X, self.n_inputs)
         if X.shape[0] == 0:
-            raise ValueError("X holds no examples")
+            raise InvalidParameterError("X holds no examples")
         _check_input_values(X)
         y = _as_targets(y, X.shape[0], self.n_outputs)
         sparse = sp.issparse(X)
@@ -238,8 +240,8 @@ class ExplicitStats:
         FT = np.ascontiguousarray(FT, dtype=np.float64)
         target_mass = np.ascontiguousarray(target_mass, dtype=np.float64)
         if FT.ndim != 2 or min(FT.shape) < 1 or target_mass.shape != FT.shape[:1]:
-            raise ValueError(f"expected FT (N, D) and target_mass (N,), got {FT.shape} and "
-                             f"{target_mass.shape}")
+            raise InvalidParameterError(f"expected FT (N, D) and target_mass (N,), got {FT.shape} and "
+                                        f"{target_mass.shape}")
         if check:
             _check_nonnegative_finite("FT", FT)
             _check_nonnegative_finite("target_mass", target_mass)
@@ -254,16 +256,17 @@ class ExplicitStats:
     ) -> ExplicitStats:
         """Add statistics computed elsewhere (see :meth:`from_totals`); returns ``self``."""
         if np.shape(FT) != self.FT.shape or np.shape(target_mass) != self.target_mass.shape:
-            raise ValueError(f"expected FT {self.FT.shape} and target_mass {self.target_mass.shape}, "
-                             f"got {np.shape(FT)} and {np.shape(target_mass)}")
+            raise InvalidParameterError(f"expected FT {self.FT.shape} and target_mass "
+                                        f"{self.target_mass.shape}, "
+                                        f"got {np.shape(FT)} and {np.shape(target_mass)}")
         return self.merge(ExplicitStats.from_totals(FT, target_mass, n_examples, input_mass))
 
     def merge(self, other: ExplicitStats) -> ExplicitStats:
         """Add the statistics of ``other`` (e.g. another shard) into ``self``; returns ``self``."""
         if not isinstance(other, ExplicitStats):
-            raise TypeError(f"can only merge ExplicitStats, got {type(other).__name__}")
+            raise InvalidParameterError(f"can only merge ExplicitStats, got {type(other).__name__}")
         if other.FT.shape != self.FT.shape:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"cannot merge statistics of shape (N, D) = {other.FT.shape} into {self.FT.shape}"
             )
         self.FT += other.FT
@@ -295,10 +298,10 @@ class ExplicitStats:
         """Statistics from the arrays of :meth:`to_arrays` (validated and copied)."""
         missing = {"FT", "target_mass", "n_examples", "input_mass"} - arrays.keys()
         if missing:
-            raise ValueError(f"missing statistics arrays: {', '.join(sorted(missing))}")
+            raise InvalidParameterError(f"missing statistics arrays: {', '.join(sorted(missing))}")
         FT = np.asarray(arrays["FT"])
         if FT.ndim != 2:
-            raise ValueError(f"FT must be 2-D (N, D), got shape {FT.shape}")
+            raise InvalidParameterError(f"FT must be 2-D (N, D), got shape {FT.shape}")
         stats = cls(n_inputs=FT.shape[1], n_outputs=FT.shape[0])
         return stats.add(FT, arrays["target_mass"], arrays["n_examples"], arrays["input_mass"])
 
@@ -320,9 +323,9 @@ class ExplicitStats:
         except FileNotFoundError:
             raise
         except Exception as error:
-            raise ValueError(f"{path} is not a readable safetensors file: {error}") from error
+            raise InvalidParameterError(f"{path} is not a readable safetensors file: {error}") from error
         if file_format != FILE_FORMAT:
-            raise ValueError(f"{path} holds no {FILE_FORMAT} (format {file_format!r})")
+            raise InvalidParameterError(f"{path} holds no {FILE_FORMAT} (format {file_format!r})")
         return cls.from_arrays(arrays)
 
     def solve(
@@ -371,27 +374,27 @@ class ExplicitStats:
                 "continuation".
         """
         if form not in FORMS:
-            raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+            raise InvalidParameterError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
         if lower not in LOWER_ORDERS:
-            raise ValueError(f"lower must be one of {', '.join(LOWER_ORDERS)}, got {lower!r}")
+            raise InvalidParameterError(f"lower must be one of {', '.join(LOWER_ORDERS)}, got {lower!r}")
         alpha = check_positive_scalar("alpha", alpha)
         tau = check_positive_scalar("tau", tau)
         discount = _check_nonnegative_scalar("discount", discount)
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+            raise InvalidParameterError(f"dtype must be float32 or float64, got {dtype}")
         if self.n_examples == 0:
-            raise ValueError("cannot solve: the statistics hold no examples")
+            raise InvalidParameterError("cannot solve: the statistics hold no examples")
         if form == "bias":
             if priming is not None:
-                raise ValueError("priming applies to the folded form only")
+                raise InvalidParameterError("priming applies to the folded form only")
             shrink = tau
             bias = np.log((self.target_mass + alpha) / (self.n_examples + alpha * self.n_outputs))
             bias = bias.astype(dtype)
         else:
             if priming is None:
                 if self.input_mass == 0:
-                    raise ValueError("cannot solve the folded form: every input was zero (K̄ = 0)")
+                    raise InvalidParameterError("cannot solve the folded form: every input was zero (K̄ = 0)")
                 priming = self.priming_number
             K = check_positive_scalar("priming", priming)
             shrink = (tau * K - 1.0) / K
@@ -451,13 +454,13 @@ class ExplicitLayer:
     def __post_init__(self) -> None:
         w = self.weight_t
         if not isinstance(w, np.ndarray) or w.ndim != 2 or w.dtype not in (np.float32, np.float64):
-            raise TypeError("weight_t must be a 2-D float32 or float64 numpy.ndarray")
+            raise InvalidParameterError("weight_t must be a 2-D float32 or float64 numpy.ndarray")
         if not w.flags.c_contiguous:
-            raise ValueError("weight_t must be C-contiguous")
+            raise InvalidParameterError("weight_t must be C-contiguous")
         if self.bias is not None and (
             not isinstance(self.bias, np.ndarray) or self.bias.shape != (w.shape[0],)
         ):
-            raise ValueError(f"bias must be None or an array of shape ({w.shape[0]},)")
+            raise InvalidParameterError(f"bias must be None or an array of shape ({w.shape[0]},)")
 
     @property
     def weight(self) -> np.ndarray:
@@ -482,7 +485,7 @@ class ExplicitLayer:
 
     def _map_chunks(self, X: object, chunk: int, transform) -> np.ndarray:
         if not isinstance(chunk, int) or chunk < 1:
-            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+            raise InvalidParameterError(f"chunk must be a positive integer, got {chunk!r}")
         X = _as_matrix(X, self.n_inputs)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.weight_t.dtype)
         for start in range(0, X.shape[0], chunk):

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from saffu.cipher import Cipher
 from saffu.corpus import TokenizedCorpus
+from saffu.errors import InvalidParameterError
 from saffu.kinds import ContextKind
 from saffu.model import ContextLayer, ContextSpec, SaffuConfig, SaffuModel, target_batches
 from saffu.torch_init import explicit_init_
@@ -95,10 +96,11 @@ def context_batch(ids: np.ndarray, pos: np.ndarray, start: int, stop: int,
     """
     ids, pos = _check_chunk(ids, pos)
     if not 0 <= start < stop <= len(ids):
-        raise ValueError(f"target range [{start}, {stop}) is not inside a chunk of {len(ids)} tokens")
+        raise InvalidParameterError(f"target range [{start}, {stop}) is not inside a chunk of "
+                                    f"{len(ids)} tokens")
     t = start + np.flatnonzero(pos[start:stop] > 0)
     if len(t) == 0:
-        raise ValueError(f"target range [{start}, {stop}) holds no targets (only <sod> tokens)")
+        raise InvalidParameterError(f"target range [{start}, {stop}) holds no targets (only <sod> tokens)")
     doc = t - pos[t]
     first = min(_first_read(t, doc, specs), int(max(doc[0], t[0] - skip)))
     span_length = stop - first
@@ -125,9 +127,10 @@ def context_batch(ids: np.ndarray, pos: np.ndarray, start: int, stop: int,
 def _check_chunk(ids: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ids, pos = np.asarray(ids), np.asarray(pos)
     if ids.ndim != 1 or ids.shape != pos.shape:
-        raise ValueError(f"ids and pos must be 1-D arrays of equal length, got {ids.shape} and {pos.shape}")
+        raise InvalidParameterError(f"ids and pos must be 1-D arrays of equal length, got "
+                                    f"{ids.shape} and {pos.shape}")
     if not (np.issubdtype(ids.dtype, np.integer) and np.issubdtype(pos.dtype, np.integer)):
-        raise TypeError(f"ids and pos must be integer arrays, got {ids.dtype} and {pos.dtype}")
+        raise InvalidParameterError(f"ids and pos must be integer arrays, got {ids.dtype} and {pos.dtype}")
     return ids.astype(np.int64, copy=False), pos.astype(np.int64, copy=False)
 
 
@@ -149,7 +152,7 @@ def _window(t: np.ndarray, doc: np.ndarray, pos: np.ndarray,
     if spec.kind is ContextKind.BLOCK:
         recent = (pos[t] - 1) % spec.size  # slot of the most recent context token
         return t[:, None] - 1 - recent[:, None] + slots, slots <= recent[:, None], recent
-    raise ValueError(f"no window rule for context kind {spec.kind!r}")
+    raise InvalidParameterError(f"no window rule for context kind {spec.kind!r}")
 
 
 def corpus_batches(corpus: TokenizedCorpus, specs: Sequence[ContextSpec], batch_targets: int,
@@ -160,7 +163,7 @@ def corpus_batches(corpus: TokenizedCorpus, specs: Sequence[ContextSpec], batch_
     the corpus is streamed, never held whole).
     """
     if not isinstance(batch_targets, int) or batch_targets < 1:
-        raise ValueError(f"batch_targets must be a positive int, got {batch_targets!r}")
+        raise InvalidParameterError(f"batch_targets must be a positive int, got {batch_targets!r}")
     for ids, pos in corpus.chunks():
         ranges = list(target_batches(pos, batch_targets))
         order = rng.permutation(len(ranges)) if rng is not None else range(len(ranges))
@@ -189,7 +192,7 @@ class SaffuModule(nn.Module):
                  skip_weight: Tensor | None = None) -> None:
         super().__init__()
         if len(hidden_t) != len(specs):
-            raise ValueError(f"got {len(hidden_t)} hidden layers for {len(specs)} context models")
+            raise InvalidParameterError(f"got {len(hidden_t)} hidden layers for {len(specs)} context models")
         self.specs = tuple(specs)
         self.aggregation = aggregation
         if thaw_cipher:
@@ -203,7 +206,8 @@ class SaffuModule(nn.Module):
         self.skip = 0 if skip_weight is None else skip_weight.shape[0] // cipher.shape[1]
         if skip_weight is not None:
             if skip_weight.shape != (self.skip * cipher.shape[1], output_t.shape[0]):
-                raise ValueError(f"skip_weight must have shape (S·bits, V), got {tuple(skip_weight.shape)}")
+                raise InvalidParameterError(f"skip_weight must have shape (S·bits, V), got "
+                                            f"{tuple(skip_weight.shape)}")
             self.skip_weight = nn.Parameter(skip_weight)
         self.template: SaffuModel | None = None  # tokenizer, config and codes for from_torch
         self.start = "given"  # "explicit" (to_torch) or "random" (cold_start): the trainer's defaults
@@ -216,7 +220,7 @@ class SaffuModule(nn.Module):
     def thaw_cipher(self) -> None:
         """Turn the frozen cipher buffer into a parameter, in place (same values and name)."""
         if self.cipher_thawed:
-            raise ValueError("the cipher is already thawed")
+            raise InvalidParameterError("the cipher is already thawed")
         vectors = self.cipher
         del self.cipher  # removes the buffer
         self.cipher = nn.Parameter(vectors)
@@ -283,7 +287,7 @@ def _document_mean(vectors: Tensor, doc_start: Tensor, target_index: Tensor) -> 
 def to_torch(model: SaffuModel, thaw_cipher: bool = False) -> SaffuModule:
     """A module holding copies of a fitted model's weights (the warm start)."""
     if not isinstance(model, SaffuModel):
-        raise TypeError(f"to_torch needs a SaffuModel, got {type(model).__name__}")
+        raise InvalidParameterError(f"to_torch needs a SaffuModel, got {type(model).__name__}")
     model._require_fitted()
     attention = {i: _tensor(layer.attention) for i, layer in enumerate(model.layers) if layer.spec.attends}
     module = SaffuModule(
@@ -314,8 +318,9 @@ def from_torch(module: SaffuModule, model: SaffuModel | None = None) -> SaffuMod
     """
     template = model if model is not None else module.template
     if template is None or template.tokenizer is None or template.labels is None:
-        raise ValueError("from_torch needs a template model with a tokenizer, cipher and label codes "
-                         "(the model passed to to_torch or cold_start)")
+        raise InvalidParameterError("from_torch needs a template model with a tokenizer, cipher and "
+                                    "label codes "
+                                    "(the model passed to to_torch or cold_start)")
     _check_template(module, template)
     cipher = template.cipher
     if module.cipher_thawed:
@@ -335,10 +340,10 @@ def from_torch(module: SaffuModule, model: SaffuModel | None = None) -> SaffuMod
 def _check_template(module: SaffuModule, template: SaffuModel) -> None:
     if template.config.context_specs != module.specs or template.config.aggregation != module.aggregation \
             or template.config.skip != module.skip:
-        raise ValueError("the template model's context models differ from the module's")
+        raise InvalidParameterError("the template model's context models differ from the module's")
     if template.cipher.vectors.shape != tuple(module.cipher.shape):
-        raise ValueError(f"the template's cipher has shape {template.cipher.vectors.shape}, "
-                         f"the module's {tuple(module.cipher.shape)}")
+        raise InvalidParameterError(f"the template's cipher has shape {template.cipher.vectors.shape}, "
+                                    f"the module's {tuple(module.cipher.shape)}")
 
 
 def cold_start(config_or_model: SaffuConfig | SaffuModel, seed: int = 0, *,
@@ -354,8 +359,8 @@ def cold_start(config_or_model: SaffuConfig | SaffuModel, seed: int = 0, *,
     if isinstance(config_or_model, SaffuModel):
         model = config_or_model
         if model.cipher is None or model.labels is None:
-            raise ValueError("cold_start needs a model with a cipher and label codes: run "
-                             "saffu.fit.prepare(model, documents) first, or pass a SaffuConfig")
+            raise InvalidParameterError("cold_start needs a model with a cipher and label codes: run "
+                                        "saffu.fit.prepare(model, documents) first, or pass a SaffuConfig")
         config, cipher, width = model.config, model.cipher, model.labels.bits
     elif isinstance(config_or_model, SaffuConfig):
         model, config = None, config_or_model
@@ -363,7 +368,8 @@ def cold_start(config_or_model: SaffuConfig | SaffuModel, seed: int = 0, *,
                             smoothing=config.cipher_smoothing)
         width = config.hidden or cipher.bits
     else:
-        raise TypeError(f"cold_start needs a SaffuConfig or SaffuModel, got {type(config_or_model).__name__}")
+        raise InvalidParameterError(f"cold_start needs a SaffuConfig or SaffuModel, got "
+                                    f"{type(config_or_model).__name__}")
     generator = torch.Generator().manual_seed(seed)
     specs = config.context_specs
     vocab = cipher.vectors.shape[0]

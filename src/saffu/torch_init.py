@@ -15,6 +15,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from saffu.errors import InvalidParameterError
 from saffu.explicit import FORMS, ExplicitStats, check_positive_scalar
 
 DEFAULT_CHUNK_SIZE = 65_536
@@ -27,7 +28,8 @@ def _sliceable(name: str, a: object) -> np.ndarray | sp.csr_matrix:
         return sp.csr_matrix(a)
     if isinstance(a, torch.Tensor):
         if a.layout != torch.strided:
-            raise TypeError(f"{name} is a sparse torch tensor; pass a scipy.sparse matrix instead")
+            raise InvalidParameterError(f"{name} is a sparse torch tensor; pass a scipy.sparse "
+                                        f"matrix instead")
         return a.detach().cpu().numpy()
     return np.asarray(a)
 
@@ -36,10 +38,10 @@ def _row_chunks(X: object, y: object, chunk_size: int) -> Iterator[tuple[object,
     """``(X, y)`` in consecutive blocks of at most ``chunk_size`` rows, as NumPy/scipy objects."""
     X, y = _sliceable("X", X), _sliceable("y", y)
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (examples, inputs), got shape {X.shape}")
+        raise InvalidParameterError(f"X must be 2-D (examples, inputs), got shape {X.shape}")
     n = X.shape[0]
     if y.ndim == 0 or y.shape[0] != n:
-        raise ValueError(f"y must have one row per row of X ({n}), got shape {y.shape}")
+        raise InvalidParameterError(f"y must have one row per row of X ({n}), got shape {y.shape}")
     for start in range(0, n, chunk_size):
         yield X[start : start + chunk_size], y[start : start + chunk_size]
 
@@ -50,9 +52,10 @@ def _chunks(X: object, y: object, chunk_size: int) -> Iterator[tuple[object, obj
         yield from _row_chunks(X, y, chunk_size)
         return
     if isinstance(X, (torch.Tensor, np.ndarray)) or sp.issparse(X):
-        raise ValueError("y is required when X is a tensor or an array")
+        raise InvalidParameterError("y is required when X is a tensor or an array")
     if not isinstance(X, Iterable):
-        raise TypeError(f"X must be an array-like, or an iterable of (X, y) chunks, got {type(X).__name__}")
+        raise InvalidParameterError(f"X must be an array-like, or an iterable of (X, y) chunks, got "
+                                    f"{type(X).__name__}")
     for X_chunk, y_chunk in X:
         yield from _row_chunks(X_chunk, y_chunk, chunk_size)
 
@@ -89,17 +92,17 @@ def explicit_init_(
         ``linear``.
     """
     if not isinstance(linear, nn.Linear):
-        raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+        raise InvalidParameterError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
     if form is None:
         form = "folded" if linear.bias is None else "bias"
     if form not in FORMS:
-        raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+        raise InvalidParameterError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
     check_positive_scalar("alpha", alpha)
     check_positive_scalar("tau", tau)
     if form == "bias" and linear.bias is None:
-        raise ValueError("the bias form needs a layer with a bias; use form='folded'")
+        raise InvalidParameterError("the bias form needs a layer with a bias; use form='folded'")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        raise InvalidParameterError(f"chunk_size must be a positive integer, got {chunk_size!r}")
 
     stats = ExplicitStats(n_inputs=linear.in_features, n_outputs=linear.out_features)
     for X_chunk, y_chunk in _chunks(X, y, chunk_size):

@@ -26,6 +26,8 @@ from tqdm.auto import tqdm
 
 from saffu._backend import get_num_threads
 from saffu.corpus import TokenizedCorpus
+from saffu.errors import InvalidParameterError
+from saffu.train_config import TrainConfig
 
 if TYPE_CHECKING:
 
@@ -83,14 +85,14 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.epochs is None and self.max_seconds is None and self.max_tokens is None:
-            raise ValueError("give at least one budget: epochs, max_seconds or max_tokens")
+            raise InvalidParameterError("give at least one budget: epochs, max_seconds or max_tokens")
         for name in ("epochs", "max_seconds", "max_tokens"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not 0 < value < math.inf):
-                raise ValueError(f"{name} must be a finite number > 0 or None, got {value!r}")
+                raise InvalidParameterError(f"{name} must be a finite number > 0 or None, got {value!r}")
         if self.n_targets < 1:
-            raise ValueError("the training corpus has no targets (every document is empty)")
+            raise InvalidParameterError("the training corpus has no targets (every document is empty)")
 
     def _limits(self) -> dict[str, tuple[float, str]]:
         """Each active budget as (limit, which counter it bounds: 'tokens' or 'seconds')."""
@@ -135,7 +137,7 @@ class Stopwatch:
 
     def __init__(self, clock: str = "wall") -> None:
         if clock not in CLOCKS:
-            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+            raise InvalidParameterError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
         self.clock = clock
         self._now = CLOCKS[clock]
         self._started = self._now()
@@ -202,7 +204,7 @@ def evaluate(module: SaffuModule, corpus: TokenizedCorpus,
     module.train(was_training)
     tokens = corpus.n_targets
     if tokens == 0:
-        raise ValueError("cannot score an empty corpus: it has no tokens to predict")
+        raise InvalidParameterError("cannot score an empty corpus: it has no tokens to predict")
     return {"perplexity": math.exp(nll / tokens),
             "bits_per_char": nll / (math.log(2) * max(corpus.n_characters, 1)),
             "nll": nll, "tokens": tokens, "characters": corpus.n_characters,
@@ -211,23 +213,23 @@ def evaluate(module: SaffuModule, corpus: TokenizedCorpus,
 
 def _check_corpus(corpus: object, name: str) -> None:
     if not isinstance(corpus, TokenizedCorpus):
-        raise TypeError(f"{name} must be a TokenizedCorpus (encode documents with model.encode), "
-                        f"got {type(corpus).__name__}")
+        raise InvalidParameterError(f"{name} must be a TokenizedCorpus (encode documents with model.encode), "
+                                    f"got {type(corpus).__name__}")
 
 
 # --- training --------------------------------------------------------------------------------------
 
 
-def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | None = None, *,
-          lr: float = 0.1, weight_decay: float = 0.0, batch_targets: int = 1024,
-          epochs: float | None = 1, max_seconds: float | None = None, max_tokens: int | None = None,
-          warmup_steps: int = 100, max_grad_norm: float | None = 1.0, eval_every: int = 200,
-          eval_growth: float = 1.0, patience: int | None = None, checkpoint_dir: str | None = None,
-          seed: int = 0, n_jobs: int | None = None, verbose: int = 1,
+def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | None = None,
+          config: TrainConfig | None = None, *, checkpoint_dir: str | None = None,
+          n_jobs: int | None = None, verbose: int = 1,
           on_eval: Callable[[dict[str, Any], SaffuModule], None] | None = None,
-          lr_scales: Mapping[str, float] | None = None, thaw_after: int | None = None,
-          thaw_lr_scale: float = 0.1, clock: str = "wall") -> History:
+          lr_scales: Mapping[str, float] | None = None, **options: Any) -> History:
     """Train ``module`` in place by AdamW on the mean cross-entropy per target.
+
+    The options are a :class:`~saffu.train_config.TrainConfig` (``config``), or its fields as
+    keyword arguments (``train(module, corpus, dev, lr=0.01, max_seconds=60)``), which replace
+    those of ``config``. Their meaning:
 
     Args:
         module: a :class:`~saffu.torch.SaffuModule` (warm: :func:`~saffu.torch.to_torch`; cold:
@@ -274,37 +276,37 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
     from saffu.torch import SaffuModule
 
     if not isinstance(module, SaffuModule):
-        raise TypeError(f"module must be a SaffuModule, got {type(module).__name__}")
+        raise InvalidParameterError(f"module must be a SaffuModule, got {type(module).__name__}")
     _check_corpus(corpus, "corpus")
     if dev is not None:
         _check_corpus(dev, "dev")
-    budget = Budget(epochs, max_seconds, max_tokens, corpus.n_targets)
-    _check_options(lr=lr, weight_decay=weight_decay, batch_targets=batch_targets,
-                   warmup_steps=warmup_steps, eval_every=eval_every, eval_growth=eval_growth,
-                   patience=patience, max_grad_norm=max_grad_norm)
+    config = (config or TrainConfig()).replace(**options)
+    budget = Budget(config.epochs, config.max_seconds, config.max_tokens, corpus.n_targets)
     scales = _lr_scales(module, lr_scales)
-    _check_thaw(module, thaw_after, thaw_lr_scale)
+    _check_thaw(module, config.thaw_after, config.thaw_lr_scale)
     if checkpoint_dir is not None and module.template is None:
-        raise ValueError("checkpoint_dir needs a module made by to_torch or cold_start(model)")
-    with torch_runtime(seed, n_jobs):
-        run = _Run(module, dev, on_eval, checkpoint_dir, lr=lr, weight_decay=weight_decay,
-                   patience=patience, lr_scales=scales, clock=clock)
-        batches = _endless_batches(corpus, module, batch_targets, np.random.default_rng(seed))
-        gap, next_eval = float(eval_every), eval_every
+        raise InvalidParameterError("checkpoint_dir needs a module made by to_torch or cold_start(model)")
+    with torch_runtime(config.seed, n_jobs):
+        run = _Run(module, dev, on_eval, checkpoint_dir, lr=config.lr,
+                   weight_decay=config.weight_decay, patience=config.patience, lr_scales=scales,
+                   clock=config.clock)
+        batches = _endless_batches(corpus, module, config.batch_targets,
+                                   np.random.default_rng(config.seed))
+        gap, next_eval = float(config.eval_every), config.eval_every
         run.evaluate()
         with _progress_bar(budget.total_tokens, verbose) as bar:
             while not (stopped := budget.exhausted(run.tokens, run.clock.seconds) or run.out_of_patience):
                 run.epoch, batch = next(batches)
-                if run.step == thaw_after:
-                    run.thaw_cipher(thaw_lr_scale)
-                rate = lr * lr_factor(run.step, budget.progress(run.tokens, run.clock.seconds),
-                                      warmup_steps)
-                run.train_step(batch, rate, max_grad_norm)
+                if run.step == config.thaw_after:
+                    run.thaw_cipher(config.thaw_lr_scale)
+                rate = config.lr * lr_factor(run.step, budget.progress(run.tokens, run.clock.seconds),
+                                             config.warmup_steps)
+                run.train_step(batch, rate, config.max_grad_norm)
                 bar.update(len(batch))
                 bar.set_postfix(loss=f"{run.last_loss:.3f}", ppl=f"{_perplexity(run.last_loss):.1f}")
                 if run.step >= next_eval:
                     run.evaluate()
-                    gap *= eval_growth
+                    gap *= config.eval_growth
                     next_eval = run.step + max(1, round(gap))
         if run.history[-1]["step"] != run.step:
             run.evaluate()
@@ -316,43 +318,21 @@ def _perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else math.inf  # a diverged loss must not crash the bar
 
 
-def _check_options(*, lr: float, weight_decay: float, batch_targets: int, warmup_steps: int,
-                   eval_every: int, eval_growth: float, patience: int | None,
-                   max_grad_norm: float | None) -> None:
-    def check(ok: bool, message: str) -> None:
-        if not ok:
-            raise ValueError(message)
-
-    check(_is_real(lr) and 0 < lr < math.inf, f"lr must be a finite number > 0, got {lr!r}")
-    check(_is_real(weight_decay) and 0 <= weight_decay < math.inf,
-          f"weight_decay must be a finite number ≥ 0, got {weight_decay!r}")
-    check(_is_int(batch_targets) and batch_targets >= 1,
-          f"batch_targets must be a positive int, got {batch_targets!r}")
-    check(_is_int(warmup_steps) and warmup_steps >= 0,
-          f"warmup_steps must be an int ≥ 0, got {warmup_steps!r}")
-    check(_is_int(eval_every) and eval_every >= 1, f"eval_every must be a positive int, got {eval_every!r}")
-    check(_is_real(eval_growth) and 1 <= eval_growth < math.inf,
-          f"eval_growth must be a finite number ≥ 1, got {eval_growth!r}")
-    check(patience is None or (_is_int(patience) and patience >= 1),
-          f"patience must be None or a positive int, got {patience!r}")
-    check(max_grad_norm is None or (_is_real(max_grad_norm) and 0 < max_grad_norm < math.inf),
-          f"max_grad_norm must be None or a finite number > 0, got {max_grad_norm!r}")
-
-
 def _lr_scales(module: SaffuModule, lr_scales: Mapping[str, float] | None) -> dict[str, float]:
     """The learning-rate multiplier of every parameter group (see :func:`train`)."""
     if lr_scales is None:
         lr_scales = WARM_LR_SCALES if module.start == "explicit" else {}
     if not isinstance(lr_scales, Mapping):
-        raise TypeError(f"lr_scales must be a mapping of group names to numbers, got "
-                        f"{type(lr_scales).__name__}")
+        raise InvalidParameterError(f"lr_scales must be a mapping of group names to numbers, got "
+                                    f"{type(lr_scales).__name__}")
     unknown = set(lr_scales) - set(PARAMETER_GROUPS)
     if unknown:
-        raise ValueError(f"unknown parameter groups in lr_scales: {', '.join(sorted(map(str, unknown)))} "
-                         f"(known: {', '.join(PARAMETER_GROUPS)})")
+        raise InvalidParameterError(f"unknown parameter groups in lr_scales: "
+                                    f"{', '.join(sorted(map(str, unknown)))} "
+                                    f"(known: {', '.join(PARAMETER_GROUPS)})")
     for name, scale in lr_scales.items():
         if not (_is_real(scale) and 0 <= scale < math.inf):
-            raise ValueError(f"lr_scales[{name!r}] must be a finite number ≥ 0, got {scale!r}")
+            raise InvalidParameterError(f"lr_scales[{name!r}] must be a finite number ≥ 0, got {scale!r}")
     return {name: float(lr_scales.get(name, 1.0)) for name in PARAMETER_GROUPS}
 
 
@@ -360,11 +340,12 @@ def _check_thaw(module: SaffuModule, thaw_after: int | None, thaw_lr_scale: floa
     if thaw_after is None:
         return
     if not (_is_int(thaw_after) and thaw_after >= 0):
-        raise ValueError(f"thaw_after must be None or an int ≥ 0, got {thaw_after!r}")
+        raise InvalidParameterError(f"thaw_after must be None or an int ≥ 0, got {thaw_after!r}")
     if not (_is_real(thaw_lr_scale) and 0 < thaw_lr_scale < math.inf):
-        raise ValueError(f"thaw_lr_scale must be a finite number > 0, got {thaw_lr_scale!r}")
+        raise InvalidParameterError(f"thaw_lr_scale must be a finite number > 0, got {thaw_lr_scale!r}")
     if module.cipher_thawed:
-        raise ValueError("thaw_after needs a frozen cipher: make the module with thaw_cipher=False")
+        raise InvalidParameterError("thaw_after needs a frozen cipher: make the module with "
+                                    "thaw_cipher=False")
 
 
 def _is_int(value: object) -> bool:

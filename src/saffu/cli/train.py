@@ -24,6 +24,7 @@ from saffu.cli._options import (
 from saffu.corpus import TokenizedCorpus
 from saffu.fit import prepare
 from saffu.model import SaffuModel
+from saffu.train_config import BUDGETS, TrainConfig
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -55,31 +56,36 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
+    """``--out``, ``--dev``, ``--thaw-cipher`` and one option per TrainConfig field."""
     parser.add_argument("--out", required=True, help="model directory to write (the best model)")
     parser.add_argument("--dev", nargs="+", default=None, metavar="CORPUS",
                         help="held-out files for dev perplexity, early stopping and the best model")
     group = parser.add_argument_group("backpropagation")
-    group.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default: 0.1)")
-    group.add_argument("--weight-decay", type=float, default=0.0,
-                       help="AdamW weight decay (default: 0)")
-    group.add_argument("--batch-targets", type=int, default=1024,
-                       help="targets per mini-batch (default: 1024)")
-    group.add_argument("--epochs", type=float, default=None,
-                       help="passes over the corpus (default: 1 when no other budget is given)")
-    group.add_argument("--max-seconds", type=float, default=None,
-                       help="training wall-clock budget, evaluations excluded (default: none)")
-    group.add_argument("--max-tokens", type=int, default=None,
-                       help="targets to train on (default: none)")
-    group.add_argument("--warmup-steps", type=int, default=100,
-                       help="linear warmup steps (default: 100)")
-    group.add_argument("--eval-every", type=int, default=200,
-                       help="steps between dev evaluations (default: 200)")
-    group.add_argument("--patience", type=int, default=None,
-                       help="stop after this many evaluations without a better dev perplexity "
-                            "(default: never)")
-    group.add_argument("--seed", type=int, default=0,
-                       help="batch order and random init (default: 0)")
-    group.add_argument("--thaw-cipher", action="store_true", help="train the cipher vectors too")
+    defaults = TrainConfig()
+    for name in TrainConfig.field_names():
+        default = getattr(defaults, name)
+        shown = "1 when no other budget is given" if name == "epochs" else \
+            "none" if default is None else default
+        group.add_argument("--" + name.replace("_", "-"), dest=f"train_{name}", default=argparse.SUPPRESS,
+                           type=_train_type(name), metavar="VALUE",
+                           help=f"{TrainConfig.help(name)} (default: {shown})")
+    group.add_argument("--thaw-cipher", action="store_true",
+                       help="train the cipher vectors from the first step")
+
+
+def _train_type(name: str):
+    base = type(getattr(TrainConfig(), name)) if getattr(TrainConfig(), name) is not None else \
+        (int if name in ("max_tokens", "patience", "thaw_after") else float)
+
+    def parse(text: str) -> Any:
+        if text.strip().lower() == "none":
+            return None
+        try:
+            return base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {base.__name__} or none, got {text!r}") from None
+    parse.__name__ = name
+    return parse
 
 
 def finetune_command(args: argparse.Namespace) -> None:
@@ -102,7 +108,7 @@ def train_command(args: argparse.Namespace) -> None:
     with threads(args.jobs):
         corpus = prepare(model, read_corpus(args, args.corpus))
     if args.cold:
-        module = saffu_torch.cold_start(model, args.seed, thaw_cipher=args.thaw_cipher)
+        module = saffu_torch.cold_start(model, options.seed, thaw_cipher=args.thaw_cipher)
         _train_and_save(args, options, module, corpus, {"start": "cold"})
         return
     model.fit(corpus, n_jobs=args.jobs, verbose=args.verbose)
@@ -111,21 +117,14 @@ def train_command(args: argparse.Namespace) -> None:
                     {"start": "warm", "fit_seconds": model.fit_info["seconds"]})
 
 
-def _training_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    """The options of :func:`saffu.trainer.train` from the command line, validated before any
-    slow work. Without a budget option, training runs for one epoch."""
-    from saffu.trainer import Budget, _check_options
-
-    no_budget = args.epochs is None and args.max_seconds is None and args.max_tokens is None
-    options = dict(lr=args.lr, weight_decay=args.weight_decay, batch_targets=args.batch_targets,
-                   epochs=1 if no_budget else args.epochs, max_seconds=args.max_seconds,
-                   max_tokens=args.max_tokens, warmup_steps=args.warmup_steps,
-                   eval_every=args.eval_every, patience=args.patience, seed=args.seed)
-    Budget(options["epochs"], options["max_seconds"], options["max_tokens"], n_targets=1)
-    _check_options(lr=args.lr, weight_decay=args.weight_decay, batch_targets=args.batch_targets,
-                   warmup_steps=args.warmup_steps, eval_every=args.eval_every,
-                   patience=args.patience, eval_growth=1.0, max_grad_norm=None)
-    return options
+def _training_arguments(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of the command line, validated before any slow work. Without a budget
+    option, training runs for one epoch."""
+    given = {name: getattr(args, f"train_{name}") for name in TrainConfig.field_names()
+             if hasattr(args, f"train_{name}")}
+    if any(name in given for name in BUDGETS) and "epochs" not in given:
+        given["epochs"] = None  # the budgets given replace the default of one epoch
+    return TrainConfig().replace(**given)
 
 
 def _import_saffu_torch() -> ModuleType:
@@ -136,12 +135,12 @@ def _import_saffu_torch() -> ModuleType:
     return saffu.torch
 
 
-def _train_and_save(args: argparse.Namespace, options: dict[str, Any], module: Any,
+def _train_and_save(args: argparse.Namespace, options: TrainConfig, module: Any,
                     corpus: TokenizedCorpus, result: dict[str, Any]) -> None:
     from saffu.trainer import train
 
     dev = module.template.encode(read_corpus(args, args.dev)) if args.dev else None
-    history = train(module, corpus, dev, **options, checkpoint_dir=args.out, n_jobs=args.jobs,
+    history = train(module, corpus, dev, options, checkpoint_dir=args.out, n_jobs=args.jobs,
                     verbose=args.verbose)
     last = history[-1]
     best = min((r["dev_perplexity"] for r in history if r["dev_perplexity"] is not None), default=None)

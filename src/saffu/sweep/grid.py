@@ -17,6 +17,7 @@ from typing import Any
 
 from saffu.errors import InvalidParameterError
 from saffu.model import SaffuConfig
+from saffu.train_config import BUDGETS, TrainConfig
 from saffu.validation import is_int
 
 if sys.version_info >= (3, 11):
@@ -26,8 +27,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 CONFIG_FIELDS = SaffuConfig.field_names()
 SHARED_FIELDS = ("tokenizer", "vocab_size")  # one tokenizer serves the whole sweep
-BACKPROP_OPTIONS = ("lr", "weight_decay", "batch_targets", "warmup_steps", "max_grad_norm",
-                    "eval_every", "patience", "seed")
+BACKPROP_OPTIONS = tuple(name for name in TrainConfig.field_names() if name not in (*BUDGETS, "clock"))
+"""The [backprop] keys besides ``seconds``: the TrainConfig fields but the budgets and the clock."""
 SAMPLE_TRIES_PER_VARIANT = 100
 
 
