@@ -25,7 +25,8 @@ from saffu.distributed import (  # noqa: E402
 from saffu.model import SaffuConfig, SaffuModel  # noqa: E402
 from saffu.tokenize import make_tokenizer  # noqa: E402
 
-CONFIG = SaffuConfig(tokenizer="char", bits=None, hidden=None, radial=3, block=4, document=True)
+CONFIG = SaffuConfig(tokenizer="char", bits=None, hidden=None, radial=3, block=4, document=True,
+                     output_tau=1.5)  # automatic temperatures need a local fit
 CHUNK_TOKENS = 700  # splits the documents below into several chunks (and shards)
 
 

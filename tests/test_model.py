@@ -136,10 +136,13 @@ def test_fit_statistics_equal_materialized_features(model):
     ids, pos = next(iter(corpus.chunks()))
     targets = ids[pos > 0]
     stored = model.fit_state.statistics
-    # Output pass: Σ h ⊗ onehot(y) from the materialized hidden matrix.
-    hidden = model.hidden_states(ids, pos).astype(np.float64)
+    # Output pass: Σ [h, x_{t-1}, ..., x_{t-S}] ⊗ onehot(y) from the materialized inputs.
+    vectors = np.vstack([model.cipher.vectors, np.zeros((1, model.cipher.bits), np.float32)])
+    previous = model.previous_tokens(ids, pos)
+    inputs = np.hstack([model.hidden_states(ids, pos),
+                        *[vectors[previous[:, k]] for k in range(model.config.skip)]]).astype(np.float64)
     onehot = np.eye(model.vocab_size)[targets]
-    np.testing.assert_allclose(stored["output"].stats["output"].F, hidden.T @ onehot, rtol=1e-5,
+    np.testing.assert_allclose(stored["output"].stats["output"].F, inputs.T @ onehot, rtol=1e-5,
                                atol=1e-6)
     # Hidden pass: Σ z ⊗ code(y), z materialized by the forward kernel in "z" mode.
     codes = model.labels.vectors.astype(np.float64)

@@ -17,7 +17,7 @@ from saffu.model import SaffuConfig, SaffuModel  # noqa: E402
 from saffu.torch import cold_start, context_batch, from_torch, to_torch  # noqa: E402
 from saffu.trainer import Stopwatch, evaluate, lr_factor, train  # noqa: E402
 
-SMALL = dict(tokenizer="char", bits=None, tau=1.0, output_tau=1.0, hidden=None, radial=3, block=4,
+SMALL = dict(tokenizer="char", bits=None, tau=1.0, output_tau=1.0, skip=0, hidden=None, radial=3, block=4,
              document=True)
 FAST = dict(batch_targets=64, warmup_steps=2, eval_every=5, verbose=0, n_jobs=1)
 
@@ -90,7 +90,7 @@ def test_context_batch_rejects_bad_ranges(model):
 def test_every_weight_gets_a_gradient(model, corpus):
     module = to_torch(model, thaw_cipher=True)
     ids, pos = next(iter(corpus.chunks()))
-    batch = context_batch(ids, pos, 0, len(ids), module.specs)
+    batch = context_batch(ids, pos, 0, len(ids), module.specs, module.skip)
     torch.nn.functional.nll_loss(module(batch), batch.targets).backward()
     names = {name for name, p in module.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert names == {name for name, _ in module.named_parameters()}

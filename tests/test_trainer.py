@@ -10,6 +10,7 @@ from conftest import tiny_documents
 
 torch = pytest.importorskip("torch")
 
+from saffu.config import ROADMAP_DEFAULTS  # noqa: E402
 from saffu.corpus import read_documents, shakespeare_split  # noqa: E402
 from saffu.model import SaffuConfig, SaffuModel  # noqa: E402
 from saffu.torch import cold_start, from_torch, to_torch  # noqa: E402
@@ -21,7 +22,7 @@ from saffu.trainer import (  # noqa: E402
     train,
 )
 
-SMALL = dict(tokenizer="char", bits=None, tau=1.0, output_tau=1.0, hidden=None, radial=3, block=0,
+SMALL = dict(tokenizer="char", bits=None, tau=1.0, output_tau=1.0, skip=0, hidden=None, radial=3, block=0,
              document=True, aggregation="cat")
 FAST = dict(batch_targets=64, warmup_steps=2, eval_every=5, verbose=0, n_jobs=1)
 
@@ -51,7 +52,8 @@ def shakespeare_warm(shakespeare_dir):
     split = shakespeare_split(shakespeare_dir)
     train_docs = [doc[:20_000] for doc in list(read_documents(split.train))[:3]]
     dev_docs = [doc[:8_000] for doc in list(read_documents(split.dev))[:2]]
-    config = SaffuConfig(vocab_size=2048, bits=256, hidden=32, radial=2, aggregation="cat")
+    config = SaffuConfig(vocab_size=2048, bits=256, hidden=32, radial=2, aggregation="cat",
+                         **ROADMAP_DEFAULTS)  # the defaults the cause was measured with
     model = SaffuModel(config).fit(train_docs, verbose=0, n_jobs=1)
     return model, model.encode(train_docs), model.encode(dev_docs)
 

@@ -43,8 +43,10 @@ def _field(default: Any, help: str, *, none: str | None = None, neutral: Any = _
 
 
 PREVIOUS_DEFAULTS = {"bits": 256, "hidden": 256, "radial": 1, "aggregation": "sum", "tau": 2.0,
-                     "output_tau": 3.0}
+                     "output_tau": 3.0, "alpha": 0.1, "skip": 0}
 """The defaults before the roadmap (issue 6), for benchmarks whose recorded runs used them."""
+ROADMAP_DEFAULTS = {"tau": 4.0, "output_tau": 1.5, "alpha": 0.1, "skip": 0}
+"""The defaults chosen after the roadmap (dev 138.9), before the skip inputs (issue 13)."""
 
 
 @dataclass(frozen=True)
@@ -68,17 +70,17 @@ class SaffuConfig:
                                      "(K·bits)")
     attention: str = _field("explicit", "attention weights: explicit (fitted from per-position "
                                         "experts) or uniform (W = 0)")
-    tau: float | None = _field(4.0, "temperature of the attention and hidden layers' likelihood "
+    tau: float | None = _field(6.0, "temperature of the attention and hidden layers' likelihood "
                                     "terms; 'auto' = chosen by the fit on a held-out slice of the "
                                     "training documents", none="auto")
-    output_tau: float | None = _field(1.5, "temperature of the output layer's likelihood terms; "
+    output_tau: float | None = _field(None, "temperature of the output layer's likelihood terms; "
                                            "'auto' = chosen by the fit like tau", none="auto")
-    alpha: float = _field(0.1, "additive smoothing of every explicit solve")
+    alpha: float = _field(0.03, "additive smoothing of every explicit solve")
     priming: float | None = _field(None, "priming number K of the folded forms; 'mean' = the mean "
                                          "input mass", none="mean")
     cipher_smoothing: bool = _field(False, "smooth the cipher vectors (METHOD.md §2)")
     # Fields added after the first release take a ``neutral`` value (see ``_field``).
-    skip: int = _field(0, "S: the output layer also reads the cipher vectors of the last S tokens, "
+    skip: int = _field(2, "S: the output layer also reads the cipher vectors of the last S tokens, "
                           "beside the hidden vectors (0 = off)", neutral=0)
 
     def __post_init__(self) -> None:

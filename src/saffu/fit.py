@@ -504,8 +504,9 @@ def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
 
 def _check_local(runner: PassRunner) -> None:
     if not isinstance(runner, LocalRunner):
-        raise InvalidParameterError("automatic temperatures (tau or output_tau None) need a local "
-                                    "fit; set them when the passes run elsewhere (e.g. on Dask)")
+        raise InvalidParameterError(
+            "automatic temperatures (tau or output_tau 'auto', output_tau's default) need a local "
+            "fit; when the passes run on Dask set them, e.g. output_tau=0.5 (CLI: --output-tau 0.5)")
 
 
 def _choose_tau(model: SaffuModel, corpus: TokenizedCorpus, runner: PassRunner) -> dict[str, Any]:

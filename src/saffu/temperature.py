@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 DEFAULT_TAU = 4.0
 DEFAULT_OUTPUT_TAU = 1.5
 TAU_RANGE = (1.5, 8.0)
-OUTPUT_TAU_RANGE = (0.5, 4.0)
+OUTPUT_TAU_RANGE = (0.2, 4.0)
 TAU_EVALUATIONS = 4
 OUTPUT_TAU_EVALUATIONS = 8
 HOLD_OUT_EVERY = 10  # every 10th training document (the 5th, 15th, ...) forms the slice

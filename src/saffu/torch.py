@@ -243,6 +243,10 @@ class SaffuModule(nn.Module):
         have a few nonzero bits, so this sums rows of ``skip_weight`` (``embedding_bag``); a
         thawed one may have any, so it is a dense product."""
         n = len(batch)
+        if batch.previous.shape[1] != self.skip:
+            raise InvalidParameterError(f"the batch holds {batch.previous.shape[1]} previous tokens per "
+                                        f"target, the module reads {self.skip}: build it with "
+                                        "context_batch(..., skip=module.skip)")
         x = vectors[batch.previous]  # (n, S, bits); the last row of vectors is zero
         if self.cipher_thawed:
             return x.reshape(n, -1) @ self.skip_weight
