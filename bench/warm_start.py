@@ -1,6 +1,7 @@
 """Why a warm start first got worse, and what keeps it at or below the explicit fit (issue 13).
 
-At 100k training tokens of the Shakespeare split (BPE 4096, ``SaffuConfig()`` as shipped, the
+At 100k training tokens of the Shakespeare split (BPE 4096, the roadmap defaults that shipped when
+it was measured, ``saffu.config.ROADMAP_DEFAULTS``, the
 data and dev subset of ``bench/warm_vs_cold.py``), backprop from the explicit weights with
 :func:`saffu.trainer.train` (AdamW, lr 0.1, 512 targets per step, 20 warmup steps, cosine over
 ``--steps`` steps, clipping at 1), one variant per row: which parameter groups train and at what
@@ -40,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 import saffu
+from saffu.config import ROADMAP_DEFAULTS
 from saffu.corpus import TokenizedCorpus
 from saffu.model import SaffuConfig, SaffuModel
 from saffu.torch import SaffuModule, corpus_batches, to_torch
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     data = wvc.load_data(wvc.parse_args(["--threads", "1"]))
     corpus = wvc.as_corpus(wvc.head(data["train"], args.size), data["tokenizer"])
     dev = data["curve"]["dev"]["corpus"]
-    model = SaffuModel(SaffuConfig(), tokenizer=data["tokenizer"]).fit(corpus, n_jobs=1, verbose=0)
+    model = SaffuModel(SaffuConfig(**ROADMAP_DEFAULTS), tokenizer=data["tokenizer"]).fit(
+        corpus, n_jobs=1, verbose=0)
     results: dict[str, Any] = {"command": "python bench/warm_start.py " + " ".join(sys.argv[1:]),
                                "config": model.config.to_dict(), "warm_lr_scales": WARM_LR_SCALES,
                                "load_average_1min": os.getloadavg()[0], "curves": {}}

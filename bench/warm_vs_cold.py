@@ -14,7 +14,9 @@ tokens) and each budget of seconds, four ways to spend it:
 plus an interpolated Kneser-Ney trigram on the same tokens (``saffu.ngram``) for scale.
 Every method uses one BPE tokenizer (vocabulary 4096) fitted on the whole train split. The SAFFU
 model is ``SaffuConfig()`` as shipped (whatever the defaults are when the script runs);
-``--old-config`` gives the config of the first recorded run (radial 8 + document, D = 64, sum).
+``--roadmap-config`` gives the defaults before the skip inputs (``saffu.config.ROADMAP_DEFAULTS``:
+tau 4, output_tau 1.5, α 0.1, no skip), ``--old-config`` the config of the first recorded run
+(radial 8 + document, D = 64, sum).
 
 Budgets: ``--seconds`` for every size, and ``--long-seconds`` also for the ``--long-sizes``.
 ``--clock cpu`` (default) counts CPU seconds of the process (``time.process_time``; with
@@ -66,6 +68,7 @@ from torch import nn
 
 import saffu
 from saffu import ngram
+from saffu.config import ROADMAP_DEFAULTS
 from saffu.corpus import TokenizedCorpus, read_documents, shakespeare_split
 from saffu.fit import prepare, stages_for
 from saffu.model import PREVIOUS_DEFAULTS, SaffuConfig, SaffuModel
@@ -374,8 +377,9 @@ OLD_CONFIG = {**PREVIOUS_DEFAULTS, "hidden": 64, "radial": 8, "block": 0, "docum
 
 
 def saffu_config(args: argparse.Namespace) -> SaffuConfig:
-    """``SaffuConfig()`` as shipped (or :data:`OLD_CONFIG`) at the benchmark's vocabulary size."""
-    old = OLD_CONFIG if args.old_config else {}
+    """``SaffuConfig()`` as shipped (or :data:`OLD_CONFIG`, or the roadmap defaults) at the
+    benchmark's vocabulary size."""
+    old = OLD_CONFIG if args.old_config else ROADMAP_DEFAULTS if args.roadmap_config else {}
     return SaffuConfig(**{**old, "tokenizer": "bpe", "vocab_size": args.vocab_size})
 
 
@@ -487,6 +491,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="what the budgets count: CPU seconds of the process, or wall-clock")
     parser.add_argument("--old-config", action="store_true",
                         help="the SAFFU config of the first recorded run instead of SaffuConfig()")
+    parser.add_argument("--roadmap-config", action="store_true",
+                        help="the defaults before the skip inputs (ROADMAP_DEFAULTS) instead of "
+                             "SaffuConfig()")
     parser.add_argument("--merge", type=Path, nargs="+",
                         help="no runs: merge these JSON outputs (sizes in order) into --out, figure, table")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
