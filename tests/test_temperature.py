@@ -44,9 +44,11 @@ def test_auto_output_tau_is_never_worse_on_the_slice_than_the_default():
     rest, held_out = temperature.split_held_out(model.encode(docs))
     stats = fit.accumulate_chunks(fit.STAGES[-1], model, rest.chunks()).stats["output"]
     products, targets = temperature.held_out_inputs(model, temperature.scored_targets(held_out))
+    default = temperature.default_output_tau(model)
+    assert default == temperature.DEFAULT_OUTPUT_TAU / (1 + model.config.skip)  # per unit of mass
     nll = {tau: temperature._fixed_nll(stats, products, targets, model.config.alpha, tau)
-           for tau in (chosen, temperature.DEFAULT_OUTPUT_TAU)}
-    assert nll[chosen] <= nll[temperature.DEFAULT_OUTPUT_TAU] + 1e-9
+           for tau in (chosen, default)}
+    assert nll[chosen] <= nll[default] + 1e-9
     recorded = dict(map(tuple, model.fit_info["temperatures"]["output_tau_search"]))
     np.testing.assert_allclose(recorded[chosen], nll[chosen], rtol=1e-5)
     # the final output layer is solved from all the training documents
@@ -70,7 +72,7 @@ def test_one_document_falls_back_to_the_defaults():
     model = SaffuModel(SaffuConfig(**SMALL, tau=None, output_tau=None))
     model.fit(tiny_documents(1), verbose=0)
     assert (model.config.tau, model.config.output_tau) == (temperature.DEFAULT_TAU,
-                                                           temperature.DEFAULT_OUTPUT_TAU)
+                                                           temperature.default_output_tau(model))
 
 
 @pytest.mark.parametrize("change, message", [

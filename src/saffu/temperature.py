@@ -203,6 +203,14 @@ def held_out_inputs(model: SaffuModel, held_out: TokenizedCorpus) -> tuple[Produ
     return products, np.concatenate(targets)
 
 
+def default_output_tau(model: SaffuModel) -> float:
+    """The fixed output temperature for this model's input mass: ``DEFAULT_OUTPUT_TAU`` per unit
+    of mass (one per context model's hidden vector and per skip input). Used without a held-out
+    slice (fewer than 2 documents) and as the search's fixed point: with skip inputs 1.5 itself
+    would be far too sharp (skip 2 at 1.5: dev perplexity in the hundreds)."""
+    return DEFAULT_OUTPUT_TAU / (len(model.layers) + model.config.skip)
+
+
 def output_pass_choosing_tau(
     model: SaffuModel, corpus: TokenizedCorpus,
     run_pass: Callable[[TokenizedCorpus], PassStatistics],
@@ -216,13 +224,14 @@ def output_pass_choosing_tau(
         run_pass: ``run_pass(corpus) -> PassStatistics`` of the output stage.
     """
     parts = split_held_out(corpus)
+    default = default_output_tau(model)
     if parts is None:
         stats = run_pass(corpus)
-        return stats, SearchResult(DEFAULT_OUTPUT_TAU, math.nan, ())
+        return stats, SearchResult(default, math.nan, ())
     rest, held_out = parts
     stats = run_pass(rest)
     products, targets = held_out_inputs(model, scored_targets(held_out))
-    result = choose_output_tau(stats.stats["output"], products, targets, model.config.alpha)
+    result = choose_output_tau(stats.stats["output"], products, targets, model.config.alpha, default)
     stats += run_pass(held_out)
     return stats, result
 
