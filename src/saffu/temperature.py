@@ -277,7 +277,8 @@ def choose_tau(model: SaffuModel, corpus: TokenizedCorpus, passes: dict[str, Sta
         products, targets = held_out_inputs(probe, scored)
         if fixed_output_tau is not None:
             return _fixed_nll(output, products, targets, probe.config.alpha, fixed_output_tau)
-        return choose_output_tau(output, products, targets, probe.config.alpha).value
+        return choose_output_tau(output, products, targets, probe.config.alpha,
+                                 default_output_tau(probe)).value
 
     return golden_section_log(score, *TAU_RANGE, TAU_EVALUATIONS, DEFAULT_TAU)
 
