@@ -26,8 +26,8 @@ import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from saffu import kernels
-from saffu._io import atomic_write_bytes
-from saffu.errors import InvalidParameterError
+from saffu._io import atomic_write_bytes, read_safetensors
+from saffu.errors import InvalidParameterError, ModelFormatError
 from saffu.kernels.cooc import cooc_dense_dense
 
 FORMS = ("bias", "folded")
@@ -313,19 +313,12 @@ class ExplicitStats:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ExplicitStats:
-        """Read statistics written by :meth:`save`."""
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="numpy") as handle:
-                file_format = (handle.metadata() or {}).get("format")
-                arrays = {key: handle.get_tensor(key) for key in handle.keys()}
-        except FileNotFoundError:
-            raise
-        except Exception as error:
-            raise InvalidParameterError(f"{path} is not a readable safetensors file: {error}") from error
+        """Read statistics written by :meth:`save` (:class:`~saffu.errors.ModelFormatError` if
+        the file is not one)."""
+        arrays, metadata = read_safetensors(path)
+        file_format = metadata.get("format")
         if file_format != FILE_FORMAT:
-            raise InvalidParameterError(f"{path} holds no {FILE_FORMAT} (format {file_format!r})")
+            raise ModelFormatError(f"{path} holds no {FILE_FORMAT} (format {file_format!r})")
         return cls.from_arrays(arrays)
 
     def solve(
