@@ -3,12 +3,12 @@
 At 100k training tokens of the Shakespeare split (BPE 4096, the roadmap defaults that shipped when
 it was measured, ``saffu.config.ROADMAP_DEFAULTS``, the
 data and dev subset of ``bench/warm_vs_cold.py``), backprop from the explicit weights with
-:func:`saffu.trainer.train` (AdamW, lr 0.1, 512 targets per step, 20 warmup steps, cosine over
+:func:`saffu.torch.training.train` (AdamW, lr 0.1, 512 targets per step, 20 warmup steps, cosine over
 ``--steps`` steps, clipping at 1), one variant per row: which parameter groups train and at what
 learning-rate multiple (``lr_scales``). Dev-subset perplexity at steps 0, 8, 24, 56, 120, 248, …
 
 Then, after 24 steps of the old warm start (every group at lr) and of the default one
-(:data:`saffu.trainer.WARM_LR_SCALES`), the change of the output bias ``o`` and of the dev NLL
+(:data:`saffu.torch.training.WARM_LR_SCALES`), the change of the output bias ``o`` and of the dev NLL
 by how often each token occurs in the training set.
 
     python bench/warm_start.py            # ~8 min of one core
@@ -45,7 +45,7 @@ from saffu.config import ROADMAP_DEFAULTS
 from saffu.corpus import TokenizedCorpus
 from saffu.model import SaffuConfig, SaffuModel
 from saffu.torch import SaffuModule, corpus_batches, to_torch
-from saffu.trainer import PARAMETER_GROUPS, WARM_LR_SCALES, train
+from saffu.torch.training import PARAMETER_GROUPS, WARM_LR_SCALES, train
 
 FROZEN = dict.fromkeys(PARAMETER_GROUPS, 0.0)
 VARIANTS: dict[str, dict[str, Any]] = {

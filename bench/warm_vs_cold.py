@@ -6,7 +6,7 @@ tokens) and each budget of seconds, four ways to spend it:
 - ``explicit``: the explicit fit only (its fit time);
 - ``cold``: backprop from a random init (:func:`saffu.torch.cold_start`);
 - ``warm``: the explicit fit, then backprop from its weights for the rest of the budget (the
-  trainer's warm-start learning-rate scales, :data:`saffu.trainer.WARM_LR_SCALES`);
+  trainer's warm-start learning-rate scales, :data:`saffu.torch.training.WARM_LR_SCALES`);
 - ``transformer``: a standard causal transformer from PyTorch's own layers
   (``nn.TransformerEncoder``, causal mask, token + position embeddings, tied output), with a
   parameter count matched to the SAFFU model, trained by backprop for the same budget;
@@ -74,7 +74,7 @@ from saffu.fit import prepare, stages_for
 from saffu.model import PREVIOUS_DEFAULTS, SaffuConfig, SaffuModel
 from saffu.tokenize import EOD, make_tokenizer
 from saffu.torch import cold_start, to_torch
-from saffu.trainer import Budget, Stopwatch, evaluate, lr_factor, torch_runtime, train
+from saffu.torch.training import Budget, Stopwatch, evaluate, lr_factor, torch_runtime, train
 
 ROOT = BENCH.parent
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "shakespeare"
@@ -272,7 +272,7 @@ def run_backprop(module: Any, train_corpus: TokenizedCorpus, evaluator: Evaluato
 def run_transformer(model: CausalTransformer, train_docs: Documents, evaluator: Evaluator,
                     seconds: float, args: argparse.Namespace) -> dict[str, Any]:
     """Backprop on random windows of the concatenated train documents for ``seconds``; keeps the
-    weights best on the dev subset, like :func:`saffu.trainer.train`."""
+    weights best on the dev subset, like :func:`saffu.torch.training.train`."""
     stream = torch.from_numpy(np.concatenate(train_docs).astype(np.int64))
     length = min(args.context, len(stream) - 1)
     batch = max(1, args.batch_targets // length)

@@ -203,7 +203,7 @@ def digits():
 
 def test_explicit_init_matches_the_classifier(digits):
     torch = pytest.importorskip("torch")
-    from saffu.torch_init import explicit_init_
+    from saffu.torch.init import explicit_init_
 
     X, y = digits
     clf = ExplicitSoftmaxClassifier(alpha=0.5, tau=0.3).fit(X, y)
@@ -221,7 +221,7 @@ def test_explicit_init_matches_the_classifier(digits):
 
 def test_explicit_init_chunks_give_the_same_weights(digits):
     torch = pytest.importorskip("torch")
-    from saffu.torch_init import explicit_init_
+    from saffu.torch.init import explicit_init_
 
     X, y = digits
     whole = explicit_init_(torch.nn.Linear(64, 10, dtype=torch.float64), X, y, tau=0.5)
@@ -235,7 +235,7 @@ def test_explicit_init_chunks_give_the_same_weights(digits):
 
 def test_explicit_init_lowers_the_cross_entropy(digits):
     torch = pytest.importorskip("torch")
-    from saffu.torch_init import explicit_init_
+    from saffu.torch.init import explicit_init_
 
     X, y = digits
     inputs, targets = torch.from_numpy(X).float(), torch.from_numpy(y)
@@ -250,7 +250,7 @@ def test_explicit_init_lowers_the_cross_entropy(digits):
 
 def test_explicit_init_rejects_bad_input(digits):
     torch = pytest.importorskip("torch")
-    from saffu.torch_init import explicit_init_
+    from saffu.torch.init import explicit_init_
 
     X, y = digits
     with pytest.raises(ValueError, match="bias form needs a layer with a bias"):

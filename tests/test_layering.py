@@ -27,9 +27,9 @@ LAYERS = (
     ("saffu.config", "saffu.train_config"),
     ("saffu.fit",),
     ("saffu.model",),
-    ("saffu.ngram", "saffu.torch_init"),
-    ("saffu.torch",),
-    ("saffu.trainer", "saffu.distributed"),
+    ("saffu.ngram",),
+    ("saffu.torch", "saffu.distributed"),
+    ("saffu.trainer", "saffu.torch_init"),  # the former locations of saffu.torch's modules
     ("saffu.sweep",),
     ("saffu.cli",),
 )

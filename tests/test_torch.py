@@ -1,4 +1,4 @@
-"""The PyTorch module (saffu.torch) and backpropagation (saffu.trainer)."""
+"""The PyTorch module (saffu.torch) and backpropagation (saffu.torch.training)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from saffu.model import SaffuConfig, SaffuModel  # noqa: E402
 from saffu.torch import cold_start, context_batch, from_torch, to_torch  # noqa: E402
-from saffu.trainer import Stopwatch, evaluate, lr_factor, train  # noqa: E402
+from saffu.torch.training import Stopwatch, evaluate, lr_factor, train  # noqa: E402
 
 SMALL = dict(tokenizer="char", bits=None, tau=1.0, output_tau=1.0, skip=0, hidden=None, radial=3, block=4,
              document=True)

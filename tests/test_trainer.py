@@ -14,7 +14,7 @@ from saffu.config import ROADMAP_DEFAULTS  # noqa: E402
 from saffu.corpus import read_documents, shakespeare_split  # noqa: E402
 from saffu.model import SaffuConfig, SaffuModel  # noqa: E402
 from saffu.torch import cold_start, from_torch, to_torch  # noqa: E402
-from saffu.trainer import (  # noqa: E402
+from saffu.torch.training import (  # noqa: E402
     PARAMETER_GROUPS,
     WARM_LR_SCALES,
     Stopwatch,

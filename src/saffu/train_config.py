@@ -1,4 +1,4 @@
-"""The options of backpropagation (:func:`saffu.trainer.train`), each defined once.
+"""The options of backpropagation (:func:`saffu.torch.training.train`), each defined once.
 
 :class:`TrainConfig` holds every option of a training run with its default, help text and
 check. The trainer reads it, ``saffu train`` / ``saffu finetune`` generate their options from it,

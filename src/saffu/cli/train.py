@@ -137,7 +137,7 @@ def _import_saffu_torch() -> ModuleType:
 
 def _train_and_save(args: argparse.Namespace, options: TrainConfig, module: Any,
                     corpus: TokenizedCorpus, result: dict[str, Any]) -> None:
-    from saffu.trainer import train
+    from saffu.torch.training import train
 
     dev = module.template.encode(read_corpus(args, args.dev)) if args.dev else None
     history = train(module, corpus, dev, options, checkpoint_dir=args.out, n_jobs=args.jobs,

@@ -17,7 +17,7 @@ default roadmap. Its tables::
     hidden = [64, 256]
 
     [backprop]       # optional: fine-tune each variant warm by backprop for this many seconds
-    seconds = 60     # (needs PyTorch; other keys are options of saffu.trainer.train, e.g. lr)
+    seconds = 60     # (needs PyTorch; other keys are options of saffu.torch.training.train, e.g. lr)
 
 ``None`` values are written ``"min"`` (bits), ``"bits"`` (hidden), ``"mean"`` (priming) or
 ``"none"``. With at most one context position (radial ≤ 1, block ≤ 1) attention weights are 1

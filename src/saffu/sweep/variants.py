@@ -119,9 +119,9 @@ def _scores(score: Any, data: SweepData, prefix: str = "") -> dict[str, float | 
 
 def _fine_tune(model: SaffuModel, data: SweepData, backprop: Backprop,
                n_jobs: int | None) -> dict[str, Any]:
-    """Warm-start backprop (saffu.trainer) for ``backprop.seconds``; dev early stopping."""
+    """Warm-start backprop (saffu.torch.training) for ``backprop.seconds``; dev early stopping."""
     from saffu.torch import to_torch
-    from saffu.trainer import evaluate, train
+    from saffu.torch.training import evaluate, train
 
     module = to_torch(model)
     history = train(module, data.splits["train"], data.splits["dev"], epochs=None,

@@ -10,8 +10,8 @@ The module never sees a whole corpus: :func:`context_batch` turns a range of tar
 into index tensors (the token span the contexts read, each target's window as indices into that
 span), so memory is bounded by the batch (``n × V`` log-probabilities at most).
 
-This module and :mod:`saffu.trainer` are the only parts of saffu that import PyTorch
-(``pip install 'saffu[torch]'``).
+This package (:mod:`saffu.torch`: ``module``, ``init``, ``training``) is the only part of saffu that
+imports PyTorch (``pip install 'saffu[torch]'``).
 """
 
 from __future__ import annotations
@@ -30,18 +30,9 @@ from saffu.corpus import TokenizedCorpus
 from saffu.errors import InvalidParameterError
 from saffu.kinds import ContextKind
 from saffu.model import ContextLayer, ContextSpec, SaffuConfig, SaffuModel, target_batches
-from saffu.torch_init import explicit_init_
 
-__all__ = [
-    "ContextBatch",
-    "SaffuModule",
-    "cold_start",
-    "context_batch",
-    "corpus_batches",
-    "explicit_init_",
-    "from_torch",
-    "to_torch",
-]
+__all__ = ["ContextBatch", "SaffuModule", "cold_start", "context_batch", "corpus_batches", "from_torch",
+           "to_torch"]
 
 COLD_ATTENTION_STD = 0.02  # cold-start W ~ normal(0, 0.02): near-uniform attention at step 0
 
