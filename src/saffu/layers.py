@@ -11,7 +11,7 @@
 
 Adding a context-model kind: a member of :class:`ContextKind` (name and kernel code), its window
 rule in each backend (``csrc/saffu_pass.cpp``, ``saffu._numba.saffu_pass``,
-``saffu._reference.saffu_pass``) and in ``saffu.torch`` (``_windows``), and its config field in
+``saffu._reference.saffu_pass``) and in ``saffu.torch.module`` (``_window``), and its config field in
 :class:`saffu.config.SaffuConfig` (``context_specs``). ``tests/test_layers.py`` fails until every
 backend accepts the new code and agrees with the reference.
 """
