@@ -118,3 +118,9 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out.startswith("saffu ")
+
+
+def test_info_reads_versions_without_importing_the_heavy_packages():
+    code = ("import sys; from saffu._backend import config_info; info = config_info(); "
+            "sys.exit(any(m in sys.modules for m in ('torch', 'dask', 'sklearn')) or not info['numpy'])")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -14,6 +14,7 @@ import platform
 import sys
 import warnings
 from collections.abc import Iterator
+from importlib import metadata
 from types import ModuleType, SimpleNamespace
 
 from saffu._kernel_spec import KERNELS
@@ -154,11 +155,15 @@ def config_info() -> dict[str, object]:
         "available_backends": available_backends(),
         "threads": get_num_threads(),
     }
-    for optional in ("numba", "tokenizers", "safetensors", "sklearn", "torch", "dask"):
+    # Versions from the installed distributions' metadata: importing torch or dask to ask them
+    # would take seconds (``saffu info`` must answer at once).
+    for name, distribution in (("numba", "numba"), ("tokenizers", "tokenizers"),
+                               ("safetensors", "safetensors"), ("sklearn", "scikit-learn"),
+                               ("torch", "torch"), ("dask", "dask")):
         try:
-            info[optional] = importlib.import_module(optional).__version__
-        except ImportError:
-            info[optional] = None
+            info[name] = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            info[name] = None
     return info
 
 
