@@ -91,8 +91,8 @@ def contextual_cipher(radius: int, top: int | None) -> Iterator[None]:
     """Inside the block, fits replace the cipher vectors by contextual ones (cipher.py)."""
     saved = fit.prepare
 
-    def prepare(model: SaffuModel, documents: Any) -> Any:
-        corpus = saved(model, documents)
+    def prepare(model: SaffuModel, documents: Any, *args: Any) -> Any:
+        corpus = saved(model, documents, *args)
         model.cipher = model.cipher.with_vectors(
             contextual_vectors(model.cipher.vectors, corpus.chunks(), radius, top=top))
         return corpus

@@ -271,8 +271,8 @@ def test_a_model_with_contextual_vectors_fits_saves_and_loads(tmp_path, monkeypa
 
     plain_prepare = fit.prepare
 
-    def prepare(model, documents):  # as bench/quality.py does: contextual vectors after prepare
-        corpus = plain_prepare(model, documents)
+    def prepare(model, documents, *args):  # as bench/quality.py does: contextual vectors after prepare
+        corpus = plain_prepare(model, documents, *args)
         model.cipher = model.cipher.with_vectors(cipher_module.contextual_vectors(
             model.cipher.vectors, corpus.chunks(), 1, top=2))
         return corpus

@@ -124,3 +124,16 @@ def test_info_reads_versions_without_importing_the_heavy_packages():
     code = ("import sys; from saffu._backend import config_info; info = config_info(); "
             "sys.exit(any(m in sys.modules for m in ('torch', 'dask', 'sklearn')) or not info['numpy'])")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_fit_logs_one_line_per_step_when_stderr_is_not_a_terminal(corpus, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "saffu.cli", "fit", str(corpus / "doc*.txt"), "--out",
+                             str(tmp_path / "m"), "--tokenizer", "char", "--bits", "min"],
+                            capture_output=True, text=True, check=True)
+    lines = result.stderr.splitlines()
+    assert any("tokenizer" in line for line in lines) and any("experts pass" in line for line in lines)
+    assert any("encoded the corpus" in line for line in lines)
+    quiet = subprocess.run([sys.executable, "-m", "saffu.cli", "fit", str(corpus / "doc*.txt"), "--out",
+                            str(tmp_path / "m"), "--tokenizer", "char", "--quiet"],
+                           capture_output=True, text=True, check=True)
+    assert quiet.stderr == ""

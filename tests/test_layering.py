@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "saffu"
 
 LAYERS = (
     ("saffu.errors", "saffu._version", "saffu._kernel_spec"),
-    ("saffu.validation", "saffu.kinds", "saffu._io", "saffu._backend", "saffu._processes"),
+    ("saffu.validation", "saffu.kinds", "saffu._io", "saffu._backend", "saffu._processes",
+     "saffu._progress"),
     ("saffu._core", "saffu._numba", "saffu._reference"),
     ("saffu.kernels",),
     ("saffu.explicit", "saffu.cipher", "saffu.tokenize"),

@@ -13,7 +13,6 @@ that pass in closed form. Later passes use the weights solved by earlier ones:
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from tqdm.auto import tqdm
 from saffu import kernels
 from saffu._backend import threads
 from saffu._io import atomic_write_bytes, read_safetensors
+from saffu._progress import bar as progress_bar
+from saffu._progress import step as progress_step
 from saffu.cipher import Cipher
 from saffu.config import SaffuConfig
 from saffu.corpus import TokenizedCorpus
@@ -334,7 +335,7 @@ class LocalRunner:
 
     def run_pass(self, stage: Stage, model: SaffuModel, corpus: TokenizedCorpus,
                  verbose: int) -> PassStatistics:
-        with _progress(corpus, stage.name, verbose) as bar:
+        with progress_bar(f"{stage.name} pass", corpus.n_tokens, verbose) as bar:
             return accumulate_chunks(stage, model, _counted(corpus.chunks(), bar))
 
 
@@ -364,12 +365,8 @@ def _counted(chunks: Iterable[tuple[np.ndarray, np.ndarray]],
         bar.update(len(ids))
 
 
-def _progress(corpus: TokenizedCorpus, name: str, verbose: int) -> tqdm:
-    return tqdm(total=corpus.n_tokens, desc=f"saffu {name}", unit="tok", unit_scale=True,
-                disable=not verbose or not sys.stderr.isatty(), leave=False)
-
-
-def prepare(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus) -> TokenizedCorpus:
+def prepare(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus,
+            verbose: int = 0) -> TokenizedCorpus:
     """Fit the tokenizer (if missing), encode the corpus, and build the cipher and label codes."""
     config = model.config
     if model.tokenizer is None:
@@ -378,8 +375,12 @@ def prepare(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus) -> To
                 "an encoded corpus needs a model whose tokenizer is already set")
         documents = _reiterable(documents)
         model.tokenizer = make_tokenizer(config.tokenizer, vocab_size=config.vocab_size)
-        model.tokenizer.fit(documents)
-    corpus = model.encode(documents)
+        with progress_step(f"trained the {config.tokenizer} tokenizer ({config.vocab_size} ids)",
+                           verbose):
+            model.tokenizer.fit(documents)
+    encoding = verbose and not isinstance(documents, TokenizedCorpus)
+    with progress_step("encoded the corpus", encoding):
+        corpus = model.encode(documents)
     if corpus.n_tokens == 0:
         raise InvalidParameterError("cannot fit on an empty corpus")
     counts = corpus.token_counts(model.tokenizer.vocab_size)
@@ -473,7 +474,7 @@ def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
         else:
             check_memory(model.config)
             model.fit_state = FitState()
-            corpus = prepare(model, documents)
+            corpus = prepare(model, documents, verbose)
             _init_layers(model)
         chosen = _choose_tau(model, corpus, runner) if model.config.tau is None else {}
         corpus = runner.prepare(corpus)
@@ -523,8 +524,9 @@ def _output_pass_choosing_tau(model: SaffuModel, corpus: TokenizedCorpus, verbos
     """The output pass with ``output_tau`` chosen on a held-out slice (saffu.temperature)."""
     _check_local(runner)
     output = STAGES[-1]
-    stats, result = output_pass_choosing_tau(
-        model, corpus, lambda part: run_pass(output, model, part, verbose=verbose))
+    with progress_step("output pass, output_tau chosen on a held-out slice", verbose):
+        stats, result = output_pass_choosing_tau(
+            model, corpus, lambda part: run_pass(output, model, part, verbose=0))
     model.config = model.config.replace(output_tau=result.best)
     chosen.update(output_tau=result.best,
                   output_tau_search=[list(point) for point in result.evaluations])

@@ -102,7 +102,11 @@ def add_separator_option(parser: argparse.ArgumentParser) -> None:
 def add_fitting_options(parser: argparse.ArgumentParser) -> None:
     """``--jobs`` (kernel threads) and ``--verbose``."""
     parser.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
-    parser.add_argument("--verbose", type=int, default=1, help="0 hides progress bars")
+    parser.add_argument("--verbose", type=int, default=1,
+                        help="1 shows progress (bars on a terminal, a line per step in a log), "
+                             "0 hides it (default: 1)")
+    parser.add_argument("--quiet", dest="verbose", action="store_const", const=0,
+                        help="no progress output (same as --verbose 0)")
 
 
 def read_corpus(args: argparse.Namespace, patterns: Sequence[str]) -> Any:
