@@ -415,3 +415,8 @@ def test_grid_object_is_accepted_as_is(splits, tmp_path):
                 grids=({"bits": (24,)},))
     (record,) = _sweep(splits, tmp_path, grid=grid)
     assert record["bits"] == 24
+
+
+def test_a_variant_whose_fit_chooses_output_tau_is_a_group_of_its_own():
+    configs = [SaffuConfig(output_tau=2.0), SaffuConfig(output_tau=None), SaffuConfig(output_tau=3.0)]
+    assert sweep.output_tau_groups(configs) == [[configs[0], configs[2]], [configs[1]]]

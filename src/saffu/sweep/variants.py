@@ -100,10 +100,12 @@ def fit_variants(configs: Sequence[SaffuConfig], data: SweepData, *,
 
 def output_tau_groups(configs: Iterable[SaffuConfig]) -> list[list[SaffuConfig]]:
     """The variants grouped by every field but ``output_tau`` (for :func:`fit_variants`), in
-    order of first appearance."""
+    order of first appearance. A variant whose fit chooses ``output_tau`` (None) is a group of
+    its own: the choice is made inside its passes."""
     groups: dict[SaffuConfig, list[SaffuConfig]] = {}
     for config in configs:
-        groups.setdefault(config.replace(output_tau=1.0), []).append(config)
+        key = config if config.output_tau is None else config.replace(output_tau=1.0)
+        groups.setdefault(key, []).append(config)
     return list(groups.values())
 
 
