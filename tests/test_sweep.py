@@ -215,7 +215,7 @@ def test_variants_differing_in_output_tau_share_their_passes(splits, tmp_path, m
     fits = []
     real_fit = SaffuModel.fit
     monkeypatch.setattr(SaffuModel, "fit", lambda self, *a, **k: fits.append(1) or real_fit(self, *a, **k))
-    records = _sweep(splits, tmp_path, grid=OUTPUT_TAU_GRID)
+    records = _sweep(splits, tmp_path, grid=OUTPUT_TAU_GRID, test_top=None)  # test in the same pass
     assert len(fits) == 1
     assert [r["fit_shared"] for r in records] == [False, True, True]
     assert len({r["fit_cpu_seconds"] for r in records}) == 1
@@ -420,3 +420,23 @@ def test_grid_object_is_accepted_as_is(splits, tmp_path):
 def test_a_variant_whose_fit_chooses_output_tau_is_a_group_of_its_own():
     configs = [SaffuConfig(output_tau=2.0), SaffuConfig(output_tau=None), SaffuConfig(output_tau=3.0)]
     assert sweep.output_tau_groups(configs) == [[configs[0], configs[2]], [configs[1]]]
+
+
+
+def test_test_is_scored_only_for_what_dev_selects(splits, tmp_path):
+    """Every variant gets dev; test only the Pareto front and the best k by dev, each scored by a
+    refit equal to a fit of its own; the others' test scores are None and the report says so."""
+    grid = FIXED + "[[grid]]\nbits = ['min', 24]\ntau = [1, 2, 3]\n"
+    records = _sweep(splits, tmp_path, grid=grid, test_top=1)
+    chosen = {r["key"] for r in sweep.selected_on_dev(records, 1)}
+    best = min(records, key=lambda r: r["dev_perplexity"])
+    assert best["key"] in chosen and len(chosen) < len(records)
+    for record in records:
+        assert record["test_selected"] == (record["key"] in chosen)
+        assert (record["test_perplexity"] is not None) == (record["key"] in chosen)
+    alone = sweep.fit_variant(SaffuConfig(**{k: best[k] for k in sweep.CONFIG_FIELDS}),
+                              sweep.SweepData.load(tmp_path))
+    assert best["test_perplexity"] == pytest.approx(alone["test_perplexity"], rel=1e-6)
+    report = (write_report(tmp_path)["report"]).read_text()
+    assert f"Test scores exist for {len(chosen)} variants only, chosen on dev" in report
+    assert _sweep(splits, tmp_path, grid=grid, test_top=1) == records  # resumed: nothing refitted

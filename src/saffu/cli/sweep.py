@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--shakespeare", default=None, metavar="ROOT",
                        help="use the fixed Shakespeare split of ROOT for train, dev and test")
     add_separator_option(sweep)
+    sweep.add_argument("--test-top", type=_test_top, default=10, metavar="K",
+                       help="score test only for the Pareto front and the K best variants by dev "
+                            "perplexity (selected on dev; 'all' scores every variant) (default: 10)")
     sweep.add_argument("--verbose", type=int, default=1, help="0 hides the per-variant lines")
     sweep.add_argument("--json", action="store_true", help="print one JSON object")
     sweep.set_defaults(handler=sweep_command)
@@ -39,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--top", type=int, default=10, help="rows of the best-variants table")
     report.add_argument("--json", action="store_true", help="print one JSON object")
     report.set_defaults(handler=sweep_report_command)
+
+
+def _test_top(text: str) -> int | None:
+    if text.strip().lower() == "all":
+        return None
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of variants or 'all', got {text!r}")
+    return int(text)
 
 
 def _split_documents(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -60,7 +71,7 @@ def sweep_command(args: argparse.Namespace) -> None:
     grid = load_grid(args.grid)  # a mistake in the grid file is reported before any fitting
     train, dev, test = _split_documents(args)
     records = run_sweep(train, dev, test, grid=grid, out=args.out, jobs=args.jobs,
-                        verbose=args.verbose)
+                        verbose=args.verbose, test_top=args.test_top)
     best = min(records, key=lambda r: r["dev_perplexity"])
     summary = {"out": args.out, "variants": len(records), "best": best}
     if args.json:

@@ -48,9 +48,9 @@ from saffu.sweep.grid import (
     parse_grid,
     variant_key,
 )
-from saffu.sweep.report import paired_effects, pareto_front, varied_fields, write_report
-from saffu.sweep.run import read_results, run_sweep
-from saffu.sweep.variants import fit_variant, fit_variants, output_tau_groups
+from saffu.sweep.report import paired_effects, varied_fields, write_report
+from saffu.sweep.run import read_results, run_sweep, selected_on_dev
+from saffu.sweep.variants import fit_variant, fit_variants, output_tau_groups, pareto_front
 
 __all__ = [
     "CONFIG_FIELDS",
@@ -69,6 +69,7 @@ __all__ = [
     "prepare_data",
     "read_results",
     "run_sweep",
+    "selected_on_dev",
     "variant_key",
     "varied_fields",
     "write_report",

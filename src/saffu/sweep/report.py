@@ -16,19 +16,8 @@ from saffu._io import atomic_write_text
 from saffu.errors import InvalidParameterError, MissingDependencyError
 from saffu.sweep.grid import CONFIG_FIELDS, _format_value
 from saffu.sweep.run import read_results
+from saffu.sweep.variants import pareto_front
 from saffu.validation import is_int
-
-
-def pareto_front(records: Sequence[dict[str, Any]], cost: str = "parameters",
-                 score: str = "dev_perplexity") -> list[dict[str, Any]]:
-    """The records no other record beats on both ``cost`` and ``score`` (lower is better for
-    both), by increasing cost."""
-    front, best = [], math.inf
-    for record in sorted(records, key=lambda r: (r[cost], r[score])):
-        if record[score] < best:
-            front.append(record)
-            best = record[score]
-    return front
 
 
 def varied_fields(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -155,6 +144,15 @@ def _group_by(records: Sequence[dict[str, Any]], name: str) -> dict[str, list[fl
             for v in values}
 
 
+def _test_scope(records: Sequence[dict[str, Any]]) -> str:
+    """What the test columns hold: every variant, or those selected on dev only."""
+    scored = sum(r.get("test_perplexity") is not None for r in records)
+    if scored == len(records):
+        return "Every variant was scored on test."
+    return (f"Test scores exist for {scored} variants only, chosen on dev (the Pareto front and "
+            "the best by dev perplexity): the test split serves to report, never to choose.")
+
+
 def _report_markdown(records: Sequence[dict[str, Any]], top: int) -> str:
     ranked = sorted(records, key=lambda r: r["dev_perplexity"])
     best = ranked[0]
@@ -167,7 +165,7 @@ def _report_markdown(records: Sequence[dict[str, Any]], top: int) -> str:
         f"({largest['parameters']:,} parameters) ranks {ranked.index(largest) + 1} by dev "
         "perplexity; the Spearman correlation of parameters and dev perplexity is "
         f"{_spearman([r['parameters'] for r in records], [r['dev_perplexity'] for r in records])}.",
-        "",
+        "", _test_scope(records), "",
         f"## Top {min(top, len(ranked))} by dev perplexity", "",
         *_markdown_table(ranked[:top], CONFIG_FIELDS), "",
         "## Pareto front (dev perplexity against parameters)", "",

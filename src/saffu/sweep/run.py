@@ -22,15 +22,17 @@ from saffu.errors import InvalidParameterError
 from saffu.model import SaffuConfig
 from saffu.sweep.data import SweepData, _log, _read_json, is_sweep_directory, prepare_data
 from saffu.sweep.grid import CONFIG_FIELDS, Backprop, Grid, _describe, canonical, load_grid, variant_key
-from saffu.sweep.variants import fit_variants, output_tau_groups
+from saffu.sweep.variants import SCORED_SPLITS, fit_variant, fit_variants, output_tau_groups, pareto_front
 from saffu.validation import is_int
 
+TEST_TOP = 10
+"""Variants scored on test by default beside the Pareto front: the best 10 by dev perplexity."""
 METRICS = (
     "parameters", "train_tokens", "fit_seconds", "fit_cpu_seconds", "fit_shared", "eval_seconds",
     "eval_cpu_seconds", "fit_peak_memory_mb", "peak_memory_mb", "dev_perplexity",
     "dev_bits_per_char", "test_perplexity", "test_bits_per_char", "backprop_seconds",
     "backprop_steps", "backprop_stopped", "backprop_dev_perplexity", "backprop_dev_bits_per_char",
-    "backprop_test_perplexity", "backprop_test_bits_per_char")
+    "backprop_test_perplexity", "backprop_test_bits_per_char", "test_selected")
 
 
 _worker_data: SweepData | None = None
@@ -49,9 +51,9 @@ def _init_worker(directory: str) -> None:
     _worker_data = SweepData.load(Path(directory))
 
 
-def _worker_task(configs: list[SaffuConfig], backprop: Backprop | None,
-                 directory: str) -> list[dict[str, Any]]:
-    return _fit_and_store(configs, _worker_data, backprop, Path(directory), n_jobs=1)
+def _worker_task(configs: list[SaffuConfig], backprop: Backprop | None, directory: str,
+                 splits: tuple[str, ...]) -> list[dict[str, Any]]:
+    return _fit_and_store(configs, _worker_data, backprop, Path(directory), n_jobs=1, splits=splits)
 
 
 def _store(directory: Path, record: dict[str, Any]) -> None:
@@ -69,8 +71,14 @@ def _cached(directory: Path, key: str) -> dict[str, Any] | None:
 
 def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | None = None, *,
               grid: Grid | str | os.PathLike | None = None, out: str | os.PathLike,
-              jobs: int = 1, verbose: int = 1) -> list[dict[str, Any]]:
+              jobs: int = 1, verbose: int = 1, test_top: int | None = TEST_TOP) -> list[dict[str, Any]]:
     """Fit and score every variant of ``grid`` (default: the shipped roadmap); resumable.
+
+    Every variant is scored on dev; the test split is scored only for the variants dev selects
+    (the Pareto front of dev perplexity against parameters, and the ``test_top`` best by dev
+    perplexity), after all are fitted: they are refitted (fits are deterministic) and scored on
+    test, and their records get ``test_selected: true``. ``test_top=None`` scores test for every
+    variant (as sweeps before issue 15 did).
 
     Args:
         train, dev, test: documents (iterables of strings, e.g. :func:`saffu.corpus.read_documents`).
@@ -79,6 +87,8 @@ def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | No
         jobs: worker processes (1: fit in this process with the default kernel threads;
             more: "spawn" processes with one kernel thread each).
         verbose: 0 silent; 1 one line per variant on stderr.
+        test_top: how many of the best variants by dev perplexity are scored on test, beside
+            the Pareto front (``None``: every variant).
     Returns:
         the records (see :func:`fit_variant`) of the completed variants, in grid order.
     Raises:
@@ -88,6 +98,8 @@ def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | No
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     if not is_int(jobs) or jobs < 1:
         raise InvalidParameterError(f"jobs must be a positive integer, got {jobs!r}")
+    if test_top is not None and (not is_int(test_top) or test_top < 0):
+        raise InvalidParameterError(f"test_top must be None or an int ≥ 0, got {test_top!r}")
     if grid.backprop is not None and importlib.util.find_spec("torch") is None:
         raise InvalidParameterError(f"{grid.source}: [backprop] needs PyTorch: pip install 'saffu[torch]'")
     directory = check_output_directory(out, is_sweep_directory, "saffu sweep folder")
@@ -95,10 +107,13 @@ def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | No
     if test is not None:
         documents["test"] = _document_list(test, "test")
     run = _SweepRun(grid, directory, documents, verbose)
+    run.splits = SCORED_SPLITS if test_top is None else ("dev",)
     missing = run.load_stored()
     _log(verbose, f"{len(run.records)} variants: {len(run.records) - len(missing)} stored, "
                   f"{len(missing)} to fit with {jobs} job(s)")
     _fit_missing(run, missing, jobs)
+    if test_top is not None and "test" in run.data.splits and not run.failures:
+        _score_selected_on_test(run, test_top)
     run.publish()
     if run.failures:
         config, error = run.failures[0]
@@ -130,6 +145,7 @@ class _SweepRun:
     def __init__(self, grid: Grid, directory: Path, documents: dict[str, list[str]],
                  verbose: int) -> None:
         self.grid, self.directory, self.verbose = grid, directory, verbose
+        self.splits: tuple[str, ...] = SCORED_SPLITS
         self.records: dict[SaffuConfig, dict[str, Any] | None] = dict.fromkeys(grid.variants())
         self.failures: list[tuple[SaffuConfig, BaseException]] = []
         self.computed = 0
@@ -189,14 +205,15 @@ def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int) -> N
     if jobs == 1:
         for group in groups:
             _collect(run, group, lambda group=group: _fit_and_store(
-                group, run.data, run.grid.backprop, run.directory))
+                group, run.data, run.grid.backprop, run.directory, splits=run.splits))
         return
     executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(str(run.directory),))
     try:
         with sigterm_as_interrupt():
             pending: dict[Future, list[SaffuConfig]] = {
-                executor.submit(_worker_task, group, run.grid.backprop, str(run.directory)): group
+                executor.submit(_worker_task, group, run.grid.backprop, str(run.directory),
+                            run.splits): group
                 for group in sorted(groups, key=_estimated_cost, reverse=True)}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -209,13 +226,39 @@ def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int) -> N
 
 
 def _fit_and_store(configs: list[SaffuConfig], data: SweepData, backprop: Backprop | None,
-                   directory: Path, n_jobs: int | None = None) -> list[dict[str, Any]]:
+                   directory: Path, n_jobs: int | None = None,
+                   splits: tuple[str, ...] = SCORED_SPLITS) -> list[dict[str, Any]]:
     """Fit one group of :func:`output_tau_groups`, storing each record as soon as it is done."""
     records = []
-    for record in fit_variants(configs, data, backprop=backprop, n_jobs=n_jobs):
+    for record in fit_variants(configs, data, backprop=backprop, n_jobs=n_jobs, splits=splits):
+        record["test_selected"] = "test" in splits
         _store(directory, record)
         records.append(record)
     return records
+
+
+def selected_on_dev(records: Sequence[dict[str, Any]], top: int) -> list[dict[str, Any]]:
+    """The records dev selects: the Pareto front (dev perplexity against parameters) and the
+    ``top`` best by dev perplexity (what a sweep scores on test)."""
+    best = sorted(records, key=lambda r: r["dev_perplexity"])[:top]
+    keys = {r["key"] for r in [*pareto_front(records), *best]}
+    return [r for r in records if r["key"] in keys]
+
+
+def _score_selected_on_test(run: _SweepRun, top: int) -> None:
+    """Refit the variants dev selects and score them on test, updating their stored records."""
+    chosen = {r["key"] for r in selected_on_dev(run.completed, top)}
+    configs = {variant_key(c, run.grid.backprop): c for c in run.records}
+    todo = [key for key in chosen if run.records[configs[key]].get("test_perplexity") is None]
+    _log(run.verbose, f"scoring test for the {len(chosen)} variants selected on dev "
+                      f"({len(todo)} to refit)")
+    for key in todo:
+        config = configs[key]
+        fresh = fit_variant(config, run.data, backprop=run.grid.backprop, splits=("test",))
+        record = run.records[config]
+        record.update({name: value for name, value in fresh.items()
+                       if name.startswith(("test_", "backprop_test_"))}, test_selected=True)
+        _store(run.directory, record)
 
 
 def _collect(run: _SweepRun, group: list[SaffuConfig],

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import tracemalloc
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,6 +15,8 @@ from saffu.fit import solve_output
 from saffu.model import SaffuConfig, SaffuModel
 from saffu.sweep.data import SweepData
 from saffu.sweep.grid import Backprop, variant_key
+
+SCORED_SPLITS = ("dev", "test")
 
 
 @contextlib.contextmanager
@@ -35,7 +38,7 @@ def _traced_peak_mb(baseline: int) -> float:
 
 
 def fit_variant(config: SaffuConfig, data: SweepData, *, backprop: Backprop | None = None,
-                n_jobs: int | None = None) -> dict[str, Any]:
+                n_jobs: int | None = None, splits: Sequence[str] = SCORED_SPLITS) -> dict[str, Any]:
     """Fit one variant explicitly on ``data``'s train split and score it on dev (and test).
 
     Returns:
@@ -49,19 +52,21 @@ def fit_variant(config: SaffuConfig, data: SweepData, *, backprop: Backprop | No
         (see :func:`fit_variants`), and with ``backprop`` the same scores after warm
         fine-tuning (``backprop_*``).
     """
-    (record,) = fit_variants([config], data, backprop=backprop, n_jobs=n_jobs)
+    (record,) = fit_variants([config], data, backprop=backprop, n_jobs=n_jobs, splits=splits)
     return record
 
 
 def fit_variants(configs: Sequence[SaffuConfig], data: SweepData, *,
-                 backprop: Backprop | None = None, n_jobs: int | None = None) -> Iterator[dict[str, Any]]:
+                 backprop: Backprop | None = None, n_jobs: int | None = None,
+                 splits: Sequence[str] = SCORED_SPLITS) -> Iterator[dict[str, Any]]:
     """Fit and score variants that differ in ``output_tau`` only, yielding each one's record.
 
     The passes over the corpus do not depend on ``output_tau`` (it scales the output layer's
     solution only), so they run once, for the first variant; every other variant re-solves the
     output layer from the same statistics and is scored on its own. Its record (see
     :func:`fit_variant`) has ``fit_shared`` true and repeats the first variant's fit time and
-    memory: what fitting it alone would cost.
+    memory: what fitting it alone would cost. ``splits`` are the splits scored (the others'
+    scores are ``None``): a sweep scores dev for every variant and test for those dev selects.
 
     Raises:
         ValueError: the configs differ in more than ``output_tau``.
@@ -86,11 +91,11 @@ def fit_variants(configs: Sequence[SaffuConfig], data: SweepData, *,
                 model.config = config
                 solve_output(model, model.fit_state.statistics["output"])
             wall, cpu = time.perf_counter(), time.process_time()
-            scores = _scores(model.score, data)
+            scores = _scores(model.score, data, splits=splits)
             fit.update(eval_seconds=time.perf_counter() - wall,
                        eval_cpu_seconds=time.process_time() - cpu)
             if backprop is not None:
-                scores.update(_fine_tune(model, data, backprop, n_jobs))
+                scores.update(_fine_tune(model, data, backprop, n_jobs, splits))
             yield {"key": variant_key(config, backprop), **config.to_dict(),
                    "parameters": model.n_parameters, "train_tokens": data.splits["train"].n_tokens,
                    **shared, **fit,
@@ -109,18 +114,19 @@ def output_tau_groups(configs: Iterable[SaffuConfig]) -> list[list[SaffuConfig]]
     return list(groups.values())
 
 
-def _scores(score: Any, data: SweepData, prefix: str = "") -> dict[str, float | None]:
-    """Perplexity and bits/char on dev and test (``None`` without a test split)."""
+def _scores(score: Any, data: SweepData, prefix: str = "",
+            splits: Sequence[str] = SCORED_SPLITS) -> dict[str, float | None]:
+    """Perplexity and bits/char on dev and test (``None`` for a split not scored or absent)."""
     result: dict[str, float | None] = {}
-    for split in ("dev", "test"):
-        values = score(data.splits[split]) if split in data.splits else {}
+    for split in SCORED_SPLITS:
+        values = score(data.splits[split]) if split in splits and split in data.splits else {}
         for metric in ("perplexity", "bits_per_char"):
             result[f"{prefix}{split}_{metric}"] = values.get(metric)
     return result
 
 
-def _fine_tune(model: SaffuModel, data: SweepData, backprop: Backprop,
-               n_jobs: int | None) -> dict[str, Any]:
+def _fine_tune(model: SaffuModel, data: SweepData, backprop: Backprop, n_jobs: int | None,
+               splits: Sequence[str]) -> dict[str, Any]:
     """Warm-start backprop (saffu.torch.training) for ``backprop.seconds``; dev early stopping."""
     from saffu.torch import to_torch
     from saffu.torch.training import evaluate, train
@@ -131,4 +137,16 @@ def _fine_tune(model: SaffuModel, data: SweepData, backprop: Backprop,
     last = history[-1]
     return {"backprop_seconds": last["seconds"], "backprop_steps": last["step"],
             "backprop_stopped": history.stopped,
-            **_scores(lambda corpus: evaluate(module, corpus), data, "backprop_")}
+            **_scores(lambda corpus: evaluate(module, corpus), data, "backprop_", splits)}
+
+
+def pareto_front(records: Sequence[dict[str, Any]], cost: str = "parameters",
+                 score: str = "dev_perplexity") -> list[dict[str, Any]]:
+    """The records no other record beats on both ``cost`` and ``score`` (lower is better for
+    both), by increasing cost."""
+    front, best = [], math.inf
+    for record in sorted(records, key=lambda r: (r[cost], r[score])):
+        if record[score] < best:
+            front.append(record)
+            best = record[score]
+    return front
