@@ -174,3 +174,29 @@ def test_a_config_too_large_for_the_machine_is_refused_before_any_work():
     with pytest.raises(InvalidParameterError, match="GiB for its statistics"):
         SaffuModel(huge).fit(iter(["never read"]), verbose=0)
     assert sum(estimated_bytes(SaffuConfig()).values()) < 2**31  # the default fits in 2 GB
+
+
+@pytest.mark.slow
+def test_a_save_killed_at_any_moment_leaves_the_old_or_the_new_model(tmp_path):
+    """SIGKILL a process that saves a model over and over: after every kill the directory holds
+    a complete model (the old one or the new one), and the next save clears the leftovers."""
+    import random
+
+    from saffu.model import SaffuConfig, SaffuModel
+
+    model = SaffuModel(SaffuConfig(tokenizer="char", bits=None, hidden=None)).fit(tiny_documents(),
+                                                                                  verbose=0)
+    source = model.save(tmp_path / "source")
+    target = tmp_path / "model"
+    model.save(target)
+    code = ("import sys; from saffu.model import SaffuModel; m = SaffuModel.load(sys.argv[1])\n"
+            "while True: m.save(sys.argv[2])\n")
+    rng = random.Random(0)
+    for _ in range(6):
+        writer = subprocess.Popen([sys.executable, "-c", code, str(source), str(target)], cwd=TESTS)
+        time.sleep(1.0 + rng.random())  # start-up, then somewhere inside a save
+        writer.kill()
+        writer.wait(timeout=10)
+        assert SaffuModel.load(target).config == model.config
+    model.save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "source"]
