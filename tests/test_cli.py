@@ -137,3 +137,15 @@ def test_a_fit_logs_one_line_per_step_when_stderr_is_not_a_terminal(corpus, tmp_
                             str(tmp_path / "m"), "--tokenizer", "char", "--quiet"],
                            capture_output=True, text=True, check=True)
     assert quiet.stderr == ""
+
+
+def test_the_first_numba_use_with_an_empty_cache_says_it_compiles(monkeypatch, capsys):
+    from saffu import _backend
+
+    if "numba" not in _backend.available_backends():
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(_backend, "_announced", [])
+    monkeypatch.setattr(_backend, "numba_cache_files", lambda: 0)
+    _backend.backend_module("numba")
+    _backend.backend_module("numba")
+    assert capsys.readouterr().err.count("compiling the Numba kernels") == 1

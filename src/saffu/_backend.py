@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 from saffu._kernel_spec import KERNELS
@@ -101,10 +102,31 @@ def get_backend() -> str:
 def backend_module(name: str | None = None) -> SimpleNamespace:
     """The kernels of backend ``name`` (default: the active one), one attribute per entry of
     ``saffu._kernel_spec.KERNELS``."""
-    module = _import(name or get_backend())
+    name = name or get_backend()
+    module = _import(name)
     if module is None:
         raise MissingDependencyError(f"backend {name!r} is not available")
+    if name == "numba":
+        _announce_numba_compile()
     return module
+
+
+_announced: list[bool] = []
+
+
+def numba_cache_files() -> int:
+    """How many compiled kernels Numba's cache holds for saffu (its ``*.nbi`` index files)."""
+    folder = Path(__file__).parent / "_numba" / "__pycache__"
+    return len(list(folder.glob("*.nbi"))) if folder.is_dir() else 0
+
+
+def _announce_numba_compile() -> None:
+    """Say once, on first use, that an empty Numba cache means compiling (10-40 s, once)."""
+    if not _announced:
+        _announced.append(True)
+        if numba_cache_files() == 0:
+            print("saffu: compiling the Numba kernels on first use (10-40 s; cached afterwards)",
+                  file=sys.stderr, flush=True)
 
 
 def set_num_threads(n: int | None) -> None:
@@ -154,6 +176,7 @@ def config_info() -> dict[str, object]:
         "backend": get_backend(),
         "available_backends": available_backends(),
         "threads": get_num_threads(),
+        "numba_cached_kernels": numba_cache_files(),
     }
     # Versions from the installed distributions' metadata: importing torch or dask to ask them
     # would take seconds (``saffu info`` must answer at once).
