@@ -12,14 +12,13 @@ before the field existed, so that stored sweep results keep their keys), nothing
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 from typing import Any
 
 from saffu.errors import InvalidParameterError
 from saffu.kinds import Aggregation
 from saffu.layers import ContextSpec
-from saffu.validation import check_bool, check_choice, check_int, check_real
+from saffu.validation import check_bool, check_choice, check_int, check_real, field_type
 
 __all__ = ["ATTENTIONS", "PREVIOUS_DEFAULTS", "TOKENIZERS", "SaffuConfig"]
 
@@ -171,7 +170,7 @@ class SaffuConfig:
         if field is None:
             raise InvalidParameterError(f"unknown SaffuConfig field {name!r}; fields are "
                                         f"{', '.join(cls.field_names())}")
-        base = _base_type(name)
+        base = field_type(cls, name)
         if isinstance(value, str) and value.strip().lower() in ("none", field.metadata["none"]) \
                 and field.metadata["none"] is not None:
             return None
@@ -184,13 +183,6 @@ class SaffuConfig:
 
 def _fields() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(SaffuConfig)}
-
-
-def _base_type(name: str) -> type:
-    """int, float, bool or str: the field's type without ``None``."""
-    hint = typing.get_type_hints(SaffuConfig)[name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
 
 
 def _parse_text(name: str, text: str, base: type) -> Any:

@@ -210,7 +210,8 @@ class SaffuModel:
         for start, stop in target_batches(pos, batch):
             hidden = self.hidden_states(ids, pos, start, stop)
             # a row is a hidden state and its previous tokens (ids < 2^24 are exact in float32)
-            inputs = np.hstack([hidden, self.previous_tokens(ids, pos, start, stop).astype(np.float32)])
+            inputs = np.hstack([hidden, self.previous_tokens(ids, pos, start, stop).astype(np.float32)]) \
+                if self.config.skip else hidden
             rows, row_of = unique_rows(inputs)
             pieces.append(self._log_proba_of(rows, hidden.shape[1], row_of,
                                              ids[start:stop][pos[start:stop] > 0]))

@@ -8,6 +8,7 @@ the value. ``bool`` is never accepted as a number.
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Collection
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from saffu.errors import InvalidParameterError
 
-__all__ = ["check_bool", "check_choice", "check_int", "check_real", "is_int", "is_real"]
+__all__ = ["check_bool", "check_choice", "check_int", "check_real", "field_type", "is_int", "is_real"]
 
 
 def is_int(value: object) -> bool:
@@ -86,3 +87,10 @@ def check_choice(name: str, value: Any, choices: Collection[Any]) -> Any:
         names = ", ".join(repr(c) for c in choices)
         raise InvalidParameterError(f"{name} must be one of {names}, got {value!r}")
     return value
+
+
+def field_type(cls: type, name: str) -> type:
+    """The type of dataclass field ``name`` of ``cls`` without ``None`` (int, float, bool, str)."""
+    hint = typing.get_type_hints(cls)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint

@@ -25,6 +25,7 @@ from saffu.corpus import TokenizedCorpus
 from saffu.fit import prepare
 from saffu.model import SaffuModel
 from saffu.train_config import BUDGETS, TrainConfig
+from saffu.validation import field_type
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -74,8 +75,7 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_type(name: str):
-    base = type(getattr(TrainConfig(), name)) if getattr(TrainConfig(), name) is not None else \
-        (int if name in ("max_tokens", "patience", "thaw_after") else float)
+    base = field_type(TrainConfig, name)
 
     def parse(text: str) -> Any:
         if text.strip().lower() == "none":

@@ -31,7 +31,7 @@ from saffu.corpus import TokenizedCorpus
 from saffu.errors import InvalidParameterError
 from saffu.torch.module import ContextBatch, SaffuModule, corpus_batches, from_torch
 from saffu.train_config import TrainConfig
-from saffu.validation import is_int, is_real
+from saffu.validation import is_real
 
 __all__ = ["CLOCKS", "PARAMETER_GROUPS", "WARM_LR_SCALES", "Budget", "History", "Stopwatch",
            "evaluate", "lr_factor", "torch_runtime", "train"]
@@ -279,7 +279,7 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
     config = (config or TrainConfig()).replace(**options)
     budget = Budget(config.epochs, config.max_seconds, config.max_tokens, corpus.n_targets)
     scales = _lr_scales(module, lr_scales)
-    _check_thaw(module, config.thaw_after, config.thaw_lr_scale)
+    _check_thaw(module, config.thaw_after)
     if checkpoint_dir is not None and module.template is None:
         raise InvalidParameterError("checkpoint_dir needs a module made by to_torch or cold_start(model)")
     with torch_runtime(config.seed, n_jobs):
@@ -332,14 +332,9 @@ def _lr_scales(module: SaffuModule, lr_scales: Mapping[str, float] | None) -> di
     return {name: float(lr_scales.get(name, 1.0)) for name in PARAMETER_GROUPS}
 
 
-def _check_thaw(module: SaffuModule, thaw_after: int | None, thaw_lr_scale: float) -> None:
-    if thaw_after is None:
-        return
-    if not (is_int(thaw_after) and thaw_after >= 0):
-        raise InvalidParameterError(f"thaw_after must be None or an int ≥ 0, got {thaw_after!r}")
-    if not (is_real(thaw_lr_scale) and 0 < thaw_lr_scale < math.inf):
-        raise InvalidParameterError(f"thaw_lr_scale must be a finite number > 0, got {thaw_lr_scale!r}")
-    if module.cipher_thawed:
+def _check_thaw(module: SaffuModule, thaw_after: int | None) -> None:
+    """The thaw schedule needs a frozen cipher (its values are checked by TrainConfig)."""
+    if thaw_after is not None and module.cipher_thawed:
         raise InvalidParameterError("thaw_after needs a frozen cipher: make the module with "
                                     "thaw_cipher=False")
 
