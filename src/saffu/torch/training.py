@@ -30,6 +30,7 @@ from saffu._backend import get_num_threads
 from saffu.corpus import TokenizedCorpus
 from saffu.errors import InvalidParameterError
 from saffu.torch.module import ContextBatch, SaffuModule, corpus_batches, from_torch
+from saffu.train_config import CLOCKS as CLOCK_NAMES
 from saffu.train_config import TrainConfig
 from saffu.validation import is_real
 
@@ -46,7 +47,7 @@ WARM_LR_SCALES = {"output": 0.03, "bias": 0.03}
 log-probabilities whose rare-token rows get tiny, one-signed gradients; Adam scales each
 coordinate to a step of about ``lr``, so at ``lr`` = 0.1 the first steps lower every rare
 token's log-probability by about a nat and dev perplexity rises (bench/warm_start.py)."""
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+CLOCKS = dict(zip(CLOCK_NAMES, (time.perf_counter, time.process_time), strict=True))
 """The clocks a budget in seconds may count (``TrainConfig.clock``): wall-clock, or CPU seconds."""
 
 
