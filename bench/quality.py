@@ -13,7 +13,7 @@ Sections:
   ``lower``) in one layer at a time (experts, attention, hidden, output), then experts + hidden.
 - ``temperature``: tau / output_tau fixed vs chosen by the fit (None, saffu.temperature).
 - ``contextual``: contextual bit-cipher vectors (cipher.contextual_vectors, radius R, top).
-- ``multi``: several context models side by side (layers built by hand: ``MultiConfig``).
+- ``multi``: several context models side by side (``SaffuConfig.extra_contexts``).
 - ``inputs``: the output layer also reads previous tokens' cipher vectors (``SaffuConfig.skip``).
 - ``other``: hidden width D, alpha, bits, and the tau × output_tau ridge.
 - ``batch``: CPU seconds of the output pass at two batch sizes (a cost lever, no perplexity).
@@ -29,7 +29,6 @@ import platform
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,26 +39,11 @@ from saffu import fit
 from saffu.cipher import contextual_vectors
 from saffu.corpus import read_documents, shakespeare_split
 from saffu.explicit import ExplicitStats
-from saffu.model import ContextSpec, SaffuConfig, SaffuModel
+from saffu.model import SaffuConfig, SaffuModel
 from saffu.sweep import SweepData, prepare_data
 
 SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "shakespeare"
 SECTIONS = ("discount", "temperature", "contextual", "multi", "inputs", "other", "batch")
-
-
-@dataclass(frozen=True)
-class MultiConfig(SaffuConfig):
-    """A SaffuConfig with more context models after its own: ``extra`` = ((kind, size), ...).
-
-    Experimental (issue 13, lever 4): each extra model gets its own attention and hidden layer
-    and the output layer reads all hidden vectors, as for radial + block + document models.
-    """
-
-    extra: tuple[tuple[str, int], ...] = ()
-
-    @property
-    def context_specs(self) -> tuple[ContextSpec, ...]:
-        return super().context_specs + tuple(ContextSpec(kind, size) for kind, size in self.extra)
 
 
 @contextlib.contextmanager
@@ -175,18 +159,17 @@ def contextual_rows(data: SweepData, quick: bool) -> list[dict[str, Any]]:
 
 
 def multi_rows(data: SweepData, quick: bool) -> list[dict[str, Any]]:
+    """Several context models side by side (``SaffuConfig.extra_contexts``), output_tau auto."""
     rows = []
-    combos = [
-        ("radial 2 + radial 1", {"radial": 2}, (("radial", 1),)),
-        ("radial 2 + radial 3", {"radial": 2}, (("radial", 3),)),
-        ("radial 2 + block 16", {"radial": 2, "block": 16}, ()),
-        ("radial 2 + document", {"radial": 2, "document": True}, ()),
-        ("radial 1 + radial 2 + radial 3", {"radial": 1}, (("radial", 2), ("radial", 3))),
-    ]
-    for name, fields, extra in combos[:2] if quick else combos:
-        # n context models give the output layer n units of input mass: output_tau auto
-        rows += fit_and_score(data, MultiConfig(**fields, extra=extra, output_tau=None), "multi",
-                              f"{name}, output_tau auto")
+    combos = [("radial 2 + radial 1", {"extra_contexts": "radial1"}),
+              ("radial 2 + radial 3", {"extra_contexts": "radial3"}),
+              ("radial 2 + block 16", {"block": 16}),
+              ("radial 2 + document", {"document": True}),
+              ("radial 2 + radial 1 + radial 3", {"extra_contexts": "radial1,radial3"}),
+              ("radial 2, D 512 (the width of two models in one)", {"hidden": 512}),
+              ("radial 2 + radial 1, D 512 each", {"hidden": 512, "extra_contexts": "radial1"})]
+    for name, fields in combos[:2] if quick else combos:
+        rows += fit_and_score(data, SaffuConfig(**fields), "multi", name)
     return rows
 
 

@@ -62,6 +62,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "O, o frozen": {"lr_scales": {"output": 0.0, "bias": 0.0}},
     "default scales, weight decay 0.01": {"weight_decay": 0.01},
 }
+SHIPPED_VARIANTS: dict[str, dict[str, Any]] = {
+    "O, skip, o at 0.03·lr (default)": {},
+    "skip at lr": {"lr_scales": {"skip": 1.0}},
+    "skip at 0.3·lr": {"lr_scales": {"skip": 0.3}},
+    "O, skip at 0.3·lr": {"lr_scales": {"output": 0.3, "skip": 0.3}},
+    "every group at lr": {"lr_scales": {}},
+    "U at 3·lr": {"lr_scales": {"hidden": 3.0}},
+    "W, U at 3·lr": {"lr_scales": {"attention": 3.0, "hidden": 3.0}},
+}
+"""The variants of ``--config shipped`` (``SaffuConfig()``, whose output layer also reads skip
+inputs: a separate group, ``skip``)."""
+CONFIGS = {"roadmap": (ROADMAP_DEFAULTS, VARIANTS), "shipped": ({}, SHIPPED_VARIANTS)}
 COUNT_EDGES = (0, 1, 10, 100, 1000, math.inf)
 
 
@@ -87,7 +99,7 @@ def target_nll(module: SaffuModule, corpus: TokenizedCorpus) -> tuple[np.ndarray
     """(n,) NLL in nats of every target of ``corpus`` and (n,) the target ids."""
     nll, targets = [], []
     with torch.no_grad():
-        for batch in corpus_batches(corpus, module.specs, 4096):
+        for batch in corpus_batches(corpus, module.specs, 4096, skip=module.skip):
             nll.append(F.cross_entropy(module.logits(batch), batch.targets, reduction="none").numpy())
             targets.append(batch.targets.numpy())
     return np.concatenate(nll), np.concatenate(targets)
@@ -122,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=248)
     parser.add_argument("--size", type=int, default=100_000, help="training tokens")
     parser.add_argument("--no-curves", action="store_true", help="only the table by token count")
+    parser.add_argument("--config", choices=CONFIGS, default="roadmap",
+                        help="roadmap: ROADMAP_DEFAULTS and the study recorded first; shipped: SaffuConfig()")
     parser.add_argument("--out", type=Path, default=BENCH / "out" / "warm_start.json")
     args = parser.parse_args(argv)
     saffu.set_num_threads(1)
@@ -130,12 +144,13 @@ def main(argv: list[str] | None = None) -> None:
     data = wvc.load_data(wvc.parse_args(["--threads", "1"]))
     corpus = wvc.as_corpus(wvc.head(data["train"], args.size), data["tokenizer"])
     dev = data["curve"]["dev"]["corpus"]
-    model = SaffuModel(SaffuConfig(**ROADMAP_DEFAULTS), tokenizer=data["tokenizer"]).fit(
+    changes, variants = CONFIGS[args.config]
+    model = SaffuModel(SaffuConfig(**changes), tokenizer=data["tokenizer"]).fit(
         corpus, n_jobs=1, verbose=0)
     results: dict[str, Any] = {"command": "python bench/warm_start.py " + " ".join(sys.argv[1:]),
                                "config": model.config.to_dict(), "warm_lr_scales": WARM_LR_SCALES,
                                "load_average_1min": os.getloadavg()[0], "curves": {}}
-    for name, options in {} if args.no_curves else VARIANTS.items():
+    for name, options in {} if args.no_curves else variants.items():
         started = time.process_time()
         results["curves"][name] = run(to_torch(model), corpus, dev, args.steps, options)
         wvc.log(f"{name}: {time.process_time() - started:.0f} CPU s")

@@ -71,9 +71,9 @@ from saffu import ngram
 from saffu.config import ROADMAP_DEFAULTS
 from saffu.corpus import TokenizedCorpus, read_documents, shakespeare_split
 from saffu.fit import prepare, stages_for
-from saffu.model import PREVIOUS_DEFAULTS, SaffuConfig, SaffuModel
-from saffu.tokenize import EOD, make_tokenizer
-from saffu.torch import cold_start, to_torch
+from saffu.model import PREVIOUS_DEFAULTS, SaffuConfig, SaffuModel, sample_token
+from saffu.tokenize import EOD, PAD, SOD, UNK, make_tokenizer
+from saffu.torch import cold_start, from_torch, to_torch
 from saffu.torch.training import Budget, Stopwatch, evaluate, lr_factor, torch_runtime, train
 
 ROOT = BENCH.parent
@@ -81,6 +81,8 @@ SHAKESPEARE = ROOT.parent / "shared" / "data" / "shakespeare"
 OUT = BENCH / "out"
 FIGURE_COPY = ROOT / "docs" / "img" / "warm_vs_cold.png"
 METHODS = ("explicit", "cold", "warm", "transformer")
+PROMPT, SAMPLING = "ROMEO.\n", {"max_tokens": 80, "temperature": 0.8, "top_k": 40, "seed": 0}
+"""The prompt and settings of every method's sample (those of ``bench/samples.py``)."""
 Documents = list[np.ndarray]  # each [<sod>] + ids + [<eod>], int32
 
 
@@ -244,7 +246,8 @@ def run_explicit(config: SaffuConfig, tokenizer: Any, train_corpus: TokenizedCor
              "dev_perplexity": evaluator.saffu(module, "dev", "curve")["perplexity"],
              "test_perplexity": evaluator.saffu(module, "test", "curve")["perplexity"]}
     result = {"parameters": model.n_parameters, "points": [point],
-              "final": {**point, **final_scores(lambda part, which: evaluator.saffu(module, part, which))}}
+              "final": {**point, **final_scores(lambda part, which: evaluator.saffu(module, part, which))},
+              "sample": model.generate(PROMPT, **SAMPLING)}
     return result, model
 
 
@@ -266,11 +269,33 @@ def run_backprop(module: Any, train_corpus: TokenizedCorpus, evaluator: Evaluato
     final = {"seconds": points[-1]["seconds"], "tokens_seen": points[-1]["tokens_seen"],
              "best_step_seconds": best["seconds"], "steps": history[-1]["step"],
              **final_scores(lambda part, which: evaluator.saffu(module, part, which))}
-    return {"parameters": n_parameters(module), "lr": lr, "points": points, "final": final}
+    return {"parameters": n_parameters(module), "lr": lr, "points": points, "final": final,
+            "sample": from_torch(module).generate(PROMPT, **SAMPLING)}
+
+
+def transformer_sample(model: CausalTransformer, tokenizer: Any) -> str:
+    """A continuation of :data:`PROMPT` drawn like ``SaffuModel.generate`` (same settings, the
+    same :func:`~saffu.model.sample_token`; the special tokens but ``<eod>`` never drawn)."""
+    settings = dict(SAMPLING)
+    rng, max_tokens = np.random.default_rng(settings.pop("seed")), settings.pop("max_tokens")
+    prompt = [SOD, *tokenizer.encode(PROMPT).tolist()]
+    context = list(prompt)
+    model.eval()
+    with torch.no_grad():
+        for _ in range(max_tokens):
+            window = torch.tensor([context[-model.context:]], dtype=torch.int64)
+            logits = model(window)[0, -1].numpy()
+            logits[[PAD, UNK, SOD]] = -np.inf
+            token = sample_token(logits, rng, **settings)
+            if token == EOD:
+                break
+            context.append(token)
+    model.train()
+    return tokenizer.decode(np.array(context[len(prompt):], dtype=np.int32))
 
 
 def run_transformer(model: CausalTransformer, train_docs: Documents, evaluator: Evaluator,
-                    seconds: float, args: argparse.Namespace) -> dict[str, Any]:
+                    seconds: float, tokenizer: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Backprop on random windows of the concatenated train documents for ``seconds``; keeps the
     weights best on the dev subset, like :func:`saffu.torch.training.train`."""
     stream = torch.from_numpy(np.concatenate(train_docs).astype(np.int64))
@@ -319,7 +344,7 @@ def run_transformer(model: CausalTransformer, train_docs: Documents, evaluator: 
         final = {"seconds": points[-1]["seconds"], "tokens_seen": tokens, "steps": step,
                  **final_scores(lambda part, which: evaluator.transformer(model, part, which))}
     return {"parameters": n_parameters(model), "lr": args.lr_transformer, "width": model.embed.embedding_dim,
-            "points": points, "final": final}
+            "points": points, "final": final, "sample": transformer_sample(model, tokenizer)}
 
 
 def kneser_ney_perplexity(train_docs: Documents, eval_docs: Documents, vocab_size: int) -> float:
@@ -355,7 +380,8 @@ def run_size(size: int, budgets: list[float], data: dict[str, Any], evaluator: E
         if "transformer" in args.methods:
             with torch_runtime(args.seed, args.threads):
                 transformer = matched_transformer(tokenizer.vocab_size, explicit["parameters"], args)
-            runs["transformer"] = run_transformer(transformer, train_docs, evaluator, seconds, args)
+            runs["transformer"] = run_transformer(transformer, train_docs, evaluator, seconds, tokenizer,
+                                                  args)
         for method, result in runs.items():
             log(f"  {method:<11} {seconds:>4g} s {_summary(result)}")
     results["kneser_ney_3"] = {
@@ -470,6 +496,19 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def samples(results: dict[str, Any]) -> str:
+    """Every run's sample, as Markdown (a section per size and budget)."""
+    lines = [f"\nSamples: prompt {PROMPT!r}, {SAMPLING}."]
+    for runs, budget, methods in panels(results):
+        lines.append(f"\n### {runs['train_tokens']:,} train tokens, {budget} s")
+        for method in METHODS:
+            if "sample" in methods.get(method, {}):
+                dev = methods[method]["final"]["dev_perplexity"]
+                lines += [f"\n**{method}** (dev perplexity {dev:.1f})\n", "```",
+                          (PROMPT + methods[method]["sample"]).strip(), "```"]
+    return "\n".join(lines)
+
+
 def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "saffu": saffu.__version__, "saffu_backend": saffu.get_backend(), "cpus": os.cpu_count(),
@@ -538,6 +577,7 @@ def main(argv: list[str] | None = None) -> None:
         FIGURE_COPY.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(figure, FIGURE_COPY)
     print(table(results))
+    print(samples(results))
     log(f"wrote {args.out} and {figure}")
 
 

@@ -111,7 +111,7 @@ def test_show_describes_a_saved_model(model_dir, capsys):
     shown = run_json(capsys, ["show", str(model_dir), "--json"])
     assert shown["checksums"] == "verified" and shown["parameters"] == sum(
         shown["parameters_by_layer"].values())
-    assert shown["context_models"] == ["radial3", "block4"] and shown["files"]["model.json"] > 0
+    assert shown["context_models"] == ["radial3", "block4", "radial1"] and shown["files"]["model.json"] > 0
 
 
 def test_version(capsys):

@@ -38,13 +38,28 @@ def held_out():
 
 @pytest.mark.parametrize("change, message", [
     ({"tau": 0}, "tau"), ({"alpha": -1.0}, "alpha"), ({"aggregation": "max"}, "aggregation"),
-    ({"radial": 0, "block": 0, "document": False}, "at least one"), ({"bits": 0}, "bits"),
+    ({"radial": 0, "block": 0, "document": False, "extra_contexts": ""}, "at least one"),
+    ({"bits": 0}, "bits"),
     ({"tokenizer": "sentencepiece"}, "tokenizer"), ({"radial": 2.5}, "radial"),
     ({"output_tau": math.inf}, "output_tau"), ({"document": "yes"}, "document"),
+    ({"extra_contexts": "radial1,radial1"}, "names radial1 twice"),
+    ({"extra_contexts": "conv3"}, "named like radial2"), ({"extra_contexts": "block0"}, "at least 1"),
+    ({"extra_contexts": 3}, "extra_contexts must be a string"),
 ])
 def test_config_rejects_out_of_range_values(change, message):
     with pytest.raises(ValueError, match=message):
         SaffuConfig(**change)
+
+
+def test_extra_contexts_are_spelled_one_way_and_count_as_context_models():
+    config = SaffuConfig(radial=0, extra_contexts=" Radial1 , block16,")
+    assert config.extra_contexts == "radial1,block16"
+    assert [spec.name for spec in config.context_specs] == ["radial1", "block16"]
+    assert config == SaffuConfig(radial=0, extra_contexts="radial1,block16")
+    # an extra equal to a model already on is left out: one radial1 model, not two
+    assert [spec.name for spec in SaffuConfig(radial=1).context_specs] == ["radial1"]
+    assert SaffuConfig(radial=1).without_repeated_contexts() == SaffuConfig(radial=1, extra_contexts="")
+    assert [spec.name for spec in SaffuConfig().context_specs] == ["radial2", "radial1"]
 
 
 def test_config_json_round_trip():
@@ -257,6 +272,20 @@ def test_save_load_round_trip(tmp_path, model, held_out):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
+def test_several_context_models_of_one_kind_round_trip(tmp_path, held_out):
+    config = SaffuConfig(tokenizer="char", bits=None, hidden=None, radial=2, skip=1,
+                         extra_contexts="radial1,radial3")
+    model = SaffuModel(config).fit(tiny_documents(), verbose=0)
+    assert [layer.spec.name for layer in model.layers] == ["radial2", "radial1", "radial3"]
+    loaded = SaffuModel.load(model.save(tmp_path / "m"))
+    assert loaded.config == model.config and [layer.spec for layer in loaded.layers] == \
+        [layer.spec for layer in model.layers]
+    ids, pos = next(iter(model.encode(held_out).chunks()))
+    np.testing.assert_array_equal(loaded.log_proba(ids, pos), model.log_proba(ids, pos))
+    np.testing.assert_allclose(model.log_proba(ids, pos), _reference_log_proba(model, ids, pos),
+                               atol=1e-5)
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "weights.safetensors").write_bytes(b"\0" * 10), "corrupted"),
     (lambda d: (d / "weights.safetensors").unlink(), "missing"),
@@ -334,7 +363,7 @@ def test_skip_inputs_feed_the_output_layer(skip, tmp_path, held_out):
         expected.append(logits[np.arange(len(y)), y] - np.log(np.exp(logits).sum(axis=1)))
     ids, pos = next(iter(corpus.chunks()))
     np.testing.assert_allclose(model.target_log_proba(ids, pos), expected[0], rtol=1e-5, atol=1e-5)
-    assert model.output_t.shape[1] == 3 * model.labels.bits
+    assert model.output_t.shape[1] == len(model.layers) * model.labels.bits
     assert model.skip_weight.shape == (skip * model.cipher.bits, model.vocab_size)
     loaded = SaffuModel.load(model.save(tmp_path / "m"))
     assert loaded.score(held_out)["perplexity"] == pytest.approx(model.score(held_out)["perplexity"])

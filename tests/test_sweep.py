@@ -30,6 +30,7 @@ hidden = 16
 radial = 1
 document = false
 aggregation = "sum"
+extra_contexts = ""
 """
 SMALL_GRID = FIXED + """
 [[grid]]
@@ -121,7 +122,7 @@ def test_values_are_checked_alone_and_combinations_per_variant():
     # radial 0 is valid with the document model on, whatever SaffuConfig's defaults are
     grid = parse_grid("[fixed]\nvocab_size = 300\n[[grid]]\nradial = [0, 1]\ndocument = [true]\n")
     assert [(c.radial, c.document) for c in grid.variants()] == [(0, True), (1, True)]
-    sample = parse_grid("[fixed]\nvocab_size = 300\nradial = 1\ndocument = false\n"
+    sample = parse_grid("[fixed]\nvocab_size = 300\nradial = 1\ndocument = false\nextra_contexts = \"\"\n"
                         "[sample]\nn = 10\nradial = [0, 2]\ndocument = [false, true]\n")
     assert {(c.radial, c.document) for c in sample.variants()} == {(0, True), (2, False), (2, True)}
 
@@ -148,7 +149,7 @@ def test_sample_alone_is_a_grid_and_stops_when_the_space_is_exhausted():
      "unknown option 'learning_rate'"),
     ("[fixed\n", "invalid TOML"),
     ("grid = 3\n", "grid must be a table"),
-    ("[fixed]\nradial = 0\ndocument = false\n[[grid]]\nbits = [24]\n",
+    ("[fixed]\nradial = 0\ndocument = false\nextra_contexts = \"\"\n[[grid]]\nbits = [24]\n",
      r"\[fixed\]: .*at least one context model"),
 ])
 def test_bad_grids_are_rejected_naming_the_problem(text, message):

@@ -45,7 +45,8 @@ def test_auto_output_tau_is_never_worse_on_the_slice_than_the_default():
     stats = fit.accumulate_chunks(fit.STAGES[-1], model, rest.chunks()).stats["output"]
     products, targets = temperature.held_out_inputs(model, temperature.scored_targets(held_out))
     default = temperature.default_output_tau(model)
-    assert default == temperature.DEFAULT_OUTPUT_TAU / (1 + model.config.skip)  # per unit of mass
+    mass = len(model.layers) + model.config.skip  # one unit per hidden vector and skip input
+    assert default == temperature.DEFAULT_OUTPUT_TAU / mass
     nll = {tau: temperature._fixed_nll(stats, products, targets, model.config.alpha, tau)
            for tau in (chosen, default)}
     assert nll[chosen] <= nll[default] + 1e-9

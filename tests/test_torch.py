@@ -17,8 +17,8 @@ from saffu.model import SaffuConfig, SaffuModel  # noqa: E402
 from saffu.torch import cold_start, context_batch, from_torch, to_torch  # noqa: E402
 from saffu.torch.training import Stopwatch, evaluate, lr_factor, train  # noqa: E402
 
-SMALL = dict(tokenizer="char", bits=None, tau=1.0, output_tau=1.0, skip=0, hidden=None, radial=3, block=4,
-             document=True)
+SMALL = dict(tokenizer="char", bits=None, tau=1.0, output_tau=1.0, skip=0, extra_contexts="", hidden=None,
+             radial=3, block=4, document=True)
 FAST = dict(batch_targets=64, warmup_steps=2, eval_every=5, verbose=0, n_jobs=1)
 
 
@@ -62,6 +62,7 @@ def perturb(model: SaffuModel, seed: int) -> SaffuModel:
 @pytest.mark.parametrize("changes", [
     {}, {"aggregation": "cat"}, {"document": False}, {"radial": 0, "block": 5, "aggregation": "cat"},
     {"radial": 6, "block": 0, "document": False}, {"skip": 2}, {"skip": 5, "document": False},
+    {"extra_contexts": "radial1,block2", "document": False, "block": 0, "aggregation": "cat"},
 ])
 def test_module_matches_numpy_model(changes):
     model = perturb(fitted(**changes), seed=1)
@@ -94,7 +95,7 @@ def test_every_weight_gets_a_gradient(model, corpus):
     torch.nn.functional.nll_loss(module(batch), batch.targets).backward()
     names = {name for name, p in module.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert names == {name for name, _ in module.named_parameters()}
-    assert "cipher" in names and "attention.0" in names and "attention.2" not in names
+    assert "cipher" in names and "attention.0" in names and "attention.2" not in names  # document
     assert "cipher" not in dict(to_torch(model).named_parameters())  # frozen by default
 
 

@@ -20,7 +20,8 @@ from saffu.kinds import Aggregation
 from saffu.layers import ContextSpec
 from saffu.validation import check_bool, check_choice, check_int, check_real, field_type
 
-__all__ = ["ATTENTIONS", "PREVIOUS_DEFAULTS", "TOKENIZERS", "SaffuConfig"]
+__all__ = ["ATTENTIONS", "PREVIOUS_DEFAULTS", "ROADMAP_DEFAULTS", "SKIP_DEFAULTS", "TOKENIZERS",
+           "SaffuConfig"]
 
 TOKENIZERS = ("bpe", "char", "word")
 ATTENTIONS = ("explicit", "uniform")
@@ -42,10 +43,12 @@ def _field(default: Any, help: str, *, none: str | None = None, neutral: Any = _
 
 
 PREVIOUS_DEFAULTS = {"bits": 256, "hidden": 256, "radial": 1, "aggregation": "sum", "tau": 2.0,
-                     "output_tau": 3.0, "alpha": 0.1, "skip": 0}
+                     "output_tau": 3.0, "alpha": 0.1, "skip": 0, "extra_contexts": ""}
 """The defaults before the roadmap (issue 6), for benchmarks whose recorded runs used them."""
-ROADMAP_DEFAULTS = {"tau": 4.0, "output_tau": 1.5, "alpha": 0.1, "skip": 0}
+ROADMAP_DEFAULTS = {"tau": 4.0, "output_tau": 1.5, "alpha": 0.1, "skip": 0, "extra_contexts": ""}
 """The defaults chosen after the roadmap (dev 138.9), before the skip inputs (issue 13)."""
+SKIP_DEFAULTS = {"extra_contexts": ""}
+"""The defaults with skip inputs and one context model (dev 107.2; issue 13, first step)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ class SaffuConfig:
     # Fields added after the first release take a ``neutral`` value (see ``_field``).
     skip: int = _field(2, "S: the output layer also reads the cipher vectors of the last S tokens, "
                           "beside the hidden vectors (0 = off)", neutral=0)
+    extra_contexts: str = _field("radial1", "more context models beside radial, block and document, each "
+                                     "with its own attention and hidden layer, joined at the "
+                                     "output: comma-separated names such as 'radial1,radial3' or "
+                                     "'block16' ('' = none; one equal to a model already on is "
+                                     "left out)", neutral="")
 
     def __post_init__(self) -> None:
         try:
@@ -91,9 +99,8 @@ class SaffuConfig:
             check_int("radial", self.radial, 0, 1024)
             check_int("block", self.block, 0, 4096)
             check_bool("document", self.document)
-            if not (self.radial or self.block or self.document):
-                raise InvalidParameterError(
-                    "at least one context model (radial, block or document) must be on")
+            object.__setattr__(self, "extra_contexts", _canonical_contexts(self.extra_contexts))
+            self._check_context_specs()
             Aggregation.parse(self.aggregation)
             check_choice("attention", self.attention, ATTENTIONS)
             for name in ("tau", "output_tau"):
@@ -107,7 +114,20 @@ class SaffuConfig:
 
     @property
     def context_specs(self) -> tuple[ContextSpec, ...]:
-        """The context models this config turns on, in the order their hidden vectors are joined."""
+        """The context models this config turns on, in the order their hidden vectors are joined:
+        radial, block, document, then ``extra_contexts`` in their order, less any extra that
+        equals one already on (``radial=1`` with the default ``extra_contexts="radial1"`` is one
+        radial1 model, not two identical ones)."""
+        primary = self._primary_specs()
+        return (*primary, *(spec for spec in self._extra_specs() if spec not in primary))
+
+    def without_repeated_contexts(self) -> SaffuConfig:
+        """The same model with ``extra_contexts`` less the extras equal to a model already on."""
+        primary = self._primary_specs()
+        return self.replace(extra_contexts=",".join(
+            spec.name for spec in self._extra_specs() if spec not in primary))
+
+    def _primary_specs(self) -> tuple[ContextSpec, ...]:
         specs = []
         if self.radial:
             specs.append(ContextSpec("radial", self.radial))
@@ -116,6 +136,18 @@ class SaffuConfig:
         if self.document:
             specs.append(ContextSpec("document", 1))
         return tuple(specs)
+
+    def _extra_specs(self) -> list[ContextSpec]:
+        return [ContextSpec.parse(name) for name in self.extra_contexts.split(",") if name]
+
+    def _check_context_specs(self) -> None:
+        if not self.context_specs:
+            raise InvalidParameterError(
+                "at least one context model (radial, block, document or extra_contexts) must be on")
+        names = [spec.name for spec in self._extra_specs()]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise InvalidParameterError(f"extra_contexts names {', '.join(repeated)} twice")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -179,6 +211,14 @@ class SaffuConfig:
         if base is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         return value
+
+
+def _canonical_contexts(value: Any) -> str:
+    """``extra_contexts`` spelled one way: names as :attr:`ContextSpec.name`, comma-separated."""
+    if not isinstance(value, str):
+        raise InvalidParameterError(f"extra_contexts must be a string such as 'radial1,radial3', "
+                                    f"got {value!r}")
+    return ",".join(ContextSpec.parse(name).name for name in value.split(",") if name.strip())
 
 
 def _fields() -> dict[str, dataclasses.Field]:

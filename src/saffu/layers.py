@@ -18,6 +18,7 @@ backend accepts the new code and agrees with the reference.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -60,7 +61,26 @@ class ContextSpec:
 
     @property
     def name(self) -> str:
+        """``radial2``, ``block16`` or ``document``: what :meth:`parse` reads."""
         return self.kind.value if self.kind is ContextKind.DOCUMENT else f"{self.kind.value}{self.size}"
+
+    @classmethod
+    def parse(cls, name: str) -> ContextSpec:
+        """The context model named ``name`` (``radial2``, ``block16``, ``document``)."""
+        match = _SPEC_NAME.fullmatch(name.strip().lower()) if isinstance(name, str) else None
+        if match is None:
+            raise InvalidParameterError(f"a context model is named like radial2, block16 or "
+                                        f"document, got {name!r}")
+        kind, size = match.groups()
+        if kind == ContextKind.DOCUMENT.value:
+            return cls(ContextKind.DOCUMENT, int(size or 1))
+        if not size or int(size) < 1:
+            raise InvalidParameterError(f"context model {name!r} needs a size of at least 1, "
+                                        f"e.g. {kind}2")
+        return cls(ContextKind.parse(kind), int(size))
+
+
+_SPEC_NAME = re.compile(r"(radial|block|document)(\d*)")
 
 
 @dataclass

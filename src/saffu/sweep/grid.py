@@ -122,8 +122,10 @@ class Grid:
 
 def canonical(config: SaffuConfig) -> SaffuConfig:
     """The cheapest config of the same model: with at most one context position per attending
-    context model, softmax attention is 1 whatever W is and ``cat`` equals ``sum``."""
-    if max(config.radial, config.block) <= 1:
+    context model, softmax attention is 1 whatever W is and ``cat`` equals ``sum``; an extra
+    context model equal to one already on is left out of ``extra_contexts``."""
+    config = config.without_repeated_contexts()
+    if max(spec.size for spec in config.context_specs) <= 1:
         return config.replace(attention="uniform", aggregation="sum")
     return config
 

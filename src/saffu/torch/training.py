@@ -40,9 +40,10 @@ __all__ = ["CLOCKS", "PARAMETER_GROUPS", "WARM_LR_SCALES", "Budget", "History", 
 EVAL_BATCH_TARGETS = 4096  # targets per evaluation batch (bounds memory at 4096 × V floats)
 LR_FLOOR = 0.1  # the cosine schedule ends at this fraction of the peak learning rate
 STOP_REASONS = ("epochs", "max_tokens", "max_seconds", "patience")
-PARAMETER_GROUPS = ("attention", "hidden", "output", "bias", "cipher")
-"""The parameter groups of a :class:`~saffu.torch.SaffuModule` (W, U, O, o, cipher vectors)."""
-WARM_LR_SCALES = {"output": 0.03, "bias": 0.03}
+PARAMETER_GROUPS = ("attention", "hidden", "output", "skip", "bias", "cipher")
+"""The parameter groups of a :class:`~saffu.torch.SaffuModule` (W, U, O, the skip weights, o,
+cipher vectors)."""
+WARM_LR_SCALES = {"output": 0.03, "skip": 0.03, "bias": 0.03}
 """Learning-rate multipliers of a warm start (unnamed groups: 1). The explicit O and o are
 log-probabilities whose rare-token rows get tiny, one-signed gradients; Adam scales each
 coordinate to a step of about ``lr``, so at ``lr`` = 0.1 the first steps lower every rare
@@ -357,7 +358,7 @@ def _progress_bar(total_tokens: int | None, verbose: int) -> tqdm:
 def _parameter_groups(module: SaffuModule, weight_decay: float,
                       lr_scales: Mapping[str, float]) -> list[dict[str, Any]]:
     """One AdamW group per :data:`PARAMETER_GROUPS` entry the module trains, named (``name``) and
-    with its learning-rate multiplier (``lr_scale``); weight decay on W, U and O only."""
+    with its learning-rate multiplier (``lr_scale``); weight decay on W, U, O and the skip weights."""
     groups: dict[str, list[torch.nn.Parameter]] = {}
     for name, parameter in module.named_parameters():
         groups.setdefault(_group_of(name), []).append(parameter)
@@ -366,7 +367,7 @@ def _parameter_groups(module: SaffuModule, weight_decay: float,
 
 
 def _group(name: str, params: list[Any], weight_decay: float, lr_scale: float) -> dict[str, Any]:
-    decayed = name in ("attention", "hidden", "output")
+    decayed = name in ("attention", "hidden", "output", "skip")
     return {"params": params, "name": name, "lr_scale": lr_scale,
             "weight_decay": weight_decay if decayed else 0.0}
 
@@ -374,7 +375,7 @@ def _group(name: str, params: list[Any], weight_decay: float, lr_scale: float) -
 def _group_of(parameter_name: str) -> str:
     """The group of a module parameter: ``attention.0`` → attention, ``hidden_t.1`` → hidden, …"""
     return {"attention": "attention", "hidden_t": "hidden", "output_t": "output",
-            "skip_weight": "output", "output_bias": "bias",
+            "skip_weight": "skip", "output_bias": "bias",
             "cipher": "cipher"}[parameter_name.split(".")[0]]
 
 
