@@ -17,11 +17,13 @@ from __future__ import annotations
 import ast
 import html
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import griffe
 
 ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|exc|obj|const):`(~?)([\w.]+)(\(\))?`")
+LITERAL = re.compile(r"(\S?)( ?)::\n(?=\n)")   # "text::" opens an indented literal block in reST
 
 
 def _full_path(obj: griffe.Object, name: str, collection: griffe.ModulesCollection) -> str | None:
@@ -41,18 +43,33 @@ def _full_path(obj: griffe.Object, name: str, collection: griffe.ModulesCollecti
     return None
 
 
-class SphinxRoles(griffe.Extension):
-    """Rewrite the Sphinx roles of every docstring as cross-references (see the module)."""
+def _walk(obj: griffe.Object) -> Iterator[griffe.Object]:
+    """``obj`` and every object defined inside it (not the names it imports)."""
+    yield obj
+    for member in obj.members.values():
+        if not member.is_alias:
+            yield from _walk(member)
 
-    def on_object(self, *, obj: griffe.Object, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
+
+class SphinxMarkup(griffe.Extension):
+    """Rewrite the Sphinx roles of every docstring as cross-references (see the module), and
+    reST's ``text::`` before a literal block as ``text:`` (Markdown's indented block follows)."""
+
+    def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
+        for obj in _walk(pkg):
+            self._rewrite(obj, loader.modules_collection)
+
+    def _rewrite(self, obj: griffe.Object, collection: griffe.ModulesCollection) -> None:
         docstring = obj.docstring
         if docstring is None or ":" not in docstring.value:
             return
+        docstring.value = LITERAL.sub(lambda m: f"{m.group(1)}:\n" if m.group(1) else "\n",
+                                      docstring.value)
 
         def link(match: re.Match[str]) -> str:
             short, name, call = match.groups()
             title = html.escape((name.rsplit(".", 1)[-1] if short else name) + (call or ""))
-            path = _full_path(obj, name, loader.modules_collection)
+            path = _full_path(obj, name, collection)
             if path is None:
                 griffe.logger.warning(f"{docstring.parent.filepath}:{docstring.lineno}: "
                                       f"{match.group(0)} names nothing that exists")
