@@ -96,7 +96,18 @@ def get_backend() -> str:
             set_backend(requested)
         else:
             _active = available_backends()[0]
+            if _active != "cpp" and "cpp" not in _warned_broken:
+                _warn_missing_core(_active)
     return _active
+
+
+def _warn_missing_core(used: str) -> None:
+    """Say, when the backend is first chosen, that ``saffu._core`` is not installed (a wheel
+    built without a C++ compiler), that backend ``used`` runs instead, and how to compile it."""
+    warnings.warn(f"saffu: the compiled kernels (saffu._core) are not installed, so the slower {used} "
+                  "backend runs; to compile them, install a C++17 compiler and CMake, then reinstall "
+                  "with `pip install --no-cache-dir --force-reinstall saffu` (or `.` from a checkout); "
+                  f"SAFFU_BACKEND={used} silences this", RuntimeWarning, stacklevel=3)
 
 
 def backend_module(name: str | None = None) -> SimpleNamespace:

@@ -127,8 +127,8 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
         """Fit on all of ``(X, y)``, discarding any previous fit.
 
         Args:
-            X: (n, D) non-negative features, array-like or scipy.sparse.
-            y: (n,) class labels.
+            X (array-like or scipy.sparse matrix): (n, D) non-negative features.
+            y (array-like): (n,) class labels.
         """
         self._check_params()
         X, y = self._validate_training_data(X, y, reset=True)
@@ -141,10 +141,10 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
         """Add a chunk of examples to the statistics and re-solve.
 
         Args:
-            X: (n, D) non-negative features, array-like or scipy.sparse.
-            y: (n,) class labels, each one of ``classes``.
-            classes: (N,) every label that can occur; required on the first call, and if given
-                later it must equal ``classes_``.
+            X (array-like or scipy.sparse matrix): (n, D) non-negative features.
+            y (array-like): (n,) class labels, each one of ``classes``.
+            classes (array-like or None): (N,) every label that can occur; required on the first
+                call, and if given later it must equal ``classes_``.
         """
         self._check_params()
         first_call = not hasattr(self, "classes_")

@@ -1,4 +1,4 @@
-"""Temperatures chosen by the fit itself: ``tau`` / ``output_tau`` = ``None`` in :class:`SaffuConfig`.
+"""Temperatures chosen by the fit itself: ``tau`` / ``output_tau`` = ``None`` in a SaffuConfig.
 
 The temperatures are chosen on a held-out slice of the *training* documents (every
 ``HOLD_OUT_EVERY``-th document, whole documents; never dev or test), by minimizing the slice's

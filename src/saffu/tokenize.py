@@ -1,8 +1,8 @@
 """Tokenizers: byte-level BPE (default), characters, and words.
 
 Every tokenizer maps text to ``int32`` token ids and shares four special tokens with fixed ids:
-``<pad>`` = :data:`PAD` = 0, ``<unk>`` = :data:`UNK` = 1, ``<sod>`` = :data:`SOD` = 2 (start of
-document) and ``<eod>`` = :data:`EOD` = 3 (end of document). ``encode`` never emits ``<pad>``,
+``<pad>`` = ``PAD`` = 0, ``<unk>`` = ``UNK`` = 1, ``<sod>`` = ``SOD`` = 2 (start of document)
+and ``<eod>`` = ``EOD`` = 3 (end of document). ``encode`` never emits ``<pad>``,
 ``<sod>`` or ``<eod>``: the document delimiters are added by :func:`saffu.corpus.encode_corpus`,
 and text that happens to contain the string ``"<eod>"`` is encoded as ordinary text.
 ``decode`` drops ``<pad>``, ``<sod>`` and ``<eod>``.

@@ -139,8 +139,10 @@ def saffu_expert_stats(
     ``FT[k, y_t, :] += E[v]`` and ``T[k, y_t] += 1``.
 
     Args:
-        ids, pos: (n,) int32 corpus (see the module docstring).
-        kind, K: 0 radial (K = r) or 1 block (K = B).
+        ids: (n,) int32 token ids of whole documents (see the module docstring).
+        pos: (n,) int32 position of each token inside its document.
+        kind: 0 radial or 1 block.
+        K: the window: r (radial) or B (block).
         E: (V, bits) float32 cipher vectors.
         FT: (K, V, bits) float64 statistics, target-major per position.
         T: (K, V) float64 target counts per position.
@@ -171,7 +173,11 @@ def saffu_attention_stats(
     ``w = softmax`` of l over valid slots, ``FT[k_out, k_in] += w[k_out]·s[k_in]``.
 
     Args:
-        ids, pos, kind, K, E: as in :func:`saffu_expert_stats`.
+        ids: as in :func:`saffu_expert_stats`.
+        pos: as in :func:`saffu_expert_stats`.
+        kind: as in :func:`saffu_expert_stats`.
+        K: as in :func:`saffu_expert_stats`.
+        E: as in :func:`saffu_expert_stats`.
         expert_UT: (K, V, bits) float32 expert weights (target-major).
         expert_b: (K, V) float32 expert biases.
         expert_logz: (K, V) float32, ``logsumexp_y(E[v]·expert_UT[k, y] + expert_b[k, y])``.
@@ -209,8 +215,10 @@ def saffu_hidden_stats(
     """Accumulate the hidden-layer statistics ``FT[i, :] += codes[y_t, i]·z_t``, in place.
 
     Args:
-        ids, pos: (n,) int32 corpus.
-        kind, K: 0 radial (K = r), 1 block (K = B) or 2 document (K = 1).
+        ids: (n,) int32 token ids of whole documents.
+        pos: (n,) int32 position of each token inside its document.
+        kind: 0 radial, 1 block or 2 document.
+        K: the window: r (radial), B (block) or 1 (document).
         E: (V, bits) float32 cipher vectors.
         W: (K, K) float32 attention weights (ignored by the document model).
         aggregation: 0 sum (Z = bits) or 1 cat (Z = K·bits).
@@ -256,9 +264,16 @@ def saffu_forward(
     ``start`` is read (a document may begin before ``start``).
 
     Args:
-        ids, pos, kind, K, E, W, aggregation: as in :func:`saffu_hidden_stats`.
+        ids: as in :func:`saffu_hidden_stats`.
+        pos: as in :func:`saffu_hidden_stats`.
+        kind: as in :func:`saffu_hidden_stats`.
+        K: as in :func:`saffu_hidden_stats`.
+        E: as in :func:`saffu_hidden_stats`.
+        W: as in :func:`saffu_hidden_stats`.
+        aggregation: as in :func:`saffu_hidden_stats`.
         UT: (D, Z) float32 hidden weights, ``h = softmax(UT z)``; shape (0, 0) writes z instead.
-        start, stop: token index range, ``0 <= start <= stop <= n``.
+        start: first token index of the range, ``0 <= start <= stop``.
+        stop: end (exclusive) of the range, ``stop <= n``.
         out: (m, D) float32 (or (m, Z) when UT is (0, 0)), m >= the number of targets.
 
     Returns:

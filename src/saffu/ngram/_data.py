@@ -53,7 +53,8 @@ def as_stream(docs: Documents, vocab_size: int, bos: int, eos: int, name: str) -
     Args:
         docs: a :class:`TokenizedCorpus`, or a list of (n_i,) integer arrays, one per document.
         vocab_size: every id must be in ``[0, vocab_size)``.
-        bos, eos: the ids that open and close every document (``bos`` nowhere else).
+        bos: the id that opens every document (and appears nowhere else).
+        eos: the id that closes every document.
         name: the argument's name, for error messages.
     """
     if isinstance(docs, TokenizedCorpus):

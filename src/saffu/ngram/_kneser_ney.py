@@ -194,8 +194,9 @@ def kneser_ney_perplexity(train_docs: Documents, eval_docs: Documents, vocab_siz
     """Perplexity of a single-discount :class:`KneserNey` model fitted on ``train_docs``.
 
     Args:
-        train_docs, eval_docs: TokenizedCorpus or lists of (n_i,) integer arrays
+        train_docs: TokenizedCorpus or list of (n_i,) integer arrays
             ``[<sod>=2] + ids + [<eod>=3]``.
+        eval_docs: the documents scored, in the same form.
         vocab_size: number of token ids (all ids are below it).
         order: n-gram order (default 3, a trigram model).
         discount: absolute discount in [0, 1], the same at every order.

@@ -81,7 +81,9 @@ def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | No
     variant (as sweeps before issue 15 did).
 
     Args:
-        train, dev, test: documents (iterables of strings, e.g. :func:`saffu.corpus.read_documents`).
+        train: training documents (an iterable of strings, e.g. :func:`saffu.corpus.read_documents`).
+        dev: development documents, which select the variants.
+        test: test documents, scored only for the variants dev selects.
         grid: a :class:`Grid` or a grid file path.
         out: output folder; variants already stored there (same data) are not fitted again.
         jobs: worker processes (1: fit in this process with the default kernel threads;

@@ -79,7 +79,8 @@ def context_batch(ids: np.ndarray, pos: np.ndarray, start: int, stop: int,
     Args:
         ids: (N,) int32 token ids of whole documents (each begins with ``<sod>``).
         pos: (N,) int32 position of each token inside its document.
-        start, stop: the token range; contexts may reach back before ``start``.
+        start: first token index of the range; contexts may reach back before it.
+        stop: end (exclusive) of the range.
         specs: the model's context models (``SaffuConfig.context_specs``).
         skip: S, the previous tokens the output layer reads (``SaffuConfig.skip``).
     Raises:

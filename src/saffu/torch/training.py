@@ -4,10 +4,8 @@
 (consecutive targets, ranges shuffled with a seeded generator), follows a linear-warmup + cosine
 learning-rate schedule, evaluates dev perplexity every few steps, keeps the best weights, and
 stops at the first exhausted budget (epochs, tokens, seconds) or when dev perplexity stops
-improving. :func:`register_commands` adds ``saffu finetune`` and ``saffu train`` to the CLI.
-
-PyTorch is imported inside the functions that need it, so that the command line (which imports
-this module to register its commands) works without it.
+improving. The commands ``saffu finetune`` and ``saffu train`` (:mod:`saffu.cli.train`) import
+this module only when they run, so the rest of the command line works without PyTorch.
 """
 
 from __future__ import annotations
@@ -228,30 +226,16 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
 
     The options are a :class:`~saffu.train_config.TrainConfig` (``config``), or its fields as
     keyword arguments (``train(module, corpus, dev, lr=0.01, max_seconds=60)``), which replace
-    those of ``config``. Their meaning:
+    those of ``config`` (their meaning: *Keyword Args* below).
 
     Args:
         module: a :class:`~saffu.torch.SaffuModule` (warm: :func:`~saffu.torch.to_torch`; cold:
             :func:`~saffu.torch.cold_start`).
         corpus: training documents, encoded with the model's tokenizer.
         dev: held-out documents for perplexity, early stopping and the best weights.
-        lr: peak learning rate (after ``warmup_steps`` linear warmup steps; cosine decay to
-            ``LR_FLOOR·lr`` over the tightest budget). The default 0.1 was the best of 3e-4 to
-            0.3 for both warm and cold starts on Shakespeare (bench/RESULTS.md): the softmax
-            hidden layers need large steps.
-        weight_decay: AdamW decoupled weight decay of the weight matrices (not of ``o``/cipher).
-        batch_targets: targets per mini-batch (consecutive targets of one chunk).
-        epochs, max_seconds, max_tokens: budgets; training stops at the first one reached.
-            Seconds are training seconds on ``clock``, evaluations and checkpoints excluded.
-        max_grad_norm: gradient-norm clipping (``None``: off).
-        eval_every: steps between evaluations; each gap is ``eval_growth`` times the previous
-            one (1: evenly spaced; 2: at steps ``e, 3e, 7e, …`` for curves on a log axis).
-        patience: stop after this many evaluations without a better dev perplexity (``None``:
-            never). With ``dev``, the best weights are put back into ``module`` at the end.
+        config: the options (default ``TrainConfig()``); keyword options replace its fields.
         checkpoint_dir: save the best model so far here (``from_torch(module).save``) at each
             evaluation where it changes and at the end; needs a module with a template model.
-        seed: seeds the batch order and PyTorch; on CPU a run is deterministic unless
-            ``max_seconds`` binds (the schedule and the stopping point then follow the clock).
         n_jobs: PyTorch threads (default: all cores).
         verbose: 0 hides the progress bar (it is also hidden when stderr is not a terminal).
         on_eval: called as ``on_eval(record, module)`` at each evaluation before the record is
@@ -261,14 +245,38 @@ def train(module: SaffuModule, corpus: TokenizedCorpus, dev: TokenizedCorpus | N
             groups get 1, and 0 freezes a group. Default: :data:`WARM_LR_SCALES` for a warm
             start (``module.start == "explicit"``: the output layer at 0.03·lr, so that the
             first steps do not undo the explicit output layer), 1 everywhere for a cold start.
-        thaw_after: the method's own schedule (METHOD.md §5): the cipher vectors stay frozen
-            (the module must be made with ``thaw_cipher=False``) while the upper layers train,
-            then from this step on they train too, at ``thaw_lr_scale·lr`` (``None``: never).
+
+    Keyword Args:
+        lr (float): peak learning rate (after ``warmup_steps`` linear warmup steps; cosine decay
+            to ``LR_FLOOR·lr`` over the tightest budget). The default 0.1 was the best of 3e-4 to
+            0.3 for both warm and cold starts on Shakespeare (bench/RESULTS.md): the softmax
+            hidden layers need large steps.
+        weight_decay (float): AdamW decoupled weight decay of the weight matrices (not of
+            ``o``/cipher).
+        batch_targets (int): targets per mini-batch (consecutive targets of one chunk).
+        epochs (float | None): a budget in passes over the corpus; training stops at the first
+            budget reached (``epochs``, ``max_seconds`` or ``max_tokens``).
+        max_seconds (float | None): a budget in training seconds on ``clock``, evaluations
+            and checkpoints excluded.
+        max_tokens (int | None): a budget in training targets.
+        max_grad_norm (float | None): gradient-norm clipping (``None``: off).
+        eval_every (int): steps between evaluations; each gap is ``eval_growth`` times the
+            previous one (1: evenly spaced; 2: at steps ``e, 3e, 7e, …`` for curves on a log axis).
+        patience (int | None): stop after this many evaluations without a better dev perplexity
+            (``None``: never). With ``dev``, the best weights are put back into ``module`` at the
+            end.
+        seed (int): seeds the batch order and PyTorch; on CPU a run is deterministic unless
+            ``max_seconds`` binds (the schedule and the stopping point then follow the clock).
+        thaw_after (int | None): the method's own schedule (METHOD.md §5): the cipher vectors
+            stay frozen (the module must be made with ``thaw_cipher=False``) while the upper
+            layers train, then from this step on they train too, at ``thaw_lr_scale·lr``
+            (``None``: never).
             The module keeps the thawed cipher (``from_torch`` exports it).
-        thaw_lr_scale: learning-rate multiplier of the cipher once thawed (> 0).
-        clock: what the seconds of ``max_seconds`` and of the records count: ``"wall"``
+        thaw_lr_scale (float): learning-rate multiplier of the cipher once thawed (> 0).
+        clock (str): what the seconds of ``max_seconds`` and of the records count: ``"wall"``
             (wall-clock) or ``"cpu"`` (CPU seconds of this process, all its threads; steadier
             than wall-clock on a shared machine with one thread).
+
     Returns:
         the :class:`History` of evaluations.
     """
