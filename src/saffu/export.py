@@ -87,12 +87,19 @@ def to_onnx(model: SaffuModel, path: str | os.PathLike) -> Path:
     Raises:
         NotFittedError: the model is not fitted.
         MissingDependencyError: ``onnx`` is not installed (``pip install 'saffu[onnx]'``).
-        InvalidParameterError: ``path`` is a directory or a file that is not a saffu ONNX
-            export, or the weights exceed the 2 GiB an ONNX file holds.
+        InvalidParameterError: ``path`` is a directory, a file that is not a saffu ONNX
+            export or in a folder that does not exist, or the weights exceed the 2 GiB an ONNX
+            file holds.
+        OSError: the file cannot be written (no permission, a full disk).
     """
     target = check_output_file(path, is_saffu_onnx, "saffu ONNX export")
-    proto = onnx_model(model)
-    atomic_write_bytes(target, proto.SerializeToString())
+    if not target.parent.is_dir():
+        raise InvalidParameterError(f"cannot write {target}: {target.parent} is not an existing folder")
+    data = onnx_model(model).SerializeToString()
+    try:
+        atomic_write_bytes(target, data)
+    except OSError as error:  # name the file asked for, not the temporary one
+        raise OSError(error.errno, error.strerror, os.fspath(target)) from error
     return target
 
 
@@ -278,7 +285,9 @@ def huggingface_tokenizer(tokenizer: Tokenizer) -> Any:
     if tokenizer.kind == "char":
         hf = HFTokenizer(models.BPE(vocabulary, [], unk_token="<unk>",
                                     byte_fallback=document["options"]["byte_fallback"]))
-        hf.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+        shown = {"<pad>": "", "<unk>": "\ufffd", "<sod>": "", "<eod>": ""}  # as saffu decodes them
+        hf.decoder = decoders.Sequence([*(decoders.Replace(token, text) for token, text in shown.items()),
+                                        decoders.ByteFallback(), decoders.Fuse()])
         return hf
     if tokenizer.kind == "word":
         hf = HFTokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
