@@ -16,7 +16,8 @@ The graph (opset :data:`OPSET`, IR version :data:`IR_VERSION`):
   depends on the position in the document. A row with no token at all gives finite output
   that means nothing.
 - output ``log_probs``: float32 (batch, V), log p(next token | row), equal to
-  :meth:`SaffuModel.log_proba` to float32 rounding (the tests hold it to 1e-5).
+  :meth:`SaffuModel.log_proba` to float32 rounding (``tests/test_export.py``: 1e-5, or 1e-6 of
+  a row's largest |log p| above 10).
 
 Metadata (``onnxruntime.InferenceSession(path).get_modelmeta().custom_metadata_map``), all
 strings: ``saffu.format`` (``"saffu-onnx"``), ``saffu.format_version``, ``saffu.version``,
