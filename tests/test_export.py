@@ -19,7 +19,7 @@ from saffu.cli import main  # noqa: E402
 from saffu.errors import InvalidParameterError, MissingDependencyError, NotFittedError  # noqa: E402
 from saffu.export import context_window, huggingface_tokenizer, is_saffu_onnx, to_onnx  # noqa: E402
 from saffu.model import SaffuConfig, SaffuModel  # noqa: E402
-from saffu.tokenize import make_tokenizer  # noqa: E402
+from saffu.tokenize import DEFAULT_WORD_PATTERN, make_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(tokenizer="char", bits=None, hidden=None, tau=1.0, output_tau=1.0, radial=3, block=4,
@@ -152,6 +152,27 @@ def test_huggingface_tokenizer_encodes_like_saffu(kind, options):
         assert hf.encode(text, add_special_tokens=False).ids == ids.tolist(), (kind, text)
         if kind != "word":  # a word model's decoding joins tokens with plain spaces
             assert hf.decode([2, *ids.tolist(), 3]) == tokenizer.decode(ids)
+
+
+def test_default_word_pattern_splits_like_python_re():
+    """Oniguruma's reading of the default word pattern splits every assigned code point of the
+    first three planes (combining marks, U+001C-U+001F, ...) as Python's ``re`` does."""
+    import unicodedata
+
+    from tokenizers import pre_tokenizers
+
+    split = huggingface_tokenizer(make_tokenizer("word").fit(["a b"])).pre_tokenizer
+    assert isinstance(split, pre_tokenizers.Split)
+    python = re.compile(DEFAULT_WORD_PATTERN)
+    bad = [hex(code) for code in range(0x30000) if unicodedata.category(chr(code)) not in ("Cn", "Cs")
+           and [w for w, _ in split.pre_tokenize_str(f"a{chr(code)}b")] != python.findall(f"a{chr(code)}b")]
+    assert bad == []
+
+
+def test_a_word_pattern_huggingface_cannot_read_is_refused(tmp_path):
+    tokenizer = make_tokenizer("word", pattern=r"(?a:\w+)|[^\w\s]").fit(["a b"])
+    with pytest.raises(InvalidParameterError, match="Hugging Face"):
+        huggingface_tokenizer(tokenizer)
 
 
 def _snippet(document: Path) -> str:

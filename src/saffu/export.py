@@ -26,7 +26,9 @@ strings: ``saffu.format`` (``"saffu-onnx"``), ``saffu.format_version``, ``saffu.
 never samples) and ``saffu.tokenizer``: the tokenizer in the Hugging Face ``tokenizers`` JSON
 format (``tokenizers.Tokenizer.from_str``). Its encodings equal saffu's for every kind (byte-level
 BPE as is; char as a BPE without merges and with byte fallback; word as a word-level model
-behind the word pattern); decoding a word model joins tokens with plain spaces.
+behind the word pattern, rewritten for Hugging Face's regex engine when it is the default one:
+a custom pattern may split combining marks differently); decoding a word model joins tokens
+with plain spaces. Token ids must be below V (onnxruntime rejects larger ones).
 
 Writing: atomically (a temporary file and a rename); an existing file is replaced only if it is
 a saffu ONNX export (its ``saffu.format`` metadata), anything else is refused.
@@ -52,7 +54,7 @@ from saffu.errors import InvalidParameterError, MissingDependencyError
 from saffu.kinds import Aggregation, ContextKind
 from saffu.layers import ContextLayer
 from saffu.model import SaffuModel
-from saffu.tokenize import EOD, PAD, SOD, UNK, Tokenizer
+from saffu.tokenize import DEFAULT_WORD_PATTERN, EOD, PAD, SOD, UNK, Tokenizer
 
 __all__ = ["FORMAT", "INPUT", "OUTPUT", "context_window", "huggingface_tokenizer", "is_saffu_onnx",
            "onnx_model", "to_onnx"]
@@ -64,6 +66,11 @@ IR_VERSION = 8  # what opset 17 needs; onnxruntime ≥ 1.13 runs it
 INPUT, OUTPUT = "input_ids", "log_probs"
 MASKED_SCORE = -1e30  # masked attention slots: finite, so a row with no tokens gives no NaN
 MAX_FILE_BYTES = 2**31 - 2**24  # protobuf's 2 GiB limit on one message, less room for the graph
+ONIGURUMA_WORD_PATTERN = r"[\p{L}\p{N}_]+|[^\p{L}\p{N}_\s\x{1c}-\x{1f}]"
+""":data:`saffu.tokenize.DEFAULT_WORD_PATTERN` for Oniguruma, the regex engine of Hugging Face
+``tokenizers``: its ``\\w`` also takes combining marks and connector punctuation, its ``\\s``
+leaves out U+001C-U+001F. The two split alike on every code point Python's Unicode tables
+assign (tests/test_export.py checks the first three planes)."""
 
 
 def _onnx() -> Any:
@@ -275,6 +282,9 @@ def huggingface_tokenizer(tokenizer: Tokenizer) -> Any:
 
     ``encode_special_tokens`` is not part of the Hugging Face file: set it to True after loading
     a BPE tokenizer, so that a literal ``"<eod>"`` in a text is encoded as text (as saffu does).
+    A word tokenizer's own pattern (not the default) is passed to Hugging Face's regex engine
+    (Oniguruma) as it is: where it uses ``\\w`` or ``\\s``, a combining mark may split apart
+    differently (see :data:`ONIGURUMA_WORD_PATTERN`).
     """
     from tokenizers import Regex, decoders, models, pre_tokenizers
     from tokenizers import Tokenizer as HFTokenizer
@@ -291,8 +301,13 @@ def huggingface_tokenizer(tokenizer: Tokenizer) -> Any:
                                         decoders.ByteFallback(), decoders.Fuse()])
         return hf
     if tokenizer.kind == "word":
+        pattern = document["options"]["pattern"]
+        try:
+            words = Regex(ONIGURUMA_WORD_PATTERN if pattern == DEFAULT_WORD_PATTERN else pattern)
+        except Exception as error:  # tokenizers raises its own exception type
+            raise InvalidParameterError(f"the word pattern {pattern!r} is not a regular expression "
+                                        f"that Hugging Face tokenizers reads ({error})") from None
         hf = HFTokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
-        hf.pre_tokenizer = pre_tokenizers.Split(Regex(document["options"]["pattern"]), "removed",
-                                                invert=True)
+        hf.pre_tokenizer = pre_tokenizers.Split(words, "removed", invert=True)
         return hf
     raise InvalidParameterError(f"ONNX export has no Hugging Face form of the {tokenizer.kind!r} tokenizer")
