@@ -233,8 +233,8 @@ class _Graph:
         return self.op("Softmax", self.op("MatMul", z, weights), axis=-1)
 
     def block_window(self, size: int) -> str:
-        """(N, B) cipher rows of block(B)'s window: slot k holds token t−1−q+k for k ≤ q, with
-        q = (pos − 1) mod B and pos the row's token count; row V (no token) for k > q."""
+        """(N, B) cipher-table rows of block(B)'s window: slot k holds token t−1−q+k for k ≤ q,
+        with q = (pos − 1) mod B and pos the row's token count; row V (no token) for k > q."""
         count = self.op("ReduceSum", self.op("Cast", self.valid, to=self.onnx.TensorProto.INT64),
                         self.ints(1), keepdims=1)  # (N, 1): pos of the target
         recent = self.op("Mod", self.op("Sub", count, self.const("one", 1)), self.const("block", size))
