@@ -29,7 +29,7 @@ LAYERS = (
     ("saffu.fit",),
     ("saffu.model",),
     ("saffu.ngram",),
-    ("saffu.torch", "saffu.distributed"),
+    ("saffu.torch", "saffu.distributed", "saffu.export"),
     ("saffu.trainer", "saffu.torch_init"),  # the former locations of saffu.torch's modules
     ("saffu.sweep",),
     ("saffu.cli",),

@@ -31,6 +31,7 @@ _LAZY = {
     "TokenizedCorpus": "saffu.corpus",
     "NgramModel": "saffu.ngram",
     "SaffuError": "saffu.errors",
+    "to_onnx": "saffu.export",
 }
 
 __all__ = [

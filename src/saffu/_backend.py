@@ -193,7 +193,8 @@ def config_info() -> dict[str, object]:
     # would take seconds (``saffu info`` must answer at once).
     for name, distribution in (("numba", "numba"), ("tokenizers", "tokenizers"),
                                ("safetensors", "safetensors"), ("sklearn", "scikit-learn"),
-                               ("torch", "torch"), ("dask", "dask")):
+                               ("torch", "torch"), ("dask", "dask"), ("onnx", "onnx"),
+                               ("onnxruntime", "onnxruntime")):
         try:
             info[name] = metadata.version(distribution)
         except metadata.PackageNotFoundError:

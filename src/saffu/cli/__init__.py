@@ -2,7 +2,8 @@
 
 One module per command family: :mod:`~saffu.cli.models` (demo, fit, eval, generate, info),
 :mod:`~saffu.cli.train` (finetune, train), :mod:`~saffu.cli.sweep` (sweep, sweep-report),
-:mod:`~saffu.cli.ngram` (ngram fit, ngram eval; the mixture of ``saffu eval --ngram``).
+:mod:`~saffu.cli.ngram` (ngram fit, ngram eval; the mixture of ``saffu eval --ngram``),
+:mod:`~saffu.cli.export` (export --onnx).
 :mod:`~saffu.cli._options` holds the options they share, generated from the settings' own
 definitions (:class:`saffu.config.SaffuConfig`).
 
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 
 from saffu._processes import install_interrupt_handlers
 from saffu._version import __version__
-from saffu.cli import models, ngram, sweep, train
+from saffu.cli import export, models, ngram, sweep, train
 from saffu.cli._options import UsageError
 from saffu.errors import SaffuError
 
@@ -29,7 +30,7 @@ __all__ = ["build_parser", "main"]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-COMMAND_FAMILIES = (models, train, sweep, ngram)
+COMMAND_FAMILIES = (models, train, sweep, ngram, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
