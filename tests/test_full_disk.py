@@ -66,9 +66,9 @@ def _one_line_disk_full(capsys, path: Path, what: str = "the disk is full") -> N
     assert error.count("\n") == 1 and what in error and str(path) in error, error
 
 
-def _commands(corpus: Path, out: Path) -> dict[str, tuple[list[str], list[str], int, Path]]:
-    """name: (first argv, its rerun on a full disk, successful writes before the disk is full,
-    the path the error names)."""
+def _commands(corpus: Path, out: Path) -> dict[str, tuple[list[list[str]], list[str], int, Path]]:
+    """name: (the commands that write the first outputs, a rerun on a full disk, successful
+    writes before the disk is full, the path the error names)."""
     files = [str(corpus)]
     (out / "grid1.toml").write_text(GRID.format(radials=[1]))
     (out / "grid2.toml").write_text(GRID.format(radials=[1, 2]))
@@ -76,18 +76,18 @@ def _commands(corpus: Path, out: Path) -> dict[str, tuple[list[str], list[str], 
              "--test-top", "0"]
     model, lm, arpa = out / "model", out / "lm.safetensors", out / "lm.arpa"
     ngram = ["ngram", "fit", *files, "--out", str(lm), "--tokenizer", "char", "--arpa", str(arpa)]
+    explicit = ["fit", *files, "--out", str(out / "explicit"), *SMALL, *QUIET]
+    finetune = ["finetune", str(out / "explicit"), *files, "--out", str(out / "tuned"), *QUIET, *TRAIN]
     return {
-        "fit": (["fit", *files, "--out", str(model), *SMALL, *QUIET],
+        "fit": ([["fit", *files, "--out", str(model), *SMALL, *QUIET]],
                 ["fit", *files, "--out", str(model), *LARGER, *QUIET], 0, model),
-        "ngram fit": (ngram, [*ngram, "--order", "2"], 0, lm),
-        "ngram arpa": (ngram, [*ngram, "--order", "2"], 1, arpa),
-        "sweep record": ([*sweep, "--grid", str(out / "grid1.toml")],
+        "ngram fit": ([ngram], [*ngram, "--order", "2"], 0, lm),
+        "ngram arpa": ([ngram], [*ngram, "--order", "2"], 1, arpa),
+        "sweep record": ([[*sweep, "--grid", str(out / "grid1.toml")]],
                          [*sweep, "--grid", str(out / "grid2.toml")], 0, out / "sweep"),
-        "train": (["train", "--cold", *files, "--out", str(model), *SMALL, *QUIET, *TRAIN],
+        "train": ([["train", "--cold", *files, "--out", str(model), *SMALL, *QUIET, *TRAIN]],
                   ["train", "--cold", *files, "--out", str(model), *LARGER, *QUIET, *TRAIN], 0, model),
-        "finetune": (["fit", *files, "--out", str(out / "explicit"), *SMALL, *QUIET],
-                     ["finetune", str(out / "explicit"), *files, "--out", str(out / "explicit"),
-                      *QUIET, *TRAIN], 0, out / "explicit"),
+        "finetune": ([explicit, finetune], [*finetune, "--seed", "1"], 0, out / "tuned"),
     }
 
 
@@ -99,8 +99,8 @@ def test_a_command_on_a_full_disk_fails_in_one_line_and_changes_nothing(tmp_path
         pytest.importorskip("torch")
     out = tmp_path / "out"
     out.mkdir()
-    first, again, after, named = _commands(corpus, out)[name]
-    assert main(first) == 0
+    firsts, again, after, named = _commands(corpus, out)[name]
+    assert all(main(argv) == 0 for argv in firsts)
     capsys.readouterr()
     before = _snapshot(out)
     _fill_disk(monkeypatch, after=after)
@@ -116,10 +116,8 @@ def test_a_command_on_a_full_disk_fails_in_one_line_and_changes_nothing(tmp_path
     (errno.ENOSPC, "write", "the disk is full"), (errno.ENOSPC, "fsync", "the disk is full"),
     (errno.EDQUOT, "write", "the quota is full")])
 def test_save_raises_disk_full_naming_the_directory(tmp_path, monkeypatch, code, stage, what):
-    from conftest import tiny_documents as docs
-
-    model = SaffuModel(SaffuConfig(tokenizer="char", bits=None, hidden=None, radial=1)).fit(docs(),
-                                                                                          verbose=0)
+    config = SaffuConfig(tokenizer="char", bits=None, hidden=None, radial=1)
+    model = SaffuModel(config).fit(tiny_documents(), verbose=0)
     path = model.save(tmp_path / "m")
     before = _snapshot(tmp_path)
     _fill_disk(monkeypatch, code, stage)
