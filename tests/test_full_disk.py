@@ -28,6 +28,7 @@ SMALL = ["--tokenizer", "char", "--bits", "none", "--hidden", "none", "--radial"
 LARGER = ["--tokenizer", "char", "--bits", "none", "--hidden", "none", "--radial", "3"]
 QUIET = ["--verbose", "0", "--jobs", "1"]
 TRAIN = ["--batch-targets", "64", "--max-tokens", "256", "--eval-every", "2"]
+NEEDS = {"train": "torch", "finetune": "torch", "sweep report": "matplotlib"}
 GRID = '[fixed]\ntokenizer = "char"\nbits = "none"\nhidden = "none"\n[[grid]]\nradial = {radials}\n'
 
 
@@ -76,6 +77,7 @@ def _commands(corpus: Path, out: Path) -> dict[str, tuple[list[list[str]], list[
              "--test-top", "0"]
     model, lm, arpa = out / "model", out / "lm.safetensors", out / "lm.arpa"
     ngram = ["ngram", "fit", *files, "--out", str(lm), "--tokenizer", "char", "--arpa", str(arpa)]
+    report = ["sweep-report", str(out / "sweep")]
     explicit = ["fit", *files, "--out", str(out / "explicit"), *SMALL, *QUIET]
     finetune = ["finetune", str(out / "explicit"), *files, "--out", str(out / "tuned"), *QUIET, *TRAIN]
     return {
@@ -85,18 +87,20 @@ def _commands(corpus: Path, out: Path) -> dict[str, tuple[list[list[str]], list[
         "ngram arpa": ([ngram], [*ngram, "--order", "2"], 1, arpa),
         "sweep record": ([[*sweep, "--grid", str(out / "grid1.toml")]],
                          [*sweep, "--grid", str(out / "grid2.toml")], 0, out / "sweep"),
+        "sweep report": ([[*sweep, "--grid", str(out / "grid1.toml")], report], report, 0,
+                         out / "sweep" / "pareto.png"),
         "train": ([["train", "--cold", *files, "--out", str(model), *SMALL, *QUIET, *TRAIN]],
                   ["train", "--cold", *files, "--out", str(model), *LARGER, *QUIET, *TRAIN], 0, model),
         "finetune": ([explicit, finetune], [*finetune, "--seed", "1"], 0, out / "tuned"),
     }
 
 
-@pytest.mark.parametrize("name", ["fit", "ngram fit", "ngram arpa", "sweep record", "train",
-                                  "finetune"])
+@pytest.mark.parametrize("name", ["fit", "ngram fit", "ngram arpa", "sweep record", "sweep report",
+                                  "train", "finetune"])
 def test_a_command_on_a_full_disk_fails_in_one_line_and_changes_nothing(tmp_path, corpus, capsys,
                                                                          monkeypatch, name):
-    if name in ("train", "finetune"):
-        pytest.importorskip("torch")
+    if name in NEEDS:
+        pytest.importorskip(NEEDS[name])
     out = tmp_path / "out"
     out.mkdir()
     firsts, again, after, named = _commands(corpus, out)[name]
