@@ -71,7 +71,7 @@ def reporting_full_disk(path: str | os.PathLike) -> Iterator[None]:
         if error.errno not in _FULL_DISK:
             raise
         raise DiskFullError(error.errno, f"{_FULL_DISK[error.errno]}; nothing there was changed "
-                                         f"(free some space and run again)",
+                                         "(free some space and run again)",
                             os.fspath(path)) from error
 
 
