@@ -150,43 +150,67 @@ _ON_TMPFS = """
 import json, os, sys
 from saffu.cli import main
 from saffu.model import SaffuModel
-disk, corpus = sys.argv[1], sys.argv[2]
+disk, corpus, grids = sys.argv[1], sys.argv[2], sys.argv[3]
 model, lm = os.path.join(disk, "m"), os.path.join(disk, "lm.safetensors")
 small = ["--tokenizer", "char", "--bits", "none", "--hidden", "none", "--verbose", "0", "--jobs", "1"]
+sweep = ["sweep", corpus, "--dev", corpus, "--out", os.path.join(disk, "sweep"), "--verbose", "0",
+         "--test-top", "0"]
 assert main(["fit", corpus, "--out", model, *small, "--radial", "1"]) == 0
 assert main(["ngram", "fit", corpus, "--out", lm, "--tokenizer", "char", "--order", "2"]) == 0
+assert main([*sweep, "--grid", os.path.join(grids, "grid1.toml")]) == 0
+results = open(os.path.join(disk, "sweep", "results.json"), "rb").read()
 old = open(os.path.join(model, "weights.safetensors"), "rb").read()
 old_lm = open(lm, "rb").read()
-free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-with open(os.path.join(disk, "filler"), "wb") as handle:
-    handle.write(bytes(max(free - 8192, 0)))  # 8 KiB left: the next saves are cut short
+def fill(name, leave):
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with open(os.path.join(disk, name), "wb") as handle:
+        handle.write(bytes(max(free - leave, 0)))
+fill("filler", leave=8192)  # 8 KiB left: the next saves are cut short
 statuses = [main(["fit", corpus, "--out", model, *small, "--radial", "3"]),
             main(["ngram", "fit", corpus, "--out", lm, "--tokenizer", "char", "--order", "4"])]
+fill("filler2", leave=0)  # (the failed saves freed their temporaries' space)
+statuses.append(main([*sweep, "--grid", os.path.join(grids, "grid2.toml"), "--jobs", "2"]))
 SaffuModel.load(model)  # the previous model loads, checksums verified
+variants = os.path.join(disk, "sweep", "variants")
 print(json.dumps({"statuses": statuses, "entries": sorted(os.listdir(disk)),
                   "model_intact": open(os.path.join(model, "weights.safetensors"), "rb").read() == old,
-                  "lm_intact": open(lm, "rb").read() == old_lm}))
+                  "lm_intact": open(lm, "rb").read() == old_lm,
+                  "results_intact": open(os.path.join(disk, "sweep", "results.json"), "rb").read()
+                  == results, "records": len(os.listdir(variants))}))
 """
 
 
 def test_a_real_full_disk_on_a_tiny_tmpfs(tmp_path, corpus):
-    """A 256 KiB tmpfs in a private mount namespace (it vanishes with the process)."""
+    """A 256 KiB tmpfs in a private mount namespace (it vanishes with the process): a model save
+    and an n-gram save cut short, and a sweep whose worker process finds the disk full."""
     if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
         pytest.skip("needs Linux's unshare to mount a private tmpfs")
     disk = tmp_path / "disk"
     disk.mkdir()
+    for radials in ([1], [1, 2]):
+        (tmp_path / f"grid{len(radials)}.toml").write_text(GRID.format(radials=radials))
     script = ('mount -t tmpfs -o size=256k saffu-test "$1" || exit 77; '
-              f'exec "{sys.executable}" -c "$2" "$1" "$3"')
+              f'exec "{sys.executable}" -c "$2" "$1" "$3" "$4"')
     run = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh",
-                          str(disk), _ON_TMPFS, str(corpus)],
+                          str(disk), _ON_TMPFS, str(corpus), str(tmp_path)],
                          cwd=TESTS, capture_output=True, text=True, timeout=120)
     if run.returncode == 77 or "unshare failed" in run.stderr or "unshare:" in run.stderr:
         pytest.skip(f"cannot mount a private tmpfs here: {run.stderr.strip()}")
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.splitlines()[-1])
-    assert result == {"statuses": [2, 2], "entries": ["filler", "lm.safetensors", "m"],
-                      "model_intact": True, "lm_intact": True}
+    assert result == {"statuses": [2, 2, 2], "entries": ["filler", "filler2", "lm.safetensors", "m",
+                                                      "sweep"],
+                      "model_intact": True, "lm_intact": True, "results_intact": True, "records": 1}
     errors = run.stderr.splitlines()
-    assert len(errors) == 2 and all("the disk is full" in line for line in errors), run.stderr
+    assert len(errors) == 3 and all("the disk is full" in line for line in errors), run.stderr
     assert str(disk / "m") in errors[0] and str(disk / "lm.safetensors") in errors[1]
+    assert str(disk / "sweep" / "variants") in errors[2]  # from a worker process
     assert "Traceback" not in run.stderr
+
+
+def test_disk_full_errors_cross_process_boundaries_intact():
+    """A sweep worker's DiskFullError reaches the parent (pickled) as itself, path included."""
+    import pickle
+
+    error = pickle.loads(pickle.dumps(DiskFullError(errno.ENOSPC, "the disk is full", "/x/out")))
+    assert type(error) is DiskFullError and error.filename == "/x/out" and error.errno == errno.ENOSPC

@@ -202,9 +202,12 @@ def test_a_dask_pass_interrupted_in_python_cancels_its_tasks(cluster, monkeypatc
     real_result = Future.result
 
     def interrupted(self, *args, **kwargs):
-        if "saffu-" in str(self.key):  # waiting for saffu's tasks: the user presses Ctrl-C
-            raise KeyboardInterrupt
-        return real_result(self, *args, **kwargs)
+        if "saffu-" not in str(self.key):
+            return real_result(self, *args, **kwargs)
+        deadline = time.monotonic() + 30  # the user presses Ctrl-C once the pass runs
+        while str(self.key) not in client.run_on_scheduler(_saffu_tasks) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise KeyboardInterrupt
 
     monkeypatch.setattr(Future, "result", interrupted)
     model = SaffuModel(SaffuConfig(tokenizer="char", bits=16, hidden=16, output_tau=1.5))
