@@ -217,3 +217,14 @@ def test_a_dask_pass_interrupted_in_python_cancels_its_tasks(cluster, monkeypatc
     while client.run_on_scheduler(_saffu_tasks) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert client.run_on_scheduler(_saffu_tasks) == [] and caught.traceback  # still referenced
+
+
+def test_a_scheduler_address_dask_cannot_use_is_a_one_line_error(tmp_path, capsys):
+    pytest.importorskip("dask.distributed")
+    (tmp_path / "c.txt").write_text(" ".join(tiny_documents(3)))
+    argv = ["fit", str(tmp_path / "c.txt"), "--out", str(tmp_path / "m"), "--tokenizer", "char",
+            "--dask-scheduler", "inproc://192.0.2.1/1/1"]  # another process's in-process address
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "cannot reach the Dask scheduler at inproc://" in error
+    assert not (tmp_path / "m").exists()
