@@ -86,7 +86,8 @@ def _commands(corpus: Path, out: Path) -> dict[str, tuple[list[list[str]], list[
         "ngram fit": ([ngram], [*ngram, "--order", "2"], 0, lm),
         "ngram arpa": ([ngram], [*ngram, "--order", "2"], 1, arpa),
         "sweep record": ([[*sweep, "--grid", str(out / "grid1.toml")]],
-                         [*sweep, "--grid", str(out / "grid2.toml")], 0, out / "sweep"),
+                         [*sweep, "--grid", str(out / "grid2.toml")], 0,
+                         out / "sweep" / "variants"),  # it stops at the record, not at the end
         "sweep report": ([[*sweep, "--grid", str(out / "grid1.toml")], report], report, 0,
                          out / "sweep" / "pareto.png"),
         "train": ([["train", "--cold", *files, "--out", str(model), *SMALL, *QUIET, *TRAIN]],
