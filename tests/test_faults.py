@@ -79,7 +79,7 @@ def test_an_interrupted_sweep_stops_promptly_without_orphans_and_resumes(sweep_f
     except subprocess.TimeoutExpired:
         process.kill()
         raise AssertionError("the sweep hung after the interrupt") from None
-    assert status == 130 and "interrupted" in process.stderr.read()
+    assert status == 130 and process.stderr.read() == "saffu sweep: interrupted\n"  # one line
     _assert_gone(workers)
     rerun = subprocess.run([*_sweep_command(sweep_files), "--json"], cwd=TESTS, capture_output=True,
                            text=True, timeout=300)

@@ -114,11 +114,11 @@ def test_a_replacement_cut_between_its_two_renames_is_reported(tmp_path, model, 
         real_replace(a, b)
 
     monkeypatch.setattr(_io.os, "replace", crash_on_second)
-    monkeypatch.setattr(_io, "_writer_alive", lambda entry, target: False)
+    monkeypatch.setattr(_io, "_writer_alive", lambda pid: False)
     with pytest.raises(KeyboardInterrupt):
         model.save(path)
     monkeypatch.undo()
-    monkeypatch.setattr(_io, "_writer_alive", lambda entry, target: False)
+    monkeypatch.setattr(_io, "_writer_alive", lambda pid: False)
     with pytest.raises(ModelFormatError, match="interrupted save left the previous model in"):
         SaffuModel.load(path)
 

@@ -14,6 +14,10 @@ never deletes or replaces what it did not write.
 
 Temporaries carry the writer's process id; one whose process is gone is removed by the next
 write to the same path. Permissions follow the umask, as for any file the user creates.
+
+A full disk (``ENOSPC``) or quota (``EDQUOT``) during a write raises
+:class:`~saffu.errors.DiskFullError` naming the path the caller asked for; the temporary is
+removed and what was at the path is unchanged (:func:`reporting_full_disk`).
 """
 
 from __future__ import annotations
@@ -23,16 +27,22 @@ import ctypes
 import errno
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from saffu.errors import InvalidParameterError
+from saffu.errors import DiskFullError, InvalidParameterError
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+_FULL_DISK = {errno.ENOSPC: "no space left on the device: the disk is full"}
+if hasattr(errno, "EDQUOT"):  # not on Windows
+    _FULL_DISK[errno.EDQUOT] = "disk quota exceeded: the quota is full"
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]+\.(?:tmp|old)")
+"""``.NAME.<pid>.<random>.tmp`` (or ``.old``): the hidden siblings saffu's writes create."""
 
 
 def _umask() -> int:
@@ -50,22 +60,51 @@ def _temporary_prefix(path: Path) -> str:
     return f".{path.name}.{os.getpid()}."
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
+@contextlib.contextmanager
+def reporting_full_disk(path: str | os.PathLike) -> Iterator[None]:
+    """Inside the block, an ``OSError`` for a full disk or quota becomes a
+    :class:`~saffu.errors.DiskFullError` naming ``path`` (an inner one is renamed too, so the
+    message names the outermost path: the one the user gave)."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _apply_umask(tmp, directory=False)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        yield
+    except OSError as error:
+        if error.errno not in _FULL_DISK:
+            raise
+        raise DiskFullError(error.errno, f"{_FULL_DISK[error.errno]}; nothing there was changed "
+                                         "(free some space and run again)",
+                            os.fspath(path)) from error
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to the open file ``fd`` and fsync it: the one low-level
+    write of this module (a write may be partial, e.g. just before the disk is full)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Raises:
+        DiskFullError: the disk or quota is full; the temporary is removed, ``path`` unchanged.
+    """
+    path = Path(path)
+    with reporting_full_disk(path):
+        remove_stale_temporaries(path.parent, path.name)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
+        try:
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+            _apply_umask(tmp, directory=False)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -123,18 +162,20 @@ def replace_directory(path: str | os.PathLike, owned: Callable[[Path], bool],
     """Yield a fresh temporary folder that replaces ``path`` when the block succeeds.
 
     ``path`` is checked first (:func:`check_output_directory`). If the block raises, the
-    temporary folder is removed and ``path`` is untouched.
+    temporary folder is removed and ``path`` is untouched; a full disk, in the block or in the
+    swap, raises :class:`~saffu.errors.DiskFullError` naming ``path``.
     """
     target = check_output_directory(path, owned, what)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temporary_prefix(target), suffix=".tmp"))
-    try:
-        _apply_umask(tmp, directory=True)
-        yield tmp
-        _swap_in(tmp, target, owned, what)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # the new folder if the block failed, else the old
+    with reporting_full_disk(path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(target.parent, target.name)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temporary_prefix(target), suffix=".tmp"))
+        try:
+            _apply_umask(tmp, directory=True)
+            yield tmp
+            _swap_in(tmp, target, owned, what)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # the new folder if the block failed, else the old
 
 
 def _swap_in(tmp: Path, target: Path, owned: Callable[[Path], bool], what: str) -> None:
@@ -171,14 +212,19 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), os.fspath(b))
 
 
-def _writer_alive(entry: Path, target: Path) -> bool:
-    """Whether the process whose id is in a temporary's name ``.NAME.<pid>.<random>.tmp`` runs."""
-    rest = entry.name[len(target.name) + 2:]
-    pid_text = rest.split(".", 1)[0]
-    if not pid_text.isdigit():
-        return True  # not one of ours: leave it alone
+def _temporary_writer(entry: Path, name: str | None = None) -> int | None:
+    """The process id in a temporary's name ``.NAME.<pid>.<random>.tmp`` (or ``.old``), if
+    ``entry`` is one (of ``name``, or of any name when ``name`` is None), else None."""
+    match = _TEMPORARY.fullmatch(entry.name)
+    if match is None or (name is not None and match["name"] != name):
+        return None
+    return int(match["pid"])
+
+
+def _writer_alive(pid: int) -> bool:
+    """Whether process ``pid`` (a temporary's writer) still runs."""
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -186,24 +232,29 @@ def _writer_alive(entry: Path, target: Path) -> bool:
     return True
 
 
-def remove_stale_temporaries(target: Path) -> None:
-    """Remove ``.NAME.<pid>.*.tmp`` siblings of ``target`` left by writers that are gone."""
-    if not target.parent.is_dir():
+def remove_stale_temporaries(folder: Path, name: str | None = None) -> None:
+    """Remove the temporaries ``.NAME.<pid>.<random>.tmp`` in ``folder`` (of ``name``, or of
+    any name when None) whose writing process is gone; anything else is left alone."""
+    if not folder.is_dir():
         return
-    for entry in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
-        if not _writer_alive(entry, target):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    entry.unlink()
+    pattern = f".{glob_escape(name)}.*.tmp" if name is not None else ".*.tmp"
+    for entry in folder.glob(pattern):
+        pid = _temporary_writer(entry, name)
+        if pid is None or _writer_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
 
 
 def interrupted_replacement(target: Path) -> Path | None:
     """The hidden sibling holding the old directory if a replacement of ``target`` was cut
     between its two renames (platforms without an atomic exchange), else None."""
     for entry in sorted(target.parent.glob(f".{glob_escape(target.name)}.*.old")):
-        if entry.is_dir() and not _writer_alive(entry, target):
+        pid = _temporary_writer(entry, target.name)
+        if entry.is_dir() and pid is not None and not _writer_alive(pid):
             return entry
     return None
 

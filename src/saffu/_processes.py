@@ -23,11 +23,22 @@ STOP_TIMEOUT = 5.0  # seconds a worker gets to exit after SIGTERM before SIGKILL
 
 
 def init_worker_signals() -> None:
-    """In a worker process: leave Ctrl-C to the parent and die when the parent dies."""
+    """In a worker process: leave Ctrl-C to the parent, die when the parent dies, and hold no
+    named semaphore that being killed would leak (see :func:`_thread_lock_for_progress_bars`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _thread_lock_for_progress_bars()
+
+
+def _thread_lock_for_progress_bars() -> None:
+    """tqdm's first bar makes a multiprocessing lock, a named semaphore; a worker stopped by a
+    signal never releases it, and Python's resource tracker then prints "leaked semaphore
+    objects" warnings on the parent's stderr when it exits. A worker's bars need a thread lock."""
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
 
 
 def interrupt_once(signum: int, frame: object) -> None:

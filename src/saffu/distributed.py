@@ -17,6 +17,11 @@ re-read the same way. Shards scattered from the client's memory (:meth:`ShardedC
 what ``SaffuModel.fit(..., client=client)`` does with documents) cannot be rebuilt: losing a
 worker that holds one fails the fit, and Dask reports the lost keys.
 
+Interruption: if waiting for a pass (or the encoding of files, or the token counts) is
+interrupted (Ctrl-C, SIGTERM through the CLI) or fails, the tasks it submitted are cancelled
+on the cluster before the exception goes on, so a user's cluster does not keep computing an
+abandoned fit; the cluster itself is left running.
+
 Example::
 
     from dask.distributed import Client
@@ -27,12 +32,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import operator
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from itertools import chain
 from typing import Any
@@ -131,8 +137,10 @@ class ShardedCorpus(TokenizedCorpus):
                                  errors=files.errors),
                           chunk_tokens, key=(f"saffu-encode-{token}", i))
             for i, start in enumerate(range(0, len(paths), files_per_shard))]
-        sizes = client.gather([client.submit(_shard_sizes, shard, key=(f"saffu-sizes-{token}", i))
-                               for i, shard in enumerate(shards)])
+        counted = [client.submit(_shard_sizes, shard, key=(f"saffu-sizes-{token}", i))
+                   for i, shard in enumerate(shards)]
+        with cancelled_on_failure(client, [tokenizer_future, *shards, *counted]):
+            sizes = client.gather(counted)
         kept = [(shard, size) for shard, size in zip(shards, sizes, strict=True) if size[0] > 0]
         totals = np.sum([size for _, size in kept], axis=0, dtype=np.int64) if kept else [0] * 4
         return cls(client, [shard for shard, _ in kept], n_tokens=totals[0],
@@ -154,7 +162,9 @@ class ShardedCorpus(TokenizedCorpus):
         counts = [self.client.submit(TokenizedCorpus.token_counts, shard, vocab_size,
                                      key=(f"saffu-count-{token}", i))
                   for i, shard in enumerate(self.shards)]
-        return tree_sum(self.client, counts, name="saffu-count-sum").result()
+        total = tree_sum(self.client, counts, name="saffu-count-sum")
+        with cancelled_on_failure(self.client, [*counts, total]):
+            return total.result()
 
     def __repr__(self) -> str:
         return (f"ShardedCorpus({self.n_documents} documents, {self.n_tokens} tokens, "
@@ -205,13 +215,29 @@ def run_pass_distributed(stage: Stage, model: SaffuModel, corpus: TokenizedCorpu
                 for i, shard in enumerate(sharded.shards)]
     total = tree_sum(client, partials, split_every=split_every, name=f"{name}-sum")
     try:
-        return total.result()
+        with cancelled_on_failure(client, [weights, *partials, total]):
+            return total.result()
     except CancelledError as error:
         raise ComputationError(
             f"Dask cancelled the {stage.name} pass ({error}). If a worker died, the shards it held "
             "were lost: shards scattered from the client cannot be rebuilt; use "
             "ShardedCorpus.from_files or fit_files for shards that survive a worker's death"
         ) from error
+
+
+@contextlib.contextmanager
+def cancelled_on_failure(client: Client, futures: Iterable[Future]) -> Iterator[None]:
+    """If the block raises anything, ``KeyboardInterrupt`` included, cancel ``futures`` (and the
+    tasks that depend on them) on the cluster, then let the exception go on. Without this, the
+    futures stay referenced by the traceback (an interactive session keeps it) and the cluster
+    goes on computing them."""
+    futures = list(futures)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # a closed client or a lost scheduler: nothing runs
+            client.cancel(futures, force=True)
+        raise
 
 
 def tree_sum(client: Client, futures: Sequence[Future], *, split_every: int = SPLIT_EVERY,

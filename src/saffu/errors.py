@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "ComputationError",
+    "DiskFullError",
     "InvalidParameterError",
     "MissingDependencyError",
     "ModelFormatError",
@@ -38,6 +39,17 @@ class ModelFormatError(SaffuError, ValueError):
 class ComputationError(SaffuError, RuntimeError):
     """A computation could not complete for a reason outside the caller's arguments (e.g. a Dask
     worker died holding data that no task can rebuild)."""
+
+
+class DiskFullError(SaffuError, OSError):
+    """A write ran out of disk space (``ENOSPC``) or quota (``EDQUOT``). Nothing at ``filename``
+    (the path the user named) was changed: saves write a temporary first, removed on failure.
+
+    Constructed like an ``OSError``: ``DiskFullError(errno, strerror, filename)``.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
 
 
 class MissingDependencyError(SaffuError, ImportError):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +68,23 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_fit(args: argparse.Namespace) -> None:
     SaffuModel.check_output(args.out)  # before the fit, not after it
     model = SaffuModel(config_from_args(args))
-    model.fit(read_corpus(args, args.corpus), n_jobs=args.jobs, verbose=args.verbose,
-              runner=_dask_runner(args.dask_scheduler))
+    with _dask_runner(args.dask_scheduler) as runner:
+        model.fit(read_corpus(args, args.corpus), n_jobs=args.jobs, verbose=args.verbose,
+                  runner=runner)
     model.save(args.out)
     result = {"out": args.out, "parameters": model.n_parameters, **model.fit_info}
     emit(args, result, [f"fitted {model.n_parameters:,} parameters on {model.fit_info['tokens']:,} "
                         f"tokens in {model.fit_info['seconds']:.1f} s; saved to {args.out}"])
 
 
-def _dask_runner(address: str | None) -> Any:
+@contextlib.contextmanager
+def _dask_runner(address: str | None) -> Iterator[Any]:
+    """A DaskRunner on the scheduler at ``address`` (None without one). On the way out, also
+    on Ctrl-C or SIGTERM, this fit's tasks are cancelled (see :mod:`saffu.distributed`) and the
+    client disconnects; the cluster, which saffu did not start, keeps running."""
     if not address:
-        return None
+        yield None
+        return
     try:
         from dask.distributed import Client
 
@@ -85,10 +93,11 @@ def _dask_runner(address: str | None) -> Any:
         raise UsageError("--dask-scheduler needs dask.distributed: pip install 'saffu[dask]'") from error
     try:
         client = Client(address, timeout=DASK_CONNECT_SECONDS)
-    except (OSError, TimeoutError) as error:
+    except (OSError, TimeoutError, ValueError) as error:  # ValueError: a malformed address
         raise UsageError(f"cannot reach the Dask scheduler at {address} within "
                          f"{DASK_CONNECT_SECONDS} s ({error})") from None
-    return DaskRunner(client)
+    with client:
+        yield DaskRunner(client)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

@@ -6,6 +6,7 @@ PyTorch is imported only when one of these commands runs, so the rest of the CLI
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -92,6 +93,10 @@ def finetune_command(args: argparse.Namespace) -> None:
     """``saffu finetune MODEL CORPUS... --out DIR``: backprop from a saved (explicit) model."""
     options = _training_arguments(args)
     SaffuModel.check_output(args.out)
+    if Path(args.out).resolve() == Path(args.model).resolve():
+        raise UsageError(f"--out {args.out} is the model to fine-tune: training saves checkpoints "
+                         "to --out, so an interrupted run would lose the model it started from; "
+                         "write to another directory")
     saffu_torch = _import_saffu_torch()
     model = SaffuModel.load(args.model)
     corpus = model.encode(read_corpus(args, args.corpus))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from saffu._io import atomic_write_text
+from saffu._io import atomic_write_bytes, atomic_write_text
 from saffu.errors import InvalidParameterError, MissingDependencyError
 from saffu.sweep.grid import CONFIG_FIELDS, _format_value
 from saffu.sweep.run import read_results
@@ -85,6 +86,16 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save_figure(plt: Any, fig: Any, path: Path, dpi: int) -> None:
+    """Render ``fig`` as PNG in memory, write it atomically (saffu._io), and close it."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def _plot_pareto(records: Sequence[dict[str, Any]], path: Path) -> None:
     """Dev perplexity against parameters and against fit CPU seconds, Pareto fronts marked."""
     plt = _pyplot()
@@ -107,8 +118,7 @@ def _plot_pareto(records: Sequence[dict[str, Any]], path: Path) -> None:
     axes[0].legend()
     fig.suptitle(f"{len(records)} explicitly fitted SAFFU variants")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_figure(plt, fig, path, dpi=120)
 
 
 def _plot_effects(records: Sequence[dict[str, Any]], path: Path) -> None:
@@ -133,8 +143,7 @@ def _plot_effects(records: Sequence[dict[str, Any]], path: Path) -> None:
     for ax in axes[:, 0]:
         ax.set_ylabel("dev perplexity")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_figure(plt, fig, path, dpi=110)
 
 
 def _group_by(records: Sequence[dict[str, Any]], name: str) -> dict[str, list[float]]:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from saffu._backend import set_num_threads
-from saffu._io import atomic_write_text, check_output_directory
+from saffu._io import atomic_write_text, check_output_directory, remove_stale_temporaries
 from saffu._processes import init_worker_signals, sigterm_as_interrupt, stop_pool
-from saffu.errors import InvalidParameterError
+from saffu.errors import DiskFullError, InvalidParameterError
 from saffu.model import SaffuConfig
 from saffu.sweep.data import SweepData, _log, _read_json, is_sweep_directory, prepare_data
 from saffu.sweep.grid import CONFIG_FIELDS, Backprop, Grid, _describe, canonical, load_grid, variant_key
@@ -134,12 +134,6 @@ def _document_list(documents: Iterable[str], name: str) -> list[str]:
     return documents
 
 
-def _remove_temporary_files(directory: Path) -> None:
-    """Leftovers of atomic writes that a killed worker did not finish."""
-    for leftover in directory.glob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
-
-
 class _SweepRun:
     """One run of a sweep: the records so far, progress lines, and the results files, which
     are rewritten after every variant so that they always hold every completed one."""
@@ -157,7 +151,7 @@ class _SweepRun:
     def load_stored(self) -> list[SaffuConfig]:
         """Take the stored records of this grid's variants; return the variants still missing."""
         (self.directory / "variants").mkdir(exist_ok=True)
-        _remove_temporary_files(self.directory / "variants")
+        remove_stale_temporaries(self.directory / "variants")  # left by killed workers
         for config in self.records:
             self.records[config] = _cached(self.directory, variant_key(config, self.grid.backprop))
         return [config for config, record in self.records.items() if record is None]
@@ -269,6 +263,8 @@ def _collect(run: _SweepRun, group: list[SaffuConfig],
     done and the others as failed."""
     try:
         records = {record["key"]: record for record in result()}
+    except DiskFullError:
+        raise  # not the variant's fault: every later write would fail too
     except Exception as error:
         records = {}
         for config in group:
