@@ -150,9 +150,12 @@ def test_interrupt_cancels_the_tasks_and_keeps_what_is_stored(client, splits, lo
     assert _computed(tmp_path) == 6
 
 
-def test_jobs_and_client_are_exclusive(client, splits, tmp_path):
+def test_bad_client_arguments_are_named(client, splits, tmp_path):
     with pytest.raises(ValueError, match="not both"):
         _sweep(splits, tmp_path, jobs=2, client=client)
+    with pytest.raises(TypeError, match=r"client must be a dask\.distributed\.Client, got str"):
+        _sweep(splits, tmp_path, client=client.scheduler.address)
+    assert not (tmp_path / "variants").exists()
 
 
 def _write_splits(splits, root: Path) -> list[str]:

@@ -28,6 +28,7 @@ from saffu.model import SaffuConfig
 from saffu.sweep.data import SweepData
 from saffu.sweep.grid import Backprop
 from saffu.sweep.variants import fit_variants
+from saffu.validation import is_int
 
 try:
     from dask.distributed import Client, Future, as_completed
@@ -40,6 +41,13 @@ Result = Callable[[], list[dict[str, Any]]]
 """A finished task's records, or its error raised, when called."""
 KEY_PREFIX = "saffu-sweep"
 """Dask keys of a sweep's tasks start with this: ``saffu-sweep-<run>-data`` and ``-fit``."""
+
+
+def check_client(client: object) -> None:
+    """Raise InvalidParameterError unless ``client`` is a ``dask.distributed.Client``."""
+    if not isinstance(client, Client):
+        raise InvalidParameterError(
+            f"client must be a dask.distributed.Client, got {type(client).__name__}")
 
 
 class ClusterFits:
@@ -56,9 +64,9 @@ class ClusterFits:
     """
 
     def __init__(self, client: Client, data: SweepData, *, kernel_threads: int = 1) -> None:
-        if not isinstance(client, Client):
-            raise InvalidParameterError(
-                f"client must be a dask.distributed.Client, got {type(client).__name__}")
+        check_client(client)
+        if not is_int(kernel_threads) or kernel_threads < 1:
+            raise InvalidParameterError(f"kernel_threads must be a positive integer, got {kernel_threads!r}")
         self.client, self.data, self.kernel_threads = client, data, kernel_threads
         self.prefix = f"{KEY_PREFIX}-{uuid.uuid4().hex}"
         self._data: Future | None = None

@@ -110,8 +110,12 @@ def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | No
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     if not is_int(jobs) or jobs < 1:
         raise InvalidParameterError(f"jobs must be a positive integer, got {jobs!r}")
-    if client is not None and jobs != 1:
-        raise InvalidParameterError("give jobs (local processes) or client (a Dask cluster), not both")
+    if client is not None:
+        from saffu.sweep.cluster import check_client
+
+        check_client(client)
+        if jobs != 1:
+            raise InvalidParameterError("give jobs (local processes) or client (a Dask cluster), not both")
     if test_top is not None and (not is_int(test_top) or test_top < 0):
         raise InvalidParameterError(f"test_top must be None or an int ≥ 0, got {test_top!r}")
     if grid.backprop is not None and importlib.util.find_spec("torch") is None:
