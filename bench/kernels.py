@@ -16,7 +16,7 @@ reported separately.
 product, sort + ``np.add.reduceat``, and ``np.add.at``; each result is checked against the kernel's.
 
     python bench/kernels.py --examples 1000000 --repeat 3 --json bench/out/kernels.json
-    python bench/kernels.py --backends cpp --peers --threads 2 --json bench/out/kernel_peers.json
+    python bench/kernels.py --backends cpp --peers --threads 2 --repeat 5 --json bench/out/kernel_peers.json
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def peers(X: np.ndarray, targets: np.ndarray, n_targets: int,
     - ``scipy one-hot @ X``: build the (n_targets, n) CSR one-hot matrix of the targets and
       multiply it by X (float32; SciPy's product is single-threaded).
     - ``sort + np.add.reduceat``: stable argsort of the targets, gather the rows of X in that
-      order, sum each run of equal targets (float64, like the kernel).
+      order, sum each run of equal targets (float32; float64 sums like the kernel's,
+      ``dtype=np.float64``, are slower still: bench/RESULTS.md).
     - ``np.add.at``: the NumPy reference backend (float64, one thread).
     """
     import scipy.sparse
@@ -117,7 +118,7 @@ def peers(X: np.ndarray, targets: np.ndarray, n_targets: int,
         ordered = targets[order]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
         F = np.zeros((n_targets, D))
-        F[ordered[starts]] = np.add.reduceat(X[order], starts, axis=0, dtype=np.float64)
+        F[ordered[starts]] = np.add.reduceat(X[order], starts, axis=0)
         return F
 
     def add_at() -> np.ndarray:
