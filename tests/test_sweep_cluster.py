@@ -15,6 +15,7 @@ from conftest import tiny_documents
 distributed = pytest.importorskip("dask.distributed")
 
 import saffu.cli._options as cli_options  # noqa: E402
+import saffu.sweep.cluster as sweep_cluster  # noqa: E402
 import saffu.sweep.run as sweep_run  # noqa: E402
 from saffu.cli import main  # noqa: E402
 from saffu.sweep import parse_grid, run_sweep  # noqa: E402
@@ -98,6 +99,13 @@ def test_local_and_cluster_runs_resume_each_other(client, splits, local, tmp_pat
     _sweep(splits, tmp_path / "b", grid=HALF, client=client)
     assert _results(_sweep(splits, tmp_path / "b")) == _results(local)
     assert _computed(tmp_path / "b") == 4
+
+
+def test_a_complete_sweep_sends_nothing_to_the_cluster(client, splits, tmp_path, monkeypatch):
+    _sweep(splits, tmp_path, grid=HALF)
+    monkeypatch.setattr(sweep_cluster, "_submit_value", lambda *args: pytest.fail("data sent"))
+    assert len(_sweep(splits, tmp_path, grid=HALF, client=client)) == 4
+    assert _computed(tmp_path) == 0
 
 
 class KillFirstFit(distributed.WorkerPlugin):

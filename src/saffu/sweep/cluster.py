@@ -53,8 +53,9 @@ def check_client(client: object) -> None:
 class ClusterFits:
     """A sweep's data on a Dask cluster, and groups of its variants fitted there as tasks.
 
-    Use it as a context manager: entering sends the data, leaving cancels every task still
-    queued or running and releases the data on the workers.
+    Use it as a context manager: the data is sent with the first tasks (not at all if there
+    are none); leaving the block cancels every task still queued or running and releases the
+    data on the workers.
 
     Args:
         client: a ``dask.distributed.Client``.
@@ -71,22 +72,29 @@ class ClusterFits:
         self.prefix = f"{KEY_PREFIX}-{uuid.uuid4().hex}"
         self._data: Future | None = None
         self._futures: list[Future] = []
+        self._open = False
 
     def __enter__(self) -> ClusterFits:
-        self._data = _submit_value(self.client, self.data, f"{self.prefix}-data")
+        self._open = True
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.client.cancel([*self._futures, self._data], force=True)
-        self._futures, self._data = [], None
+        futures = [*self._futures, *([self._data] if self._data is not None else [])]
+        if futures:
+            self.client.cancel(futures, force=True)
+        self._futures, self._data, self._open = [], None, False
 
     def fit(self, groups: Sequence[list[SaffuConfig]], backprop: Backprop | None,
             splits: tuple[str, ...]) -> Iterator[tuple[list[SaffuConfig], Result]]:
         """Submit one task per group (the first groups get the highest priority) and yield
         ``(group, result)`` as the tasks finish: ``result()`` returns the group's records
         (see :func:`~saffu.sweep.variants.fit_variant`) or raises the task's error."""
-        if self._data is None:
+        if not self._open:
             raise InvalidParameterError("ClusterFits.fit is called inside a `with ClusterFits(...)` block")
+        if not groups:
+            return
+        if self._data is None:
+            self._data = _submit_value(self.client, self.data, f"{self.prefix}-data")
         batch = len(self._futures)
         futures = {self.client.submit(_fit_group, self._data, group, backprop, splits,
                                       self.kernel_threads, key=(f"{self.prefix}-fit", batch + i),
