@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -185,6 +188,48 @@ def test_cli_sweep_on_a_scheduler(client, splits, local, tmp_path, capsys):
     assert summary["variants"] == 8
     records = json.loads((tmp_path / "out" / "results.json").read_text())["variants"]
     assert _results(records) == _results(local)
+
+
+class HoldFirstFit(distributed.WorkerPlugin):
+    """Holds its worker for ``seconds`` when a sweep's fit task starts, once per marker."""
+
+    def __init__(self, marker: str, seconds: float) -> None:
+        self.marker, self.seconds = marker, seconds
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if finish == "executing" and f"{KEY_PREFIX}-" in str(key) and "-fit" in str(key):
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return
+            time.sleep(self.seconds)
+
+
+@pytest.mark.slow  # a subprocess, and a worker held for 6 s
+def test_ctrl_c_of_the_command_cancels_its_tasks_and_exits_at_once(client, splits, tmp_path):
+    out = tmp_path / "out"
+    argv = ["sweep", *_write_splits(splits, tmp_path), "--out", str(out),
+            "--dask-scheduler", client.scheduler.address, "--verbose", "0"]
+    client.register_plugin(HoldFirstFit(str(tmp_path / "held"), 6.0), name="hold-first-fit")
+    try:
+        env = {**os.environ, "PYTHONPATH": str(Path(sweep_run.__file__).parents[2])}
+        process = subprocess.Popen([sys.executable, "-m", "saffu.cli", *argv], env=env,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "held").exists():  # a fit task has started and holds its worker
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        assert process.wait(timeout=30) == 130
+        assert time.monotonic() - signalled < 5  # before the held task could have finished
+        assert "saffu sweep: interrupted" in process.stderr.read()
+        while _sweep_tasks(client):
+            assert time.monotonic() - signalled < 10, "the sweep's tasks were not cancelled"
+            time.sleep(0.05)
+    finally:
+        client.unregister_worker_plugin("hold-first-fit")
+    assert _stored(out) == []
 
 
 @pytest.mark.parametrize("options, message", [
