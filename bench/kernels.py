@@ -10,7 +10,13 @@ The kernels are called through the backend modules directly (what ``saffu.kernel
 to after validation). Numba is warmed up on a tiny input first; that compile/cache-load time is
 reported separately.
 
+``--peers`` also times the C++ dense accumulation against other ways to compute the same
+``F[targets[m]] += X[m]`` on the same data, taking turns with it in every repeat (see
+:func:`peers`): one read of X (a lower bound), ``torch.index_add_``, a SciPy one-hot sparse
+product, sort + ``np.add.reduceat``, and ``np.add.at``; each result is checked against the kernel's.
+
     python bench/kernels.py --examples 1000000 --repeat 3 --json bench/out/kernels.json
+    python bench/kernels.py --backends cpp --peers --threads 2 --repeat 5 --json bench/out/kernel_peers.json
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +83,97 @@ def warm_up(module, D: int) -> float:
     return time.perf_counter() - start
 
 
+def peers(X: np.ndarray, targets: np.ndarray, n_targets: int,
+          threads: int) -> dict[str, Callable[[], np.ndarray | None]]:
+    """Other ways to compute the dense one-hot accumulation ``F[targets[m], :] += X[m, :]``:
+    calls that return the (n_targets, D) sums (``None``: not the sums, a lower bound).
+
+    - ``one read (X.sum)``: NumPy's column sums of X, one thread: reading X once, the least any
+      accumulation must do; ``one read (torch.sum)`` the same with ``threads`` threads.
+    - ``torch.index_add_``: float32 sums, ``threads`` threads.
+    - ``scipy one-hot @ X``: build the (n_targets, n) CSR one-hot matrix of the targets and
+      multiply it by X (float32; SciPy's product is single-threaded).
+    - ``sort + np.add.reduceat``: stable argsort of the targets, gather the rows of X in that
+      order, sum each run of equal targets (float32; float64 sums like the kernel's,
+      ``dtype=np.float64``, are slower still: bench/RESULTS.md).
+    - ``np.add.at``: the NumPy reference backend (float64, one thread).
+    """
+    import scipy.sparse
+    import torch
+
+    torch.set_num_threads(threads)
+    X_torch, targets_torch = torch.from_numpy(X), torch.from_numpy(targets)
+    n, D = X.shape
+
+    def index_add() -> np.ndarray:
+        return torch.zeros((n_targets, D)).index_add_(0, targets_torch, X_torch).numpy()
+
+    def one_hot_product() -> np.ndarray:
+        one_hot = scipy.sparse.csr_matrix((np.ones(n, dtype=np.float32), (targets, np.arange(n))),
+                                          shape=(n_targets, n))
+        return one_hot @ X
+
+    def sort_reduceat() -> np.ndarray:
+        order = np.argsort(targets, kind="stable")
+        ordered = targets[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        F = np.zeros((n_targets, D))
+        F[ordered[starts]] = np.add.reduceat(X[order], starts, axis=0)
+        return F
+
+    def add_at() -> np.ndarray:
+        F = np.zeros((n_targets, D))
+        np.add.at(F, targets, X)
+        return F
+
+    return {
+        "one read (X.sum)": lambda: _discard(X.sum(axis=0)),
+        "one read (torch.sum)": lambda: _discard(torch.sum(X_torch, 0)),
+        "torch.index_add_": index_add,
+        "scipy one-hot @ X": one_hot_product,
+        "sort + np.add.reduceat": sort_reduceat,
+        "np.add.at": add_at,
+    }
+
+
+def _discard(value: object) -> None:
+    """A lower-bound peer's result is not the sums: nothing to check."""
+
+
+KERNEL = "cooc_dense_onehot (cpp)"
+
+
+def run_peers(X: np.ndarray, targets: np.ndarray, n_targets: int, threads: int,
+              repeat: int) -> dict:
+    """Best-of-``repeat`` wall and CPU seconds (this process, all threads) of the C++ dense
+    kernel and of each of :func:`peers`, taking turns in every repeat; each peer's ratios to
+    the kernel and its largest difference from the kernel's sums (relative to their maximum).
+    Every call allocates its (n_targets, D) result."""
+    module = backend_module("cpp")
+
+    def kernel() -> np.ndarray:
+        F = np.zeros((n_targets, X.shape[1]))
+        module.cooc_dense_onehot(F, X, targets, threads)
+        return F
+
+    calls = {KERNEL: kernel, **peers(X, targets, n_targets, threads)}
+    best = {name: {"seconds": np.inf, "cpu_seconds": np.inf} for name in calls}
+    outputs: dict[str, np.ndarray | None] = {}
+    for _ in range(repeat):
+        for name, call in calls.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            outputs[name] = call()
+            times = {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
+            best[name] = {clock: min(best[name][clock], times[clock]) for clock in times}
+    reference = outputs[KERNEL]
+    scale = np.abs(reference).max()
+    return {name: {**times, "peer_over_kernel": times["seconds"] / best[KERNEL]["seconds"],
+                   "cpu_peer_over_kernel": times["cpu_seconds"] / best[KERNEL]["cpu_seconds"],
+                   "max_abs_difference_over_max": None if outputs[name] is None else
+                   float(np.abs(np.asarray(outputs[name], dtype=np.float64) - reference).max() / scale)}
+            for name, times in best.items()}
+
+
 def run(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(args.seed)
     D, N = args.positions * args.bits, args.targets
@@ -116,10 +214,12 @@ def run(args: argparse.Namespace) -> dict:
             backend: {"seconds": s, "items_per_s": items / s, "F_bytes_per_s": F_bytes / s}
             for backend, s in best.items()
         }
+    if args.peers:
+        results["peers"] = run_peers(X, targets, N, threads, args.repeat)
     results["config"] = {
         **vars(args), "threads": threads, "D": D, "nnz": nnz,
         "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-        "numpy": np.__version__,
+        "numpy": np.__version__, "load_average": os.getloadavg(),
     }
     return results
 
@@ -145,6 +245,16 @@ def print_table(results: dict) -> None:
                 print(f"  {name:<20} cpp / {other:<6} {ratio:8.1f}x")
     warmups = ", ".join(f"{b} {s:.2f} s" for b, s in results["warmup_s"].items())
     print(f"\nfirst call on a tiny input (Numba compile or cache load): {warmups}")
+    if "peers" in results:
+        print(f"\ndense accumulation and its peers (same run, taking turns, best of {c['repeat']}):")
+        print(f"{'call':<26} {'seconds':>9} {'/ kernel':>9} {'CPU s':>9} {'/ kernel':>9} "
+              f"{'max |diff| / max':>17}")
+        for name, r in results["peers"].items():
+            difference = r["max_abs_difference_over_max"]
+            print(f"{name:<26} {r['seconds']:9.4f} {r['peer_over_kernel']:9.2f} "
+                  f"{r['cpu_seconds']:9.4f} {r['cpu_peer_over_kernel']:9.2f} "
+                  f"{'-' if difference is None else f'{difference:.1e}':>17}")
+    print(f"load average (1, 5, 15 min) at the end: {c['load_average']}")
 
 
 def main() -> None:
@@ -159,6 +269,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="default: saffu's default")
     parser.add_argument("--backends", nargs="+", default=saffu.available_backends())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peers", action="store_true",
+                        help="also time the C++ dense accumulation against its peers (torch, "
+                             "scipy, sort + reduceat, np.add.at, one read of X)")
     args = parser.parse_args()
     results = run(args)
     print_table(results)

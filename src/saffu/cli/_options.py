@@ -21,6 +21,28 @@ class UsageError(SaffuError):
     """A mistake in the command line or its inputs: reported in one line, exit status 2."""
 
 
+DASK_CONNECT_SECONDS = 10
+"""How long ``--dask-scheduler`` waits for the scheduler before a command gives up."""
+
+
+def dask_client(address: str) -> Any:
+    """A ``dask.distributed.Client`` of the scheduler at ``address`` (``--dask-scheduler``).
+
+    Raises:
+        UsageError: dask.distributed is not installed, or the scheduler does not answer within
+            ``DASK_CONNECT_SECONDS``.
+    """
+    try:
+        from dask.distributed import Client
+    except ImportError as error:
+        raise UsageError("--dask-scheduler needs dask.distributed: pip install 'saffu[dask]'") from error
+    try:
+        return Client(address, timeout=DASK_CONNECT_SECONDS)
+    except (OSError, TimeoutError, ValueError) as error:  # ValueError: a malformed address
+        raise UsageError(f"cannot reach the Dask scheduler at {address} within "
+                         f"{DASK_CONNECT_SECONDS} s ({error})") from None
+
+
 def _option_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from saffu.cli._options import (
-    UsageError,
     add_config_options,
     add_corpus_argument,
     add_fitting_options,
     add_model_argument,
     add_output_options,
     config_from_args,
+    dask_client,
     emit,
     prefixed,
     read_corpus,
@@ -25,8 +25,6 @@ from saffu.cli._options import (
 )
 from saffu.cli.ngram import add_ngram_eval_options, mixed_scores
 from saffu.model import SaffuModel
-
-DASK_CONNECT_SECONDS = 10
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -85,17 +83,9 @@ def _dask_runner(address: str | None) -> Iterator[Any]:
     if not address:
         yield None
         return
-    try:
-        from dask.distributed import Client
+    client = dask_client(address)
+    from saffu.distributed import DaskRunner
 
-        from saffu.distributed import DaskRunner
-    except ImportError as error:
-        raise UsageError("--dask-scheduler needs dask.distributed: pip install 'saffu[dask]'") from error
-    try:
-        client = Client(address, timeout=DASK_CONNECT_SECONDS)
-    except (OSError, TimeoutError, ValueError) as error:  # ValueError: a malformed address
-        raise UsageError(f"cannot reach the Dask scheduler at {address} within "
-                         f"{DASK_CONNECT_SECONDS} s ({error})") from None
     with client:
         yield DaskRunner(client)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from typing import Any
 
-from saffu.cli._options import UsageError, add_separator_option, read_corpus
+from saffu.cli._options import UsageError, add_separator_option, dask_client, read_corpus
 from saffu.corpus import read_documents, shakespeare_split
 from saffu.sweep import load_grid, run_sweep, write_report
 
@@ -23,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="grid file (default: the roadmap shipped with saffu)")
     sweep.add_argument("--out", required=True, metavar="DIR", help="output folder")
     sweep.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
+    sweep.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                       help="fit the variants as tasks on this dask.distributed scheduler's "
+                            "workers (instead of --jobs); results go to --out as in a local run")
     sweep.add_argument("--dev", nargs="+", default=None, metavar="FILE", help="dev files")
     sweep.add_argument("--test", nargs="+", default=None, metavar="FILE", help="test files")
     sweep.add_argument("--shakespeare", default=None, metavar="ROOT",
@@ -69,9 +73,13 @@ def _split_documents(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 def sweep_command(args: argparse.Namespace) -> None:
     grid = load_grid(args.grid)  # a mistake in the grid file is reported before any fitting
-    train, dev, test = _split_documents(args)
-    records = run_sweep(train, dev, test, grid=grid, out=args.out, jobs=args.jobs,
-                        verbose=args.verbose, test_top=args.test_top)
+    if args.dask_scheduler and args.jobs != 1:
+        raise UsageError("--jobs sets local worker processes: do not give it with --dask-scheduler")
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(dask_client(args.dask_scheduler)) if args.dask_scheduler else None
+        train, dev, test = _split_documents(args)
+        records = run_sweep(train, dev, test, grid=grid, out=args.out, jobs=args.jobs,
+                            verbose=args.verbose, test_top=args.test_top, client=client)
     best = min(records, key=lambda r: r["dev_perplexity"])
     summary = {"out": args.out, "variants": len(records), "best": best}
     if args.json:

@@ -33,7 +33,8 @@ of the config), so an interrupted sweep resumes where it stopped. ``results.json
 
 Modules: :mod:`~saffu.sweep.grid` (grid files), :mod:`~saffu.sweep.data` (the shared
 tokenizer and encoded splits), :mod:`~saffu.sweep.variants` (fitting and scoring a variant),
-:mod:`~saffu.sweep.run` (the process pool and resumption), :mod:`~saffu.sweep.report`
+:mod:`~saffu.sweep.run` (the process pool and resumption), :mod:`~saffu.sweep.cluster` (the
+variants as tasks on a Dask cluster: ``run_sweep(..., client=client)``), :mod:`~saffu.sweep.report`
 (figures and tables). The commands are in :mod:`saffu.cli.sweep`.
 """
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import io
@@ -10,10 +11,10 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saffu._backend import set_num_threads
 from saffu._io import atomic_write_text, check_output_directory, remove_stale_temporaries
@@ -24,6 +25,11 @@ from saffu.sweep.data import SweepData, _log, _read_json, is_sweep_directory, pr
 from saffu.sweep.grid import CONFIG_FIELDS, Backprop, Grid, _describe, canonical, load_grid, variant_key
 from saffu.sweep.variants import SCORED_SPLITS, fit_variant, fit_variants, output_tau_groups, pareto_front
 from saffu.validation import is_int
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
+
+    from saffu.sweep.cluster import ClusterFits
 
 TEST_TOP = 10
 """Variants scored on test by default beside the Pareto front: the best 10 by dev perplexity."""
@@ -71,7 +77,8 @@ def _cached(directory: Path, key: str) -> dict[str, Any] | None:
 
 def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | None = None, *,
               grid: Grid | str | os.PathLike | None = None, out: str | os.PathLike,
-              jobs: int = 1, verbose: int = 1, test_top: int | None = TEST_TOP) -> list[dict[str, Any]]:
+              jobs: int = 1, verbose: int = 1, test_top: int | None = TEST_TOP,
+              client: Client | None = None) -> list[dict[str, Any]]:
     """Fit and score every variant of ``grid`` (default: the shipped roadmap); resumable.
 
     Every variant is scored on dev; the test split is scored only for the variants dev selects
@@ -91,15 +98,26 @@ def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | No
         verbose: 0 silent; 1 one line per variant on stderr.
         test_top: how many of the best variants by dev perplexity are scored on test, beside
             the Pareto front (``None``: every variant).
+        client: a ``dask.distributed.Client``: fit and score the variants as tasks on its
+            cluster instead (one kernel thread per task; see :mod:`saffu.sweep.cluster`). The
+            records land in ``out`` as in a local run, so either kind of run resumes the other.
     Returns:
         the records (see :func:`fit_variant`) of the completed variants, in grid order.
     Raises:
         ValueError: bad arguments, or ``out`` holds a sweep of other data.
         RuntimeError: some variants failed (the others are stored; rerun to retry).
+        KeyboardInterrupt: Ctrl-C (or SIGTERM): the workers are stopped, or the cluster's
+            tasks cancelled; the variants stored so far stay stored.
     """
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     if not is_int(jobs) or jobs < 1:
         raise InvalidParameterError(f"jobs must be a positive integer, got {jobs!r}")
+    if client is not None:
+        from saffu.sweep.cluster import check_client
+
+        check_client(client)
+        if jobs != 1:
+            raise InvalidParameterError("give jobs (local processes) or client (a Dask cluster), not both")
     if test_top is not None and (not is_int(test_top) or test_top < 0):
         raise InvalidParameterError(f"test_top must be None or an int ≥ 0, got {test_top!r}")
     if grid.backprop is not None and importlib.util.find_spec("torch") is None:
@@ -111,11 +129,14 @@ def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | No
     run = _SweepRun(grid, directory, documents, verbose)
     run.splits = SCORED_SPLITS if test_top is None else ("dev",)
     missing = run.load_stored()
+    where = f"on the Dask cluster of {client.scheduler.address}" if client else f"with {jobs} job(s)"
     _log(verbose, f"{len(run.records)} variants: {len(run.records) - len(missing)} stored, "
-                  f"{len(missing)} to fit with {jobs} job(s)")
-    _fit_missing(run, missing, jobs)
-    if test_top is not None and "test" in run.data.splits and not run.failures:
-        _score_selected_on_test(run, test_top)
+                  f"{len(missing)} to fit {where}")
+    with contextlib.ExitStack() as stack:
+        cluster = None if client is None else stack.enter_context(_cluster(client, run.data))
+        _fit_missing(run, missing, jobs, cluster)
+        if test_top is not None and "test" in run.data.splits and not run.failures:
+            _score_selected_on_test(run, test_top, cluster)
     run.publish()
     if run.failures:
         config, error = run.failures[0]
@@ -191,13 +212,32 @@ def _load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
-def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int) -> None:
-    """Fit the missing variants, in this process (``jobs == 1``) or in a pool of processes.
+@contextlib.contextmanager
+def _cluster(client: Client, data: SweepData) -> Iterator[ClusterFits]:
+    """The sweep's data on ``client``'s cluster (:class:`~saffu.sweep.cluster.ClusterFits`);
+    leaving the block, however, cancels the tasks still running there."""
+    from saffu.sweep.cluster import ClusterFits
+
+    with sigterm_as_interrupt(), ClusterFits(client, data) as cluster:
+        yield cluster
+
+
+def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int,
+                 cluster: ClusterFits | None = None) -> None:
+    """Fit the missing variants, in this process (``jobs == 1``), in a pool of processes, or
+    as tasks on a Dask cluster.
 
     Variants that differ in ``output_tau`` only are one task (:func:`fit_variants`); in a pool
-    the most expensive tasks go first, so that the run does not end waiting for one of them.
+    or on a cluster the most expensive tasks go first, so that the run does not end waiting
+    for one of them.
     """
     groups = output_tau_groups(missing)
+    if cluster is not None:
+        for group, result in cluster.fit(sorted(groups, key=_estimated_cost, reverse=True),
+                                         run.grid.backprop, run.splits):
+            _collect(run, group, lambda result=result: [
+                _store_new(run.directory, record, run.splits) for record in result()])
+        return
     if jobs == 1:
         for group in groups:
             _collect(run, group, lambda group=group: _fit_and_store(
@@ -225,12 +265,15 @@ def _fit_and_store(configs: list[SaffuConfig], data: SweepData, backprop: Backpr
                    directory: Path, n_jobs: int | None = None,
                    splits: tuple[str, ...] = SCORED_SPLITS) -> list[dict[str, Any]]:
     """Fit one group of :func:`output_tau_groups`, storing each record as soon as it is done."""
-    records = []
-    for record in fit_variants(configs, data, backprop=backprop, n_jobs=n_jobs, splits=splits):
-        record["test_selected"] = "test" in splits
-        _store(directory, record)
-        records.append(record)
-    return records
+    return [_store_new(directory, record, splits)
+            for record in fit_variants(configs, data, backprop=backprop, n_jobs=n_jobs, splits=splits)]
+
+
+def _store_new(directory: Path, record: dict[str, Any], splits: tuple[str, ...]) -> dict[str, Any]:
+    """Store a record just fitted and scored on ``splits``; return it."""
+    record["test_selected"] = "test" in splits
+    _store(directory, record)
+    return record
 
 
 def selected_on_dev(records: Sequence[dict[str, Any]], top: int) -> list[dict[str, Any]]:
@@ -241,16 +284,20 @@ def selected_on_dev(records: Sequence[dict[str, Any]], top: int) -> list[dict[st
     return [r for r in records if r["key"] in keys]
 
 
-def _score_selected_on_test(run: _SweepRun, top: int) -> None:
-    """Refit the variants dev selects and score them on test, updating their stored records."""
+def _score_selected_on_test(run: _SweepRun, top: int, cluster: ClusterFits | None = None) -> None:
+    """Refit the variants dev selects and score them on test (here or on the cluster),
+    updating their stored records."""
     chosen = {r["key"] for r in selected_on_dev(run.completed, top)}
     configs = {variant_key(c, run.grid.backprop): c for c in run.records}
-    todo = [key for key in chosen if run.records[configs[key]].get("test_perplexity") is None]
+    todo = [[configs[key]] for key in chosen
+            if run.records[configs[key]].get("test_perplexity") is None]
     _log(run.verbose, f"scoring test for the {len(chosen)} variants selected on dev "
                       f"({len(todo)} to refit)")
-    for key in todo:
-        config = configs[key]
-        fresh = fit_variant(config, run.data, backprop=run.grid.backprop, splits=("test",))
+    fits = cluster.fit(todo, run.grid.backprop, ("test",)) if cluster is not None else \
+        ((group, lambda group=group: [fit_variant(group[0], run.data, backprop=run.grid.backprop,
+                                                  splits=("test",))]) for group in todo)
+    for (config,), result in fits:
+        (fresh,) = result()
         record = run.records[config]
         record.update({name: value for name, value in fresh.items()
                        if name.startswith(("test_", "backprop_test_"))}, test_selected=True)
