@@ -64,12 +64,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 SHIPPED_VARIANTS: dict[str, dict[str, Any]] = {
     "O, skip, o at 0.03·lr (default)": {},
-    "skip at lr": {"lr_scales": {"skip": 1.0}},
-    "skip at 0.3·lr": {"lr_scales": {"skip": 0.3}},
-    "O, skip at 0.3·lr": {"lr_scales": {"output": 0.3, "skip": 0.3}},
+    "skip at lr": {"lr_scales": {**WARM_LR_SCALES, "skip": 1.0}},
+    "skip at 0.3·lr": {"lr_scales": {**WARM_LR_SCALES, "skip": 0.3}},
+    "O, skip at 0.3·lr": {"lr_scales": {**WARM_LR_SCALES, "output": 0.3, "skip": 0.3}},
+    "U at 3·lr": {"lr_scales": {**WARM_LR_SCALES, "hidden": 3.0}},
+    "W, U at 3·lr": {"lr_scales": {**WARM_LR_SCALES, "attention": 3.0, "hidden": 3.0}},
+    "lr 0.3 (every scale as default)": {"lr": 0.3},
     "every group at lr": {"lr_scales": {}},
-    "U at 3·lr": {"lr_scales": {"hidden": 3.0}},
-    "W, U at 3·lr": {"lr_scales": {"attention": 3.0, "hidden": 3.0}},
 }
 """The variants of ``--config shipped`` (``SaffuConfig()``, whose output layer also reads skip
 inputs: a separate group, ``skip``)."""
