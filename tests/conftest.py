@@ -29,6 +29,16 @@ def backend(request):
     saffu.set_backend(previous)
 
 
+@pytest.fixture(scope="module")
+def client():
+    """A Dask client of a 2-process LocalCluster (one thread each), shared by a test module."""
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
 def tiny_documents(n_documents: int = 12, seed: int = 0) -> list[str]:
     """Small, varied, deterministic English-like documents (some a single word)."""
     rng = np.random.default_rng(seed)

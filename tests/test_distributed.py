@@ -31,14 +31,6 @@ CHUNK_TOKENS = 700  # splits the documents below into several chunks (and shards
 
 
 @pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster, \
-            distributed.Client(cluster) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def documents() -> list[str]:
     return tiny_documents(30, seed=3)
 

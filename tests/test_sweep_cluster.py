@@ -23,29 +23,15 @@ import saffu.sweep.run as sweep_run  # noqa: E402
 from saffu.cli import main  # noqa: E402
 from saffu.sweep import parse_grid, run_sweep  # noqa: E402
 from saffu.sweep.cluster import KEY_PREFIX  # noqa: E402
+from test_sweep import FIXED  # noqa: E402
 
-GRID = """
-[fixed]
-vocab_size = 300
-hidden = 16
-radial = 1
-document = false
-aggregation = "sum"
-[[grid]]
+GRID = FIXED + """[[grid]]
 bits = ["min", 24]
 tau = [1, 2]
 output_tau = [1, 2]
 """  # 8 variants in 4 tasks (output_tau pairs share their passes)
 HALF = GRID.replace('bits = ["min", 24]', 'bits = ["min"]')  # 4 of the 8
 MEASURED = ("seconds", "memory_mb")  # names of the fields that time or weigh a run
-
-
-@pytest.fixture(scope="module")
-def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster, \
-            distributed.Client(cluster) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +97,9 @@ def test_a_complete_sweep_sends_nothing_to_the_cluster(client, splits, tmp_path,
     assert _computed(tmp_path) == 0
 
 
-class KillFirstFit(distributed.WorkerPlugin):
-    """Kills its worker's process when a sweep's fit task starts executing, once per marker."""
+class OnFirstFit(distributed.WorkerPlugin):
+    """Calls :meth:`act` in its worker when a sweep's fit task starts executing, once per marker
+    file (the first worker to create it)."""
 
     def __init__(self, marker: str) -> None:
         self.marker = marker
@@ -123,7 +110,17 @@ class KillFirstFit(distributed.WorkerPlugin):
                 os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
             except FileExistsError:
                 return
-            os._exit(1)
+            self.act()
+
+    def act(self) -> None:
+        raise NotImplementedError
+
+
+class KillFirstFit(OnFirstFit):
+    """Kills its worker's process when the first fit task starts."""
+
+    def act(self) -> None:
+        os._exit(1)
 
 
 def test_worker_killed_mid_sweep_changes_no_result(client, splits, local, tmp_path):
@@ -190,19 +187,15 @@ def test_cli_sweep_on_a_scheduler(client, splits, local, tmp_path, capsys):
     assert _results(records) == _results(local)
 
 
-class HoldFirstFit(distributed.WorkerPlugin):
-    """Holds its worker for ``seconds`` when a sweep's fit task starts, once per marker."""
+class HoldFirstFit(OnFirstFit):
+    """Holds its worker for ``seconds`` when the first fit task starts."""
 
     def __init__(self, marker: str, seconds: float) -> None:
-        self.marker, self.seconds = marker, seconds
+        super().__init__(marker)
+        self.seconds = seconds
 
-    def transition(self, key, start, finish, **kwargs) -> None:
-        if finish == "executing" and f"{KEY_PREFIX}-" in str(key) and "-fit" in str(key):
-            try:
-                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
-                return
-            time.sleep(self.seconds)
+    def act(self) -> None:
+        time.sleep(self.seconds)
 
 
 @pytest.mark.slow  # a subprocess, and a worker held for 6 s
