@@ -603,8 +603,9 @@ def run_all(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
 
 
 def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One result from several runs of the same setup (different sizes): their sizes in order,
-    every command, machine record and total time."""
+    """One result from several runs of the same setup (other sizes, or other methods of the same
+    sizes, e.g. ``--methods warm`` run apart): their sizes in order, each size's methods joined
+    (a method run twice keeps its first run), every command, machine record and total time."""
     settings = {json.dumps({k: part[k] for k in ("config", "eval_tokens")}, sort_keys=True) for part in parts}
     clocks = {part["options"]["clock"] for part in parts}
     if len(settings) != 1 or len(clocks) != 1:
@@ -612,7 +613,14 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     merged = {**parts[0], "sizes": {}, "merged": [
         {k: part[k] for k in ("command", "machine", "total_seconds")} for part in parts]}
     for part in parts:
-        merged["sizes"].update(part["sizes"])
+        for size, runs in part["sizes"].items():
+            into = merged["sizes"].setdefault(size, {**runs, "budgets": {}})
+            if "explicit" in runs:
+                into.setdefault("explicit", runs["explicit"])
+            for budget, methods in runs["budgets"].items():
+                joined = into["budgets"].setdefault(budget, {})
+                for method, result in methods.items():
+                    joined.setdefault(method, result)
     return merged
 
 
