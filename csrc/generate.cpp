@@ -4,7 +4,8 @@
 // then one token drawn from the tempered, top-k / top-p cut distribution by inverting its CDF
 // (the rule of saffu.model.sample_token) in float64.
 //
-// Determinism: this file is compiled without floating-point contraction (no FMA), and every
+// Determinism: this file is compiled without floating-point contraction (no FMA; and with
+// -fno-trapping-math, which changes no result but lets float selects vectorize), and every
 // logit is summed in the same order (i = 0, 1, ... over the hidden inputs, then the skip inputs,
 // then the bias) whatever the block it is computed in; so a stream's tokens do not depend on the
 // batch it runs in, the thread count or the instruction set.
@@ -114,9 +115,15 @@ void products(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t
 // Cody-Waite reduction), branch-free so that the loop over the vocabulary vectorizes; 0 below
 // -708 (and for -inf, the banned tokens).
 SAFFU_DOUBLE_CLONES void exp_nonpositive(const double* x, double* e, int64_t n) {
+  constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+  int64_t round_bits;
+  std::memcpy(&round_bits, &kRound, sizeof round_bits);
   for (int64_t j = 0; j < n; ++j) {
     const double t = std::max(x[j], -708.0);
-    const double k = (t * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
+    const double shifted = t * 1.4426950408889634 + kRound;  // k = round(t / ln 2) ...
+    int64_t k_bits;
+    std::memcpy(&k_bits, &shifted, sizeof k_bits);  // ... also as the integer k_bits - round_bits
+    const double k = shifted - kRound;
     const double r = (t - k * 6.93145751953125e-1) - k * 1.42860682030941723212e-6;
     const double rr = r * r;
     const double p = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr +
@@ -124,7 +131,7 @@ SAFFU_DOUBLE_CLONES void exp_nonpositive(const double* x, double* e, int64_t n) 
     const double q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr +
                       2.27265548208155028766e-1) * rr + 2.00000000000000000009e0;
     const double m = 1.0 + 2.0 * (p / (q - p));
-    const int64_t bits = (static_cast<int64_t>(k) + 1023) << 52;  // 2^k
+    const int64_t bits = (k_bits - round_bits + 1023) << 52;  // 2^k, without a conversion
     double scale;
     std::memcpy(&scale, &bits, sizeof scale);
     e[j] = x[j] < -708.0 ? 0.0 : m * scale;
@@ -153,106 +160,144 @@ double pairwise_sum(const double* a, int64_t n) {
   return pairwise_sum(a, half) + pairwise_sum(a + half, n - half);
 }
 
+// The largest of x[0..n) (n >= 1), in eight lanes so that the loop vectorizes.
+SAFFU_DOUBLE_CLONES double maximum(const double* x, int64_t n) {
+  double lane[8];
+  for (int l = 0; l < 8; ++l) lane[l] = x[0];
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) lane[l] = std::max(lane[l], x[j + l]);
+  double top = *std::max_element(lane, lane + 8);
+  for (; j < n; ++j) top = std::max(top, x[j]);
+  return top;
+}
+
+// The sum of e[v], and the count, of the tokens v with depth[v] < level. (Depths are doubles:
+// GCC 12 at -O3 miscompiles this masked sum over int32 buckets with double masses.)
+SAFFU_DOUBLE_CLONES double mass_below(const double* depth, const double* e, int64_t n,
+                                      double level) {
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += depth[j + l] < level ? e[j + l] : 0.0;
+  double total = 0.0;
+  for (int l = 0; l < 8; ++l) total += lane[l];
+  for (; j < n; ++j) total += depth[j] < level ? e[j] : 0.0;
+  return total;
+}
+
+SAFFU_DOUBLE_CLONES int64_t count_below(const double* depth, int64_t n, double level) {
+  int64_t count = 0;
+  for (int64_t j = 0; j < n; ++j) count += depth[j] < level;
+  return count;
+}
+
 // Draws tokens from logits as saffu.model.sample_token does with rng.choice, given the uniform
 // draw u: tokens sorted by descending logit (ties: lower id first), the first top_k kept,
 // probabilities exp((l - l_max) / temperature) normalized, the shortest prefix of mass >= top_p
 // kept and renormalized, and the token where the cumulative probability first exceeds u.
 //
-// Only a short sorted prefix is needed: the tokens are grouped in buckets of 1/16 nat of
-// (l - l_max) / temperature, which follow the sorted order, and only the bucket where the
-// cumulative mass crosses a threshold is sorted. The masses are summed in another order than
+// Only a short sorted prefix is needed: the tokens fall in buckets of 1/16 nat of their depth
+// 16 (l_max - l) / temperature (bucket b: depth in [b, b + 1); the last one holds the rest),
+// which follow the sorted order; the bucket where the cumulative
+// mass crosses a threshold is found by searching the mass below a bucket level (one vectorized
+// pass per level), and only its tokens are sorted. The masses are summed in another order than
 // NumPy's (differences of about 1e-16 relative, which decide a draw only when u lies that close
 // to a CDF boundary); with top_k, the sorted top k are summed exactly as NumPy sums them.
 class Sampler {
  public:
   Sampler(int64_t V, const Sampling& sampling, const bool* banned)
-      : V_(V), s_(sampling), banned_(banned), l_(V), x_(V), e_(V), bucket_(V),
-        mass_(kBuckets + 1), count_(kBuckets + 1) {}
+      : V_(V), s_(sampling), banned_(banned), l_(V), x_(V), e_(V), depth_(V) {}
 
   int32_t sample(const float* logits, double u) {
-    double top = -std::numeric_limits<double>::infinity();
-    int32_t argmax = 0;
-    for (int64_t v = 0; v < V_; ++v) {
-      l_[v] = banned_[v] ? -std::numeric_limits<double>::infinity() : logits[v];
-      if (l_[v] > top) {
-        top = l_[v];
-        argmax = static_cast<int32_t>(v);
-      }
-    }
-    if (s_.temperature == 0.0) return argmax;
-    require(top > -std::numeric_limits<double>::infinity(),
-            "every token is banned: there is nothing to sample");
+    constexpr double kInfinity = std::numeric_limits<double>::infinity();
+    for (int64_t v = 0; v < V_; ++v) l_[v] = banned_[v] ? -kInfinity : logits[v];
+    const double top = maximum(l_.data(), V_);
+    if (s_.temperature == 0.0)  // np.argmax: the first largest (0 if every token is banned)
+      return static_cast<int32_t>(std::find(l_.begin(), l_.end(), top) - l_.begin());
+    require(top > -kInfinity, "every token is banned: there is nothing to sample");
     for (int64_t v = 0; v < V_; ++v) x_[v] = (l_[v] - top) / s_.temperature;
     exp_nonpositive(x_.data(), e_.data(), V_);
-    fill_buckets();
+    for (int64_t v = 0; v < V_; ++v) depth_[v] = -x_[v] * kPerNat;  // banned: +inf, e = 0
+    total_ = mass_below(kBuckets);
     if (s_.top_k > 0 && s_.top_k < V_) return sample_top_k(u);
     return sample_all(u);
   }
 
  private:
-  static constexpr int kBuckets = 1024;  // of 1/16 nat each; the last one holds the rest
+  static constexpr int32_t kBuckets = 1024;  // of 1/16 nat each; the last one holds the rest
   static constexpr double kPerNat = 16.0;
 
-  void fill_buckets() {
-    std::fill(mass_.begin(), mass_.end(), 0.0);
-    std::fill(count_.begin(), count_.end(), 0);
-    total_ = 0.0;
-    for (int64_t v = 0; v < V_; ++v) {
-      int b = kBuckets;  // banned: in no bucket
-      if (!banned_[v]) {
-        const double depth = -x_[v] * kPerNat;
-        b = depth < kBuckets - 1 ? static_cast<int>(depth) : kBuckets - 1;
-        total_ += e_[v];
-      }
-      bucket_[v] = static_cast<int16_t>(b);
-      mass_[b] += e_[v];
-      ++count_[b];
-    }
+  // The depth where bucket `level` begins (every depth lies below the end of the last bucket).
+  static double start_of(int32_t level) {
+    return level < kBuckets ? level : std::numeric_limits<double>::infinity();
+  }
+  double mass_below(int32_t level) const {
+    return saffu::mass_below(depth_.data(), e_.data(), V_, start_of(level));
   }
 
-  // The tokens of bucket b in sorted order (descending logit, then ascending id), appended.
-  void append_sorted(int b, std::vector<int32_t>& tokens) const {
-    const size_t first = tokens.size();
+  // The smallest level in [1, stop] for which enough(level) holds (enough grows with the
+  // level, and fails at level 0), or stop + 1: an exponential, then a binary search.
+  template <typename Enough>
+  static int32_t first_level(int32_t stop, Enough enough) {
+    int32_t low = 0, high = 1;
+    while (high < stop && !enough(high)) {
+      low = high;
+      high = std::min(2 * high, stop);
+    }
+    if (!enough(high)) return stop + 1;
+    while (high - low > 1) {
+      const int32_t mid = low + (high - low) / 2;
+      (enough(mid) ? high : low) = mid;
+    }
+    return high;
+  }
+
+  // The first level whose mass below exceeds (or, with `reach`, reaches) threshold.
+  int32_t mass_level(double threshold, int32_t stop, bool reach) const {
+    return first_level(stop, [&](int32_t level) {
+      const double mass = mass_below(level);
+      return reach ? mass >= threshold : mass > threshold;
+    });
+  }
+
+  // The tokens of buckets [first, last) in sorted order (descending logit, then ascending id).
+  void sorted_tokens(int32_t first, int32_t last, std::vector<int32_t>& tokens) const {
+    tokens.clear();
+    const double begin = first, end = start_of(last);
     for (int64_t v = 0; v < V_; ++v)
-      if (bucket_[v] == b) tokens.push_back(static_cast<int32_t>(v));
-    std::sort(tokens.begin() + first, tokens.end(), [&](int32_t a, int32_t c) {
+      if (depth_[v] >= begin && depth_[v] < end) tokens.push_back(static_cast<int32_t>(v));
+    std::sort(tokens.begin(), tokens.end(), [&](int32_t a, int32_t c) {
       return l_[a] > l_[c] || (l_[a] == l_[c] && a < c);
     });
   }
 
-  // The first token (in sorted order, among the first `limit` tokens of buckets < stop_bucket
-  // and the sorted `tail` of bucket stop_bucket) where the cumulative mass exceeds threshold;
-  // the last such token with positive mass if rounding leaves the threshold unreached.
-  int32_t locate(double threshold, int stop_bucket, const std::vector<int32_t>& tail) {
-    double cumulative = 0.0;
+  // The first token in sorted order, among the tokens of buckets below `stop` and then `tail`,
+  // where the cumulative mass exceeds threshold (the last token of positive mass if rounding
+  // leaves it unreached).
+  int32_t locate(double threshold, int32_t stop, const std::vector<int32_t>& tail) {
+    int32_t bucket = mass_level(threshold, stop, false) - 1;
+    double cumulative = mass_below(std::min(bucket, stop));
     int32_t last = -1;
-    for (int b = 0; b < stop_bucket; ++b) {
-      if (count_[b] == 0) continue;
-      if (cumulative + mass_[b] <= threshold) {
-        cumulative += mass_[b];
-        continue;
-      }
-      members_.clear();
-      append_sorted(b, members_);
-      for (int32_t v : members_) {
+    auto walk = [&](const std::vector<int32_t>& tokens) {
+      for (int32_t v : tokens) {
         cumulative += e_[v];
         if (e_[v] > 0.0) last = v;
-        if (cumulative > threshold) return v;
+        if (cumulative > threshold) return true;
       }
+      return false;
+    };
+    for (; bucket < stop; ++bucket) {
+      sorted_tokens(bucket, bucket + 1, members_);
+      if (walk(members_)) return last;
     }
-    for (int32_t v : tail) {
-      cumulative += e_[v];
-      if (e_[v] > 0.0) last = v;
-      if (cumulative > threshold) return v;
-    }
+    if (walk(tail)) return last;
     if (last < 0) {  // rounding: the threshold is at the total mass; take the last token
-      for (int b = stop_bucket - 1; b >= 0 && last < 0; --b) {
-        if (count_[b] == 0) continue;
-        members_.clear();
-        append_sorted(b, members_);
-        for (int32_t v : members_)
-          if (e_[v] > 0.0) last = v;
-      }
+      sorted_tokens(0, stop, members_);
+      for (int32_t v : members_)
+        if (e_[v] > 0.0) last = v;
+      for (int32_t v : tail)
+        if (e_[v] > 0.0) last = v;
     }
     return last;
   }
@@ -263,40 +308,28 @@ class Sampler {
     if (s_.top_p <= 0.0) return locate(u * total_, kBuckets, kept_);
     // The nucleus: the shortest sorted prefix whose mass reaches top_p * total.
     const double target = s_.top_p * total_;
-    double cumulative = 0.0;
-    int stop_bucket = kBuckets;
-    for (int b = 0; b < kBuckets && stop_bucket == kBuckets; ++b) {
-      if (count_[b] == 0) continue;
-      if (cumulative + mass_[b] < target) {
-        cumulative += mass_[b];
-        continue;
-      }
-      members_.clear();
-      append_sorted(b, members_);
+    int32_t bucket = mass_level(target, kBuckets, true) - 1;
+    if (bucket >= kBuckets) return locate(u * total_, kBuckets, kept_);  // rounding: keep all
+    double cumulative = mass_below(bucket);
+    for (; bucket < kBuckets; ++bucket) {
+      sorted_tokens(bucket, bucket + 1, members_);
+      kept_.clear();
       for (int32_t v : members_) {
         kept_.push_back(v);
         cumulative += e_[v];
-        if (cumulative >= target) break;
-      }
-      if (cumulative >= target) {
-        stop_bucket = b;
-      } else {
-        kept_.clear();
+        if (cumulative >= target) return locate(u * cumulative, bucket, kept_);
       }
     }
-    if (stop_bucket == kBuckets) return locate(u * cumulative, kBuckets, kept_);
-    return locate(u * cumulative, stop_bucket, kept_);
+    kept_.clear();
+    return locate(u * total_, kBuckets, kept_);
   }
 
   // With top-k: the k first tokens sorted, then NumPy's arithmetic on them, step by step.
   int32_t sample_top_k(double u) {
-    kept_.clear();
-    int64_t seen = 0;
-    for (int b = 0; b < kBuckets && seen < s_.top_k; ++b) {
-      if (count_[b] == 0) continue;
-      append_sorted(b, kept_);
-      seen += count_[b];
-    }
+    const int32_t level = std::min(kBuckets, first_level(kBuckets, [&](int32_t level) {
+      return count_below(depth_.data(), V_, start_of(level)) >= s_.top_k;
+    }));
+    sorted_tokens(0, level, kept_);
     if (static_cast<int64_t>(kept_.size()) > s_.top_k) kept_.resize(s_.top_k);
     const int64_t k = static_cast<int64_t>(kept_.size());
     probs_.resize(k);
@@ -332,9 +365,7 @@ class Sampler {
   Sampling s_;
   const bool* banned_;
   std::vector<double> l_, x_, e_;
-  std::vector<int16_t> bucket_;
-  std::vector<double> mass_;
-  std::vector<int64_t> count_;
+  std::vector<double> depth_;
   double total_ = 0.0;
   std::vector<int32_t> members_, kept_;
   std::vector<double> probs_, cdf_;
@@ -357,27 +388,47 @@ struct Batch {
   int32_t* lengths;
 };
 
+// The nonzero bits (column, value) of each token's cipher vector, found on first use.
+class NonzeroBits {
+ public:
+  NonzeroBits(const float* E, int64_t V, int64_t bits) : E_(E), bits_(bits), rows_(V), known_(V, 0) {}
+
+  const std::vector<std::pair<int64_t, float>>& of(int32_t token) {
+    if (!known_[token]) {
+      const float* x = E_ + static_cast<int64_t>(token) * bits_;
+      for (int64_t j = 0; j < bits_; ++j)
+        if (x[j] != 0.0f) rows_[token].emplace_back(j, x[j]);
+      known_[token] = 1;
+    }
+    return rows_[token];
+  }
+
+ private:
+  const float* E_;
+  int64_t bits_;
+  std::vector<std::vector<std::pair<int64_t, float>>> rows_;
+  std::vector<char> known_;
+};
+
 // logits[v] = (products[v] + sum over the last lags tokens' nonzero bits x_j of x_j S[j, v]) +
 // o[v], in the order SaffuModel.logits sums them (the skip rows in CSR order: lag 1's bits
 // ascending, then lag 2's, ...).
-void add_skip_and_bias(const Batch& batch, const std::vector<int32_t>& tokens, int64_t n,
-                       const float* products, float* skip, float* logits) {
-  const GenerationModel& m = batch.model;
-  const int64_t V = batch.prompts.V, bits = batch.prompts.bits;
-  if (m.lags > 0) {
-    std::fill(skip, skip + V, 0.0f);
-    for (int64_t k = 1; k <= m.lags && k <= n; ++k) {
-      const float* x = batch.prompts.E + static_cast<int64_t>(tokens[n - k]) * bits;
-      for (int64_t j = 0; j < bits; ++j) {
-        if (x[j] == 0.0f) continue;
-        const float* row = m.skip_weight + ((k - 1) * bits + j) * V;
-        for (int64_t v = 0; v < V; ++v) skip[v] += x[j] * row[v];
-      }
-    }
-    for (int64_t v = 0; v < V; ++v) logits[v] = (products[v] + skip[v]) + m.bias[v];
-  } else {
+void add_skip_and_bias(const GenerationModel& m, NonzeroBits& nonzero, int64_t V, int64_t bits,
+                       const std::vector<int32_t>& tokens, const float* products, float* skip,
+                       float* logits) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (m.lags == 0) {
     for (int64_t v = 0; v < V; ++v) logits[v] = products[v] + m.bias[v];
+    return;
   }
+  std::fill(skip, skip + V, 0.0f);
+  for (int64_t k = 1; k <= m.lags && k <= n; ++k) {
+    for (const auto& [j, x] : nonzero.of(tokens[n - k])) {
+      const float* row = m.skip_weight + ((k - 1) * bits + j) * V;
+      for (int64_t v = 0; v < V; ++v) skip[v] += x * row[v];
+    }
+  }
+  for (int64_t v = 0; v < V; ++v) logits[v] = (products[v] + skip[v]) + m.bias[v];
 }
 
 // Runs streams [first, last) to the end, stepping all their active streams together.
@@ -395,6 +446,7 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
   std::vector<float> H(count * LD), logit_products(count * batch.Vp), skip(V), logits(V);
   std::vector<int64_t> active;
   Sampler sampler(V, batch.sampling, batch.model.banned);
+  NonzeroBits nonzero(batch.prompts.E, V, batch.prompts.bits);
   for (int64_t step = 0; step < T; ++step) {
     active.clear();
     for (int64_t s = 0; s < count; ++s)
@@ -409,7 +461,7 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
              logit_products.data());
     for (size_t a = 0; a < active.size(); ++a) {
       const int64_t s = active[a], b = first + s;
-      add_skip_and_bias(batch, tokens[s], static_cast<int64_t>(tokens[s].size()),
+      add_skip_and_bias(batch.model, nonzero, V, batch.prompts.bits, tokens[s],
                         logit_products.data() + a * batch.Vp, skip.data(), logits.data());
       const int32_t token = sampler.sample(logits.data(), batch.uniforms[b * T + step]);
       if (token == batch.sampling.stop_token) {
