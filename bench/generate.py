@@ -111,6 +111,8 @@ def main() -> None:
         model = SaffuModel.load(args.model)
     saffu.set_num_threads(1)
     prompts = dev_prompts(args.root, args.batch)
+    model.generate(prompts, max_tokens=2, seed=0)  # warm up: first use of the weights' pages
+    reference_generate(model, prompts[0], max_tokens=2, seed=0)
     results = {name: measure(model, prompts, settings, args) for name, settings in SETTINGS.items()}
     load_after = os.getloadavg()
 

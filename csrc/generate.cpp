@@ -34,7 +34,7 @@
 namespace saffu {
 namespace {
 
-constexpr int64_t kColumnPad = 64;  // the input-major output weights have Vp = V rounded up
+constexpr int kColumnPad = 128;  // the input-major output weights have Vp = V rounded up
 
 // ---- Output products ----
 
@@ -67,35 +67,38 @@ inline __attribute__((always_inline)) void product_tile(const float* H, int64_t 
     for (int c = 0; c < C; ++c) out[r * Vp + v0 + c] = acc[r][c];
 }
 
-// out (rows, Vp) = H (rows, LD) OI (LD, Vp), in tiles of R rows by C columns (Vp % C == 0).
-template <int R, int C>
+// out (rows, Vp) = H (rows, LD) OI (LD, Vp), in tiles of R rows by C columns, and the rows
+// left over (all of them for a single stream) one at a time in tiles of C1 columns, whose
+// independent sums hide the latency of the additions (C and C1 divide kColumnPad, and Vp).
+template <int R, int C, int C1>
 inline __attribute__((always_inline)) void products_in_tiles(const float* H, int64_t rows,
                                                              int64_t LD, const float* OI,
                                                              int64_t Vp, float* out) {
-  for (int64_t v0 = 0; v0 < Vp; v0 += C) {
-    int64_t r = 0;
-    for (; r + R <= rows; r += R) product_tile<R, C>(H + r * LD, LD, OI, Vp, v0, out + r * Vp);
-    for (; r < rows; ++r) product_tile<1, C>(H + r * LD, LD, OI, Vp, v0, out + r * Vp);
-  }
+  const int64_t blocked = rows - rows % R;
+  for (int64_t v0 = 0; v0 < Vp; v0 += C)
+    for (int64_t r = 0; r < blocked; r += R)
+      product_tile<R, C>(H + r * LD, LD, OI, Vp, v0, out + r * Vp);
+  for (int64_t r = blocked; r < rows; ++r)
+    for (int64_t v0 = 0; v0 < Vp; v0 += C1) product_tile<1, C1>(H + r * LD, LD, OI, Vp, v0, out + r * Vp);
 }
 
 #if SAFFU_ISA_DISPATCH
 SAFFU_TARGET("avx512f")
 void products_avx512(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
                      float* out) {
-  products_in_tiles<4, 64>(H, rows, LD, OI, Vp, out);  // 16 zmm accumulators
+  products_in_tiles<4, 64, 128>(H, rows, LD, OI, Vp, out);  // 16 zmm accumulators, 8 for one row
 }
 
 SAFFU_TARGET("avx2")
 void products_avx2(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
                    float* out) {
-  products_in_tiles<4, 16>(H, rows, LD, OI, Vp, out);  // 8 ymm accumulators
+  products_in_tiles<4, 16, 64>(H, rows, LD, OI, Vp, out);  // 8 ymm accumulators
 }
 #endif
 
 void products_baseline(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
                        float* out) {
-  products_in_tiles<4, 8>(H, rows, LD, OI, Vp, out);
+  products_in_tiles<4, 8, 32>(H, rows, LD, OI, Vp, out);
 }
 
 // The blocking differs by instruction set; the sums, and so the results, do not.
@@ -111,31 +114,96 @@ void products(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t
 
 // ---- Sampling ----
 
-// exp(x) for x <= 0 in float64 to about 1 ulp (Cephes' rational approximation after a
-// Cody-Waite reduction), branch-free so that the loop over the vocabulary vectorizes; 0 below
-// -708 (and for -inf, the banned tokens).
-SAFFU_DOUBLE_CLONES void exp_nonpositive(const double* x, double* e, int64_t n) {
+// exp(x) for x <= 0 in float64 to about 1 ulp (a Cody-Waite reduction to |r| <= ln(2) / 2,
+// then the Taylor polynomial of degree 13, without a division), branch-free so that loops over
+// the vocabulary vectorize; 0 below -708 (and for -inf, the banned tokens).
+inline double exp_nonpositive(double x) {
   constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
   int64_t round_bits;
   std::memcpy(&round_bits, &kRound, sizeof round_bits);
-  for (int64_t j = 0; j < n; ++j) {
-    const double t = std::max(x[j], -708.0);
-    const double shifted = t * 1.4426950408889634 + kRound;  // k = round(t / ln 2) ...
-    int64_t k_bits;
-    std::memcpy(&k_bits, &shifted, sizeof k_bits);  // ... also as the integer k_bits - round_bits
-    const double k = shifted - kRound;
-    const double r = (t - k * 6.93145751953125e-1) - k * 1.42860682030941723212e-6;
-    const double rr = r * r;
-    const double p = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr +
-                          9.99999999999999999910e-1);
-    const double q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr +
-                      2.27265548208155028766e-1) * rr + 2.00000000000000000009e0;
-    const double m = 1.0 + 2.0 * (p / (q - p));
-    const int64_t bits = (k_bits - round_bits + 1023) << 52;  // 2^k, without a conversion
-    double scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    e[j] = x[j] < -708.0 ? 0.0 : m * scale;
+  const double t = std::max(x, -708.0);
+  const double shifted = t * 1.4426950408889634 + kRound;  // k = round(t / ln 2) ...
+  int64_t k_bits;
+  std::memcpy(&k_bits, &shifted, sizeof k_bits);  // ... also as the integer k_bits - round_bits
+  const double k = shifted - kRound;
+  const double r = (t - k * 6.93145751953125e-1) - k * 1.42860682030941723212e-6;
+  double p = 1.0 / 6227020800.0;  // 1/13!, then Horner down to 1/0!
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  const int64_t bits = (k_bits - round_bits + 1023) << 52;  // 2^k, without a conversion
+  double scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return x < -708.0 ? 0.0 : p * scale;
+}
+
+// The ordered integer key of a float (its order is the floats' order), and back.
+inline int32_t order_key(float x) {
+  int32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return bits ^ ((bits >> 31) & 0x7fffffff);
+}
+inline float from_order_key(int32_t key) {
+  const int32_t bits = key ^ ((key >> 31) & 0x7fffffff);
+  float x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+// The largest of logits[v] + ban[v] (ban: 0, or -inf for a banned token), as an integer max
+// over order keys (a float max does not vectorize under IEEE rules).
+SAFFU_DOUBLE_CLONES float largest_logit(const float* logits, const float* ban, int64_t n) {
+  int32_t best = order_key(-std::numeric_limits<float>::infinity());
+  for (int64_t v = 0; v < n; ++v) best = std::max(best, order_key(logits[v] + ban[v]));
+  return from_order_key(best);
+}
+
+// Sum of x[0..n) in 32 lanes (four vectors of eight independent additions).
+inline double lane_sum(const double* x, int64_t n) {
+  constexpr int kLanes = 32;
+  double lane[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int i = 0; i < kLanes; ++i) lane[i] += x[j + i];
+  double total = 0.0;
+  for (int i = 0; i < kLanes; ++i) total += lane[i];
+  for (; j < n; ++j) total += x[j];
+  return total;
+}
+
+// For each token x = (l - top) / temperature with l = logits + ban (NumPy's operations; no
+// division when the temperature is 1, where it changes nothing), its bucket depth -16 x and its
+// mass e = exp(x); returns the sum of the masses.
+template <bool kDivide>
+inline __attribute__((always_inline)) double tempered(const float* __restrict logits,
+                                                      const float* __restrict ban, double top,
+                                                      double temperature, double per_nat,
+                                                      double* __restrict depth,
+                                                      double* __restrict e, int64_t n) {
+  for (int64_t v = 0; v < n; ++v) {
+    const double l = static_cast<double>(logits[v]) + ban[v];
+    const double x = kDivide ? (l - top) / temperature : l - top;
+    depth[v] = -x * per_nat;
+    e[v] = exp_nonpositive(x);
   }
+  return lane_sum(e, n);
+}
+
+SAFFU_DOUBLE_CLONES double tempered_masses(const float* logits, const float* ban, double top,
+                                           double temperature, double per_nat, double* depth,
+                                           double* e, int64_t n) {
+  return temperature == 1.0 ? tempered<false>(logits, ban, top, temperature, per_nat, depth, e, n)
+                            : tempered<true>(logits, ban, top, temperature, per_nat, depth, e, n);
 }
 
 // NumPy's pairwise summation of a contiguous float64 array (what ndarray.sum computes).
@@ -160,28 +228,17 @@ double pairwise_sum(const double* a, int64_t n) {
   return pairwise_sum(a, half) + pairwise_sum(a + half, n - half);
 }
 
-// The largest of x[0..n) (n >= 1), in eight lanes so that the loop vectorizes.
-SAFFU_DOUBLE_CLONES double maximum(const double* x, int64_t n) {
-  double lane[8];
-  for (int l = 0; l < 8; ++l) lane[l] = x[0];
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) lane[l] = std::max(lane[l], x[j + l]);
-  double top = *std::max_element(lane, lane + 8);
-  for (; j < n; ++j) top = std::max(top, x[j]);
-  return top;
-}
-
 // The sum of e[v], and the count, of the tokens v with depth[v] < level. (Depths are doubles:
 // GCC 12 at -O3 miscompiles this masked sum over int32 buckets with double masses.)
 SAFFU_DOUBLE_CLONES double mass_below(const double* depth, const double* e, int64_t n,
                                       double level) {
-  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  constexpr int kLanes = 32;  // four vectors of eight: independent additions
+  double lane[kLanes] = {};
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) lane[l] += depth[j + l] < level ? e[j + l] : 0.0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lane[l] += depth[j + l] < level ? e[j + l] : 0.0;
   double total = 0.0;
-  for (int l = 0; l < 8; ++l) total += lane[l];
+  for (int l = 0; l < kLanes; ++l) total += lane[l];
   for (; j < n; ++j) total += depth[j] < level ? e[j] : 0.0;
   return total;
 }
@@ -207,19 +264,24 @@ SAFFU_DOUBLE_CLONES int64_t count_below(const double* depth, int64_t n, double l
 class Sampler {
  public:
   Sampler(int64_t V, const Sampling& sampling, const bool* banned)
-      : V_(V), s_(sampling), banned_(banned), l_(V), x_(V), e_(V), depth_(V) {}
+      : V_(V), s_(sampling), ban_(V), e_(V), depth_(V) {
+    for (int64_t v = 0; v < V; ++v) ban_[v] = banned[v] ? -std::numeric_limits<float>::infinity() : 0.0f;
+  }
 
   int32_t sample(const float* logits, double u) {
-    constexpr double kInfinity = std::numeric_limits<double>::infinity();
-    for (int64_t v = 0; v < V_; ++v) l_[v] = banned_[v] ? -kInfinity : logits[v];
-    const double top = maximum(l_.data(), V_);
-    if (s_.temperature == 0.0)  // np.argmax: the first largest (0 if every token is banned)
-      return static_cast<int32_t>(std::find(l_.begin(), l_.end(), top) - l_.begin());
-    require(top > -kInfinity, "every token is banned: there is nothing to sample");
-    for (int64_t v = 0; v < V_; ++v) x_[v] = (l_[v] - top) / s_.temperature;
-    exp_nonpositive(x_.data(), e_.data(), V_);
-    for (int64_t v = 0; v < V_; ++v) depth_[v] = -x_[v] * kPerNat;  // banned: +inf, e = 0
-    total_ = mass_below(kBuckets);
+    logits_ = logits;
+    const float top = largest_logit(logits, ban_.data(), V_);
+    if (s_.temperature == 0.0) {  // np.argmax: the first largest (0 if every token is banned)
+      int32_t v = 0;
+      while (v < V_ && logits[v] + ban_[v] != top) ++v;
+      return v < V_ ? v : 0;
+    }
+    require(top > -std::numeric_limits<float>::infinity(),
+            "every token is banned: there is nothing to sample");
+    // banned tokens: depth +inf (no bucket but the last one's end), mass 0
+    total_ = tempered_masses(logits, ban_.data(), top, s_.temperature, kPerNat, depth_.data(),
+                             e_.data(), V_);
+    head_ready_ = false;
     if (s_.top_k > 0 && s_.top_k < V_) return sample_top_k(u);
     return sample_all(u);
   }
@@ -227,6 +289,9 @@ class Sampler {
  private:
   static constexpr int32_t kBuckets = 1024;  // of 1/16 nat each; the last one holds the rest
   static constexpr double kPerNat = 16.0;
+  // The head, sorted once per draw: the tokens within 4 nats of the most likely, where most
+  // draws end (the bucket searches are for the rest).
+  static constexpr int32_t kHead = 64;
 
   // The depth where bucket `level` begins (every depth lies below the end of the last bucket).
   static double start_of(int32_t level) {
@@ -236,14 +301,16 @@ class Sampler {
     return saffu::mass_below(depth_.data(), e_.data(), V_, start_of(level));
   }
 
-  // The smallest level in [1, stop] for which enough(level) holds (enough grows with the
-  // level, and fails at level 0), or stop + 1: an exponential, then a binary search.
+  // The smallest level in (low, stop] for which enough(level) holds (enough grows with the
+  // level, and fails at `low`), or stop + 1: an exponential, then a binary search.
   template <typename Enough>
-  static int32_t first_level(int32_t stop, Enough enough) {
-    int32_t low = 0, high = 1;
+  static int32_t first_level(int32_t low, int32_t stop, Enough enough) {
+    if (low >= stop) return stop + 1;
+    int32_t step = 1, high = low + 1;
     while (high < stop && !enough(high)) {
       low = high;
-      high = std::min(2 * high, stop);
+      step *= 2;
+      high = std::min(low + step, stop);
     }
     if (!enough(high)) return stop + 1;
     while (high - low > 1) {
@@ -253,9 +320,10 @@ class Sampler {
     return high;
   }
 
-  // The first level whose mass below exceeds (or, with `reach`, reaches) threshold.
-  int32_t mass_level(double threshold, int32_t stop, bool reach) const {
-    return first_level(stop, [&](int32_t level) {
+  // The first level in (low, stop] whose mass below exceeds (or, with `reach`, reaches)
+  // threshold.
+  int32_t mass_level(double threshold, int32_t low, int32_t stop, bool reach) const {
+    return first_level(low, stop, [&](int32_t level) {
       const double mass = mass_below(level);
       return reach ? mass >= threshold : mass > threshold;
     });
@@ -263,20 +331,25 @@ class Sampler {
 
   // The tokens of buckets [first, last) in sorted order (descending logit, then ascending id).
   void sorted_tokens(int32_t first, int32_t last, std::vector<int32_t>& tokens) const {
-    tokens.clear();
     const double begin = first, end = start_of(last);
-    for (int64_t v = 0; v < V_; ++v)
-      if (depth_[v] >= begin && depth_[v] < end) tokens.push_back(static_cast<int32_t>(v));
+    tokens.resize(V_);
+    int64_t count = 0;
+    for (int64_t v = 0; v < V_; ++v) {  // branch-free: most tokens are not kept
+      tokens[count] = static_cast<int32_t>(v);
+      count += depth_[v] >= begin && depth_[v] < end;
+    }
+    tokens.resize(count);
+    // the logits' order (double(l) preserves it; banned tokens are in no bucket)
     std::sort(tokens.begin(), tokens.end(), [&](int32_t a, int32_t c) {
-      return l_[a] > l_[c] || (l_[a] == l_[c] && a < c);
+      return logits_[a] > logits_[c] || (logits_[a] == logits_[c] && a < c);
     });
   }
 
   // The first token in sorted order, among the tokens of buckets below `stop` and then `tail`,
   // where the cumulative mass exceeds threshold (the last token of positive mass if rounding
-  // leaves it unreached).
-  int32_t locate(double threshold, int32_t stop, const std::vector<int32_t>& tail) {
-    int32_t bucket = mass_level(threshold, stop, false) - 1;
+  // leaves it unreached); the buckets below `low` hold less mass than threshold.
+  int32_t locate(double threshold, int32_t low, int32_t stop, const std::vector<int32_t>& tail) {
+    int32_t bucket = mass_level(threshold, low, stop, false) - 1;
     double cumulative = mass_below(std::min(bucket, stop));
     int32_t last = -1;
     auto walk = [&](const std::vector<int32_t>& tokens) {
@@ -302,34 +375,73 @@ class Sampler {
     return last;
   }
 
+  // The first token of `tokens` where the cumulative mass exceeds threshold, or -1.
+  int32_t first_above(double threshold, const std::vector<int32_t>& tokens) const {
+    double cumulative = 0.0;
+    for (int32_t v : tokens)
+      if ((cumulative += e_[v]) > threshold) return v;
+    return -1;
+  }
+
+  // The head's tokens sorted (gathered on first use in a draw).
+  const std::vector<int32_t>& head() {
+    if (!head_ready_) sorted_tokens(0, kHead, head_);
+    head_ready_ = true;
+    return head_;
+  }
+
+  // The token where the cumulative mass first exceeds threshold (in sorted order, among every
+  // token, or among those of buckets below `stop` and then `tail`).
+  int32_t draw(double threshold, double head_mass, int32_t stop, const std::vector<int32_t>& tail) {
+    if (head_mass > threshold) {
+      const int32_t token = stop >= kHead ? first_above(threshold, head()) : -1;
+      if (token >= 0) return token;
+      return locate(threshold, 0, stop, tail);  // walk the buckets from the start
+    }
+    return locate(threshold, std::min(kHead, stop), stop, tail);
+  }
+
   // No top-k: probabilities e / total over every token.
   int32_t sample_all(double u) {
     kept_.clear();
-    if (s_.top_p <= 0.0) return locate(u * total_, kBuckets, kept_);
-    // The nucleus: the shortest sorted prefix whose mass reaches top_p * total.
+    const double head_mass = mass_below(kHead);
+    if (s_.top_p <= 0.0) return draw(u * total_, head_mass, kBuckets, kept_);
+    // The nucleus: the shortest sorted prefix whose mass reaches top_p * total; then a draw
+    // from it (a prefix of the head, or the buckets below `bucket` and the tail `kept_`).
     const double target = s_.top_p * total_;
-    int32_t bucket = mass_level(target, kBuckets, true) - 1;
-    if (bucket >= kBuckets) return locate(u * total_, kBuckets, kept_);  // rounding: keep all
-    double cumulative = mass_below(bucket);
+    double cumulative = 0.0;
+    if (head_mass >= target) {
+      for (int32_t v : head()) {
+        kept_.push_back(v);
+        if ((cumulative += e_[v]) >= target) return draw(u * cumulative, 0.0, 0, kept_);
+      }
+    }
+    int32_t bucket = mass_level(target, kHead, kBuckets, true) - 1;
+    kept_.clear();
+    if (bucket >= kBuckets) return draw(u * total_, head_mass, kBuckets, kept_);  // keep all
+    cumulative = mass_below(bucket);
     for (; bucket < kBuckets; ++bucket) {
       sorted_tokens(bucket, bucket + 1, members_);
       kept_.clear();
       for (int32_t v : members_) {
         kept_.push_back(v);
-        cumulative += e_[v];
-        if (cumulative >= target) return locate(u * cumulative, bucket, kept_);
+        if ((cumulative += e_[v]) >= target) return draw(u * cumulative, head_mass, bucket, kept_);
       }
     }
     kept_.clear();
-    return locate(u * total_, kBuckets, kept_);
+    return draw(u * total_, head_mass, kBuckets, kept_);
   }
 
   // With top-k: the k first tokens sorted, then NumPy's arithmetic on them, step by step.
   int32_t sample_top_k(double u) {
-    const int32_t level = std::min(kBuckets, first_level(kBuckets, [&](int32_t level) {
-      return count_below(depth_.data(), V_, start_of(level)) >= s_.top_k;
-    }));
-    sorted_tokens(0, level, kept_);
+    if (count_below(depth_.data(), V_, kHead) >= s_.top_k) {
+      kept_.assign(head().begin(), head().end());
+    } else {
+      const int32_t level = std::min(kBuckets, first_level(kHead, kBuckets, [&](int32_t level) {
+        return count_below(depth_.data(), V_, start_of(level)) >= s_.top_k;
+      }));
+      sorted_tokens(0, level, kept_);
+    }
     if (static_cast<int64_t>(kept_.size()) > s_.top_k) kept_.resize(s_.top_k);
     const int64_t k = static_cast<int64_t>(kept_.size());
     probs_.resize(k);
@@ -363,11 +475,13 @@ class Sampler {
 
   int64_t V_;
   Sampling s_;
-  const bool* banned_;
-  std::vector<double> l_, x_, e_;
+  std::vector<float> ban_;
+  const float* logits_ = nullptr;  // of the current draw
+  std::vector<double> e_;
   std::vector<double> depth_;
   double total_ = 0.0;
-  std::vector<int32_t> members_, kept_;
+  bool head_ready_ = false;
+  std::vector<int32_t> head_, members_, kept_;
   std::vector<double> probs_, cdf_;
 };
 
