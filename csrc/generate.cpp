@@ -282,6 +282,7 @@ class Sampler {
     total_ = tempered_masses(logits, ban_.data(), top, s_.temperature, kPerNat, depth_.data(),
                              e_.data(), V_);
     head_ready_ = false;
+    ++draw_;
     if (s_.top_k > 0 && s_.top_k < V_) return sample_top_k(u);
     return sample_all(u);
   }
@@ -292,13 +293,19 @@ class Sampler {
   // The head, sorted once per draw: the tokens within 4 nats of the most likely, where most
   // draws end (the bucket searches are for the rest).
   static constexpr int32_t kHead = 64;
+  static constexpr int32_t kFine = 4;  // buckets sorted together after a search
 
   // The depth where bucket `level` begins (every depth lies below the end of the last bucket).
   static double start_of(int32_t level) {
     return level < kBuckets ? level : std::numeric_limits<double>::infinity();
   }
+  // The mass of the buckets below `level` (each level summed once per draw).
   double mass_below(int32_t level) const {
-    return saffu::mass_below(depth_.data(), e_.data(), V_, start_of(level));
+    if (mass_draw_[level] != draw_) {
+      mass_[level] = saffu::mass_below(depth_.data(), e_.data(), V_, start_of(level));
+      mass_draw_[level] = draw_;
+    }
+    return mass_[level];
   }
 
   // The smallest level in (low, stop] for which enough(level) holds (enough grows with the
@@ -320,13 +327,29 @@ class Sampler {
     return high;
   }
 
-  // The first level in (low, stop] whose mass below exceeds (or, with `reach`, reaches)
-  // threshold.
-  int32_t mass_level(double threshold, int32_t low, int32_t stop, bool reach) const {
-    return first_level(low, stop, [&](int32_t level) {
+  // Levels (first, last] with last - first <= kFine such that the mass below `first` does not
+  // exceed (or, with `reach`, reach) threshold and the mass below `last` does, searched in
+  // (low, stop] (the mass below `low` does not); (stop, stop + 1) if there are none. Stopping
+  // the search at kFine buckets spares passes: the few buckets left are sorted together.
+  std::pair<int32_t, int32_t> mass_range(double threshold, int32_t low, int32_t stop,
+                                         bool reach) const {
+    auto enough = [&](int32_t level) {
       const double mass = mass_below(level);
       return reach ? mass >= threshold : mass > threshold;
-    });
+    };
+    if (low >= stop) return {stop, stop + 1};
+    int32_t step = kFine, high = std::min(low + step, stop);
+    while (high < stop && !enough(high)) {
+      low = high;
+      step *= 2;
+      high = std::min(low + step, stop);
+    }
+    if (!enough(high)) return {stop, stop + 1};
+    while (high - low > kFine) {
+      const int32_t mid = low + (high - low) / 2;
+      (enough(mid) ? high : low) = mid;
+    }
+    return {low, high};
   }
 
   // The tokens of buckets [first, last) in sorted order (descending logit, then ascending id).
@@ -349,8 +372,8 @@ class Sampler {
   // where the cumulative mass exceeds threshold (the last token of positive mass if rounding
   // leaves it unreached); the buckets below `low` hold less mass than threshold.
   int32_t locate(double threshold, int32_t low, int32_t stop, const std::vector<int32_t>& tail) {
-    int32_t bucket = mass_level(threshold, low, stop, false) - 1;
-    double cumulative = mass_below(std::min(bucket, stop));
+    const auto [first, last_level] = mass_range(threshold, low, stop, false);
+    double cumulative = mass_below(std::min(first, stop));
     int32_t last = -1;
     auto walk = [&](const std::vector<int32_t>& tokens) {
       for (int32_t v : tokens) {
@@ -360,7 +383,11 @@ class Sampler {
       }
       return false;
     };
-    for (; bucket < stop; ++bucket) {
+    if (first < stop) {
+      sorted_tokens(first, last_level, members_);
+      if (walk(members_)) return last;
+    }
+    for (int32_t bucket = last_level; bucket < stop; ++bucket) {  // rounding: bucket by bucket
       sorted_tokens(bucket, bucket + 1, members_);
       if (walk(members_)) return last;
     }
@@ -416,11 +443,16 @@ class Sampler {
         if ((cumulative += e_[v]) >= target) return draw(u * cumulative, 0.0, 0, kept_);
       }
     }
-    int32_t bucket = mass_level(target, kHead, kBuckets, true) - 1;
+    const auto [first, last] = mass_range(target, kHead, kBuckets, true);
     kept_.clear();
-    if (bucket >= kBuckets) return draw(u * total_, head_mass, kBuckets, kept_);  // keep all
-    cumulative = mass_below(bucket);
-    for (; bucket < kBuckets; ++bucket) {
+    if (first >= kBuckets) return draw(u * total_, head_mass, kBuckets, kept_);  // keep all
+    cumulative = mass_below(first);
+    sorted_tokens(first, last, members_);
+    for (int32_t v : members_) {
+      kept_.push_back(v);
+      if ((cumulative += e_[v]) >= target) return draw(u * cumulative, head_mass, first, kept_);
+    }
+    for (int32_t bucket = last; bucket < kBuckets; ++bucket) {  // rounding: bucket by bucket
       sorted_tokens(bucket, bucket + 1, members_);
       kept_.clear();
       for (int32_t v : members_) {
@@ -481,6 +513,9 @@ class Sampler {
   std::vector<double> depth_;
   double total_ = 0.0;
   bool head_ready_ = false;
+  int64_t draw_ = 0;  // draws so far: mass_[level] is valid when mass_draw_[level] == draw_
+  mutable std::vector<double> mass_ = std::vector<double>(kBuckets + 1);
+  mutable std::vector<int64_t> mass_draw_ = std::vector<int64_t>(kBuckets + 1, -1);
   std::vector<int32_t> head_, members_, kept_;
   std::vector<double> probs_, cdf_;
 };
