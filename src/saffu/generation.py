@@ -81,10 +81,14 @@ def _prompt_ids(model: Any, prompts: Sequence[str]) -> list[np.ndarray]:
     return [np.asarray(ids, dtype=np.int32) for ids in model.tokenizer.encode_batch(prompts)]
 
 
+def _f32(array: np.ndarray) -> np.ndarray:
+    """``array`` as C-contiguous float32 (itself when it is already)."""
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
 def _flat(arrays: list[np.ndarray]) -> np.ndarray:
     """The arrays flattened and concatenated (a view of a single contiguous array)."""
-    return np.ascontiguousarray(arrays[0].ravel() if len(arrays) == 1 else np.concatenate(
-        [a.ravel() for a in arrays]))
+    return _f32(arrays[0].ravel() if len(arrays) == 1 else np.concatenate([a.ravel() for a in arrays]))
 
 
 def _kernel_weights(model: Any) -> dict[str, Any]:
@@ -95,11 +99,11 @@ def _kernel_weights(model: Any) -> dict[str, Any]:
     return {
         "kinds": np.array([layer.spec.kind_code for layer in layers], dtype=np.int32),
         "sizes": np.array([layer.spec.size for layer in layers], dtype=np.int32),
-        "E": model.cipher.vectors,
+        "E": _f32(model.cipher.vectors),
         "W": _flat([layer.attention for layer in layers]),
         "aggregation": Aggregation.parse(model.config.aggregation).code,
         "UT": _flat([layer.hidden_t for layer in layers]),
-        "output_t": model.output_t, "skip_weight": skip, "bias": model.output_bias,
+        "output_t": _f32(model.output_t), "skip_weight": _f32(skip), "bias": _f32(model.output_bias),
         "banned": model.generation_mask(),
     }
 
