@@ -619,7 +619,12 @@ struct HiddenSteps::Impl {
 
   Impl(const Corpus& model, const LayerSpec* specs, int n_layers, Aggregation aggregation,
        int64_t D, int64_t streams)
-      : model(model), vectors(model.E, model.V, model.bits), nonnegative(all_nonnegative(model)),
+      : model(model), vectors(model.E, model.V, model.bits),
+        nonnegative(std::any_of(specs, specs + n_layers,
+                                [](const LayerSpec& l) {
+                                  return is_document(static_cast<ContextKind>(l.kind));
+                                }) &&
+                    all_nonnegative(model)),  // read by document models only
         aggregation(aggregation), D(D), streams(streams) {
     for (int l = 0; l < n_layers; ++l) {
       const ContextModel m = context_model(specs[l].kind, specs[l].K, false);
