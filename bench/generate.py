@@ -77,6 +77,15 @@ def measure(model: SaffuModel, prompts: list[str], settings: dict, args) -> dict
     }
 
 
+def call_cost(model: SaffuModel, prompt: str, repeats: int = 5) -> dict:
+    """CPU milliseconds of a greedy generate call of 1 and of 100 tokens (the best of repeats):
+    what a call costs before its first step, and per token after it."""
+    def best(max_tokens: int) -> float:
+        return min(clocked(lambda: model.generate(prompt, max_tokens=max_tokens, temperature=0))[1]
+                   for _ in range(repeats)) * 1e3
+    return {"one_token_cpu_ms": best(1), "hundred_tokens_cpu_ms": best(100)}
+
+
 def machine() -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -102,6 +111,8 @@ def main() -> None:
     parser.add_argument("--reference-tokens", type=int, default=40)
     parser.add_argument("--reference-streams", type=int, default=2)
     parser.add_argument("--json", type=Path, default=Path("bench/out/generate.json"))
+    parser.add_argument("--call-cost", action="store_true",
+                        help="only measure what one call costs (1 and 100 greedy tokens)")
     args = parser.parse_args()
 
     load_before = os.getloadavg()
@@ -112,6 +123,12 @@ def main() -> None:
     saffu.set_num_threads(1)
     prompts = dev_prompts(args.root, args.batch)
     model.generate(prompts, max_tokens=2, seed=0)  # warm up: first use of the weights' pages
+    if args.call_cost:
+        cost = call_cost(model, prompts[0])
+        print(f"one call: {cost['one_token_cpu_ms']:.1f} ms CPU for 1 token, "
+              f"{cost['hundred_tokens_cpu_ms']:.1f} ms for 100 (greedy, 1 thread; load average "
+              f"{os.getloadavg()[0]:.2f})")
+        return
     reference_generate(model, prompts[0], max_tokens=2, seed=0)
     results = {name: measure(model, prompts, settings, args) for name, settings in SETTINGS.items()}
     load_after = os.getloadavg()
