@@ -11,8 +11,10 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "saffu/cooc.hpp"
+#include "saffu/generate.hpp"
 #include "saffu/output.hpp"
 #include "saffu/saffu_pass.hpp"
 #include "saffu/solve.hpp"
@@ -229,6 +231,70 @@ void def_output(py::module_& m) {
         "out[i] = log(sum_j exp(logits[i, j] + bias[j])).");
 }
 
+// ---- Generation ----
+
+void generate_py(const carray<int32_t>& ids, const carray<int32_t>& pos, const carray<int32_t>& kinds,
+                 const carray<int32_t>& sizes, const carray<float>& E, const carray<float>& W,
+                 int aggregation, const carray<float>& UT, const carray<float>& output_t,
+                 const carray<float>& skip_weight, const carray<float>& bias,
+                 const carray<bool>& banned, const carray<double>& uniforms, double temperature,
+                 int64_t top_k, double top_p, int32_t stop_token, carray<int32_t> out,
+                 carray<int32_t> lengths, int n_threads) {
+  const Corpus c = corpus_of(ids, pos, E);
+  require(kinds.ndim() == 1 && has_shape(sizes, {kinds.shape(0)}) && kinds.shape(0) >= 1,
+          "kinds and sizes must be 1-D arrays of the same length >= 1 (one per context model)");
+  const int n_layers = static_cast<int>(kinds.shape(0));
+  require(output_t.ndim() == 2 && output_t.shape(0) == c.V && output_t.shape(1) % n_layers == 0 &&
+              output_t.shape(1) >= n_layers,
+          "output_t must have shape (V, n_layers * D) with D >= 1");
+  const int64_t D = output_t.shape(1) / n_layers;
+  std::vector<LayerSpec> layers(n_layers);
+  int64_t w_size = 0, ut_size = 0;
+  for (int l = 0; l < n_layers; ++l) {
+    const int K = sizes.data()[l];
+    const int64_t Z = context_width(context_model(kinds.data()[l], K, false), aggregation, c.bits);
+    layers[l] = LayerSpec{kinds.data()[l], K, nullptr, nullptr};
+    w_size += static_cast<int64_t>(K) * K;
+    ut_size += D * Z;
+  }
+  require(has_shape(W, {w_size}), "W must hold every context model's (K, K) weights, concatenated");
+  require(has_shape(UT, {ut_size}), "UT must hold every context model's (D, Z) weights, concatenated");
+  for (int l = 0, w = 0, u = 0; l < n_layers; ++l) {
+    layers[l].W = W.data() + w;
+    layers[l].UT = UT.data() + u;
+    w += layers[l].K * layers[l].K;
+    u += static_cast<int>(D * context_width(context_model(layers[l].kind, layers[l].K, false),
+                                            aggregation, c.bits));
+  }
+  require(skip_weight.ndim() == 2 && skip_weight.shape(1) == c.V && skip_weight.shape(0) % c.bits == 0,
+          "skip_weight must have shape (lags * bits, V)");
+  require(has_shape(bias, {c.V}) && has_shape(banned, {c.V}), "bias and banned must have shape (V,)");
+  require(uniforms.ndim() == 2 && has_shape(out, {uniforms.shape(0), uniforms.shape(1)}) &&
+              has_shape(lengths, {uniforms.shape(0)}),
+          "uniforms and out must have shape (streams, max_tokens), lengths (streams,)");
+  const GenerationModel model{layers.data(), n_layers, aggregation, D, output_t.data(),
+                              skip_weight.data(), skip_weight.shape(0) / c.bits, bias.data(),
+                              banned.data()};
+  const Sampling sampling{temperature, top_k, top_p, stop_token};
+  without_gil([&] {
+    saffu_generate(c, model, sampling, uniforms.data(), uniforms.shape(0), uniforms.shape(1),
+                   out.mutable_data(), lengths.mutable_data(), n_threads);
+  });
+}
+
+void def_generate(py::module_& m) {
+  m.def("saffu_generate", &generate_py, py::arg("ids").noconvert(), py::arg("pos").noconvert(),
+        py::arg("kinds").noconvert(), py::arg("sizes").noconvert(), py::arg("E").noconvert(),
+        py::arg("W").noconvert(), py::arg("aggregation"), py::arg("UT").noconvert(),
+        py::arg("output_t").noconvert(), py::arg("skip_weight").noconvert(),
+        py::arg("bias").noconvert(), py::arg("banned").noconvert(),
+        py::arg("uniforms").noconvert(), py::arg("temperature"), py::arg("top_k"),
+        py::arg("top_p"), py::arg("stop_token"), py::arg("out").noconvert(),
+        py::arg("lengths").noconvert(), py::arg("n_threads"),
+        "Samples up to max_tokens tokens after each document of (ids, pos) into out (streams, "
+        "max_tokens), -1 after each stream's last token; lengths (streams,).");
+}
+
 }  // namespace
 }  // namespace saffu
 
@@ -240,6 +306,7 @@ PYBIND11_MODULE(_core, m) {
   saffu::def_solve<double>(m);
   saffu::def_saffu_pass(m);
   saffu::def_output(m);
+  saffu::def_generate(m);
 #ifdef VERSION_INFO
   m.attr("__version__") = VERSION_INFO;
 #endif

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -450,44 +451,69 @@ double hidden_stats(const Corpus& c, ContextModel m, const float* W, Aggregation
   return sum_in_order(mass);
 }
 
-// Writes h of the document model for each target of [begin, end) without a dense product per
-// target: z = S / |S|_1 with S the sum of the document's vectors so far, so U z = (U S) / |S|_1,
-// and U S grows by U x_j (the nonzero bits of one vector) per token. |S|_1 is the running sum of
-// the vectors' masses when no entry of E is negative (always, unless a cipher was thawed and
-// trained), else it is taken from S itself.
+// h of the document model without a dense product per target: z = S / |S|_1 with S the sum of
+// the document's vectors so far, so U z = (U S) / |S|_1, and U S grows by U x_j (the nonzero
+// bits of one vector) per token. |S|_1 is the running sum of the vectors' masses when no entry
+// of E is negative (always, unless a cipher was thawed and trained), else it is taken from S.
+class DocumentState {
+ public:
+  DocumentState(const SparseRows& vectors, bool nonnegative, const HiddenLayer& hidden,
+                int64_t bits)
+      : vectors_(vectors), nonnegative_(nonnegative), hidden_(hidden),
+        pre_(hidden.width(), 0.0), document_sum_(nonnegative ? 0 : bits, 0.0) {}
+
+  // Adds token j of the corpus (a document start resets the sums first).
+  void track(const Corpus& c, int64_t j) {
+    if (c.pos[j] == 0) {
+      std::fill(pre_.begin(), pre_.end(), 0.0);
+      std::fill(document_sum_.begin(), document_sum_.end(), 0.0);
+      mass_ = 0.0;
+    }
+    vectors_.for_each_nonzero(c.ids[j], [&](int64_t b, float x) {
+      hidden_.add_input(b, x, pre_.data());
+      if (nonnegative_)
+        mass_ += x;
+      else
+        document_sum_[b] += x;
+    });
+  }
+
+  // h (D) of the next target, from the tokens tracked so far.
+  void write(float* row) {
+    if (!nonnegative_) {
+      mass_ = 0.0;
+      for (double v : document_sum_) mass_ += std::fabs(v);
+    }
+    const double scale = mass_ > 0.0 ? 1.0 / mass_ : 0.0;
+    const int64_t D = hidden_.width();
+    for (int64_t i = 0; i < D; ++i) row[i] = static_cast<float>(pre_[i] * scale);
+    softmax(row, D);
+  }
+
+ private:
+  const SparseRows& vectors_;
+  bool nonnegative_;
+  const HiddenLayer& hidden_;
+  std::vector<double> pre_, document_sum_;
+  double mass_ = 0.0;
+};
+
+bool all_nonnegative(const Corpus& c) {
+  return std::all_of(c.E, c.E + c.V * c.bits, [](float x) { return x >= 0.0f; });
+}
+
+// Writes h of the document model for each target of [begin, end), one row each.
 void document_hidden(const Corpus& c, const SparseRows& vectors, bool nonnegative,
                      const HiddenLayer& hidden, int64_t begin, int64_t end, float* row) {
-  const int64_t D = hidden.width();
-  std::vector<double> pre(D, 0.0), document_sum(nonnegative ? 0 : c.bits, 0.0);
-  double mass = 0.0;
-  auto track = [&](int64_t j) {
-    if (c.pos[j] == 0) {
-      std::fill(pre.begin(), pre.end(), 0.0);
-      std::fill(document_sum.begin(), document_sum.end(), 0.0);
-      mass = 0.0;
-    }
-    vectors.for_each_nonzero(c.ids[j], [&](int64_t b, float x) {
-      hidden.add_input(b, x, pre.data());
-      if (nonnegative)
-        mass += x;
-      else
-        document_sum[b] += x;
-    });
-  };
+  DocumentState state(vectors, nonnegative, hidden, c.bits);
   if (begin < end)  // a range may start inside a document: first add the document's prefix
-    for (int64_t j = begin - c.pos[begin]; j < begin; ++j) track(j);
+    for (int64_t j = begin - c.pos[begin]; j < begin; ++j) state.track(c, j);
   for (int64_t t = begin; t < end; ++t) {
     if (c.is_target(t)) {
-      if (!nonnegative) {
-        mass = 0.0;
-        for (double v : document_sum) mass += std::fabs(v);
-      }
-      const double scale = mass > 0.0 ? 1.0 / mass : 0.0;
-      for (int64_t i = 0; i < D; ++i) row[i] = static_cast<float>(pre[i] * scale);
-      softmax(row, D);
-      row += D;
+      state.write(row);
+      row += hidden.width();
     }
-    track(t);
+    state.track(c, t);
   }
 }
 
@@ -510,8 +536,7 @@ int64_t forward(const Corpus& c, ContextModel m, const float* W, Aggregation agg
   }
   const SparseRows vectors(c.E, c.V, c.bits);
   const bool document = is_document(m.kind);
-  const bool nonnegative = document &&
-                           std::all_of(c.E, c.E + c.V * c.bits, [](float x) { return x >= 0.0f; });
+  const bool nonnegative = document && all_nonnegative(c);
   parallel_ranges(n, parts, [&](int p, int64_t begin, int64_t end) {
     float* row = out + first_row[p] * width;
     if (document && D > 0)
@@ -575,6 +600,91 @@ void check_documents(const Corpus& c, int64_t start, int64_t stop) {
 }
 
 }  // namespace
+
+// ---- Incremental forward (generation) ----
+
+struct HiddenSteps::Impl {
+  struct Layer {
+    ContextModel m;
+    const float* W;
+    HiddenLayer hidden;
+  };
+  // One growing document: an encoder per attention model, a running state per document model.
+  struct Stream {
+    Corpus corpus{};
+    std::vector<std::unique_ptr<ContextEncoder>> encoders;
+    std::vector<std::unique_ptr<DocumentState>> documents;
+    std::vector<int64_t> tracked;  // tokens added to each document state
+  };
+
+  Impl(const Corpus& model, const LayerSpec* specs, int n_layers, Aggregation aggregation,
+       int64_t D, int64_t streams)
+      : model(model), vectors(model.E, model.V, model.bits),
+        nonnegative(std::any_of(specs, specs + n_layers,
+                                [](const LayerSpec& l) {
+                                  return is_document(static_cast<ContextKind>(l.kind));
+                                }) &&
+                    all_nonnegative(model)),  // read by document models only
+        aggregation(aggregation), D(D), streams(streams) {
+    for (int l = 0; l < n_layers; ++l) {
+      const ContextModel m = context_model(specs[l].kind, specs[l].K, false);
+      layers.push_back(Layer{m, specs[l].W, HiddenLayer(specs[l].UT, D, width_of(m, aggregation, model.bits))});
+    }
+  }
+
+  void start(Stream& s, const int32_t* doc, const int32_t* pos) {
+    s.corpus = Corpus{doc, pos, 0, model.E, model.V, model.bits};
+    for (const Layer& layer : layers) {
+      const bool document = is_document(layer.m.kind);
+      s.encoders.push_back(document ? nullptr : std::make_unique<ContextEncoder>(
+          s.corpus, vectors, layer.m, layer.W, aggregation));
+      s.documents.push_back(document ? std::make_unique<DocumentState>(
+          vectors, nonnegative, layer.hidden, model.bits) : nullptr);
+      s.tracked.push_back(0);
+    }
+  }
+
+  Corpus model;
+  SparseRows vectors;
+  bool nonnegative;
+  Aggregation aggregation;
+  int64_t D;
+  std::vector<Layer> layers;
+  std::vector<Stream> streams;
+};
+
+HiddenSteps::HiddenSteps(const float* E, int64_t V, int64_t bits, const LayerSpec* layers,
+                         int n_layers, int aggregation, int64_t D, int64_t streams) {
+  require(D >= 1, "D must be >= 1");
+  impl_ = std::make_unique<Impl>(Corpus{nullptr, nullptr, 0, E, V, bits}, layers, n_layers,
+                                 aggregation_of(aggregation), D, streams);
+}
+
+HiddenSteps::~HiddenSteps() = default;
+
+void HiddenSteps::next(int64_t stream, const int32_t* doc, const int32_t* pos, int64_t n,
+                       float* h) {
+  Impl& impl = *impl_;
+  Impl::Stream& s = impl.streams[stream];
+  if (s.encoders.empty()) impl.start(s, doc, pos);
+  s.corpus.n = n + 1;
+  for (size_t l = 0; l < impl.layers.size(); ++l) {
+    float* row = h + static_cast<int64_t>(l) * impl.D;
+    if (s.documents[l]) {
+      for (; s.tracked[l] < n; ++s.tracked[l]) s.documents[l]->track(s.corpus, s.tracked[l]);
+      s.documents[l]->write(row);
+    } else {
+      s.encoders[l]->for_each_context(n, n + 1, [&](int64_t, const float* z,
+                                                     const std::vector<int64_t>& support) {
+        impl.layers[l].hidden.apply(z, support, row);
+      });
+    }
+  }
+}
+
+void check_corpus_range(const Corpus& c, int64_t start, int64_t stop) {
+  check_documents(c, start, stop);
+}
 
 ContextModel context_model(int kind, int K, bool attention_only) {
   const char* allowed = attention_only ? "kind must be 0 (radial) or 1 (block)"

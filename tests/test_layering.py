@@ -27,6 +27,7 @@ LAYERS = (
     ("saffu.temperature",),
     ("saffu.config", "saffu.train_config"),
     ("saffu.fit",),
+    ("saffu.generation",),
     ("saffu.model",),
     ("saffu.ngram",),
     ("saffu.torch", "saffu.distributed", "saffu.export"),

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 
 namespace saffu {
 
@@ -75,5 +76,41 @@ double saffu_hidden_stats(const Corpus& c, int kind, int K, const float* W, int 
 int64_t saffu_forward(const Corpus& c, int kind, int K, const float* W, int aggregation,
                       const float* UT, int64_t D, int64_t start, int64_t stop, float* out,
                       int64_t out_rows, int n_threads);
+
+// Throws std::invalid_argument unless the tokens that the targets of [start, stop) read have ids
+// in [0, V) and positions 0, 1, 2, ... from each document start (the checks of saffu_forward).
+void check_corpus_range(const Corpus& c, int64_t start, int64_t stop);
+
+// One context model of a stack: kind code, window length K, W (K, K) and UT (D, Z).
+struct LayerSpec {
+  int kind;
+  int K;
+  const float* W;
+  const float* UT;
+};
+
+// The forward pass of saffu_forward over `streams` growing documents, one target at a time
+// (generation): next() writes the hidden vectors of a document's next token and keeps each
+// document's state between calls, so a step costs one window, not the whole document. The
+// rows equal saffu_forward's bit for bit. E (V, bits), and every layer's W and UT (D >= 1), are
+// read through their pointers for the object's lifetime.
+class HiddenSteps {
+ public:
+  HiddenSteps(const float* E, int64_t V, int64_t bits, const LayerSpec* layers, int n_layers,
+              int aggregation, int64_t D, int64_t streams);
+  ~HiddenSteps();
+  HiddenSteps(const HiddenSteps&) = delete;
+  HiddenSteps& operator=(const HiddenSteps&) = delete;
+
+  // h (n_layers * D: the layers' vectors, concatenated) of the token after doc[0..n), the
+  // tokens of stream `stream` so far (doc[0] its first, n >= 1). Every call of one stream
+  // passes the same doc and pos (pos[j] = j, at least n + 1 entries), with n never smaller
+  // than before and doc[0..n) unchanged. Distinct streams may step on different threads.
+  void next(int64_t stream, const int32_t* doc, const int32_t* pos, int64_t n, float* h);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace saffu

@@ -2,6 +2,7 @@
 // tiny input, the argument checks, and an exception thrown inside a worker thread reaching the
 // caller. Built with -DSAFFU_BUILD_TESTS=ON; run by tests/test_cpp_core.py. Exit status 0 iff
 // every check passes.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "saffu/cooc.hpp"
+#include "saffu/generate.hpp"
 #include "saffu/output.hpp"
 #include "saffu/parallel.hpp"
 #include "saffu/saffu_pass.hpp"
@@ -240,6 +242,58 @@ void test_worker_exceptions_reach_the_caller() {
 
 }  // namespace
 
+// HiddenSteps, one target at a time, writes saffu_forward's rows bit for bit.
+void test_hidden_steps_equal_forward() {
+  const std::vector<int32_t> ids = {0, 3, 1, 4, 4, 2, 0, 1, 3}, pos = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+  const std::vector<float> E = {1, 0, 0, 0.5f, 0.5f, 0, 0, 0, 1, 0, 1, 0, 0.25f, 0.25f, 0.5f};
+  const saffu::Corpus c{ids.data(), pos.data(), 9, E.data(), 5, 3};
+  const std::vector<float> W = {0.3f, -0.2f, 0.1f, 0.4f, 0.0f, -0.5f, 0.2f, 0.1f, 0.6f};
+  std::vector<float> UT(2 * 9);
+  for (size_t i = 0; i < UT.size(); ++i) UT[i] = std::sin(1.0f + static_cast<float>(i));
+  struct Case { int kind, K, aggregation; int64_t Z; };
+  for (const Case& m : {Case{kRadial, 3, kCat, 9}, Case{kBlock, 2, kSum, 3}, Case{kDocument, 1, kSum, 3}}) {
+    std::vector<float> rows(8 * 2);
+    saffu::saffu_forward(c, m.kind, m.K, W.data(), m.aggregation, UT.data(), 2, 0, 9, rows.data(),
+                         8, 1);
+    const saffu::LayerSpec layer{m.kind, m.K, W.data(), UT.data()};
+    saffu::HiddenSteps steps(E.data(), 5, 3, &layer, 1, m.aggregation, 2, 1);
+    std::vector<int32_t> positions(10);
+    for (int j = 0; j < 10; ++j) positions[j] = j;
+    bool equal = true;
+    for (int64_t n = 1; n < 9; ++n) {
+      float h[2];
+      steps.next(0, ids.data(), positions.data(), n, h);
+      equal = equal && h[0] == rows[(n - 1) * 2] && h[1] == rows[(n - 1) * 2 + 1];
+    }
+    CHECK(equal);
+  }
+}
+
+// Greedy generation follows the largest logit, stops at the stop token, never draws a banned
+// token, and refuses to sample when every token is banned.
+void test_generate() {
+  const TinyCorpus tiny;  // one prompt: tokens 0, 1, 2
+  const std::vector<float> W(1, 0.0f), UT = {1, 0, 0, 1}, output_t(3 * 2, 0.0f);
+  const saffu::LayerSpec layer{kRadial, 1, W.data(), UT.data()};
+  std::vector<float> bias = {0.0f, 2.0f, 1.0f};
+  bool banned[3] = {false, false, false};
+  const saffu::GenerationModel model{&layer, 1, kSum, 2, output_t.data(), nullptr, 0, bias.data(),
+                                     banned};
+  const std::vector<double> uniforms(4, 0.5);
+  std::vector<int32_t> out(4, 7), lengths(1, 7);
+  saffu::saffu_generate(tiny.view(), model, saffu::Sampling{0.0, 0, 0.0, 2}, uniforms.data(), 1, 4,
+                        out.data(), lengths.data(), 1);
+  CHECK(lengths[0] == 4 && out == std::vector<int32_t>({1, 1, 1, 1}));
+  banned[1] = true;  // then token 2, the stop token, is the most likely
+  saffu::saffu_generate(tiny.view(), model, saffu::Sampling{1.0, 0, 0.0, 2}, uniforms.data(), 1, 4,
+                        out.data(), lengths.data(), 1);
+  CHECK(lengths[0] <= 4 && std::count(out.begin(), out.end(), 1) == 0);
+  banned[0] = banned[2] = true;
+  CHECK_THROWS(std::invalid_argument,
+               saffu::saffu_generate(tiny.view(), model, saffu::Sampling{1.0, 0, 0.0, 2},
+                                     uniforms.data(), 1, 4, out.data(), lengths.data(), 1));
+}
+
 int main() {
   test_cooc_dense_onehot();
   test_cooc_sparse_onehot();
@@ -250,6 +304,8 @@ int main() {
   test_hidden_stats_and_forward();
   test_pass_arguments_are_checked();
   test_worker_exceptions_reach_the_caller();
+  test_hidden_steps_equal_forward();
+  test_generate();
   if (failures == 0) std::printf("core_test: all checks passed\n");
   return failures == 0 ? 0 : 1;
 }

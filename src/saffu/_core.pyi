@@ -33,3 +33,10 @@ def saffu_forward(ids: npt.NDArray[np.int32], pos: npt.NDArray[np.int32], kind: 
                   E: npt.NDArray[np.float32], W: npt.NDArray[np.float32], aggregation: int,
                   UT: npt.NDArray[np.float32], start: int, stop: int, out: npt.NDArray[np.float32],
                   n_threads: int) -> int: ...
+def saffu_generate(ids: npt.NDArray[np.int32], pos: npt.NDArray[np.int32], kinds: npt.NDArray[np.int32],
+                   sizes: npt.NDArray[np.int32], E: npt.NDArray[np.float32], W: npt.NDArray[np.float32],
+                   aggregation: int, UT: npt.NDArray[np.float32], output_t: npt.NDArray[np.float32],
+                   skip_weight: npt.NDArray[np.float32], bias: npt.NDArray[np.float32],
+                   banned: npt.NDArray[np.bool_], uniforms: npt.NDArray[np.float64], temperature: float,
+                   top_k: int, top_p: float, stop_token: int, out: npt.NDArray[np.int32],
+                   lengths: npt.NDArray[np.int32], n_threads: int) -> None: ...

@@ -13,7 +13,7 @@ import enum
 
 from saffu.errors import InvalidParameterError
 
-__all__ = ["Aggregation", "ContextKind"]
+__all__ = ["Aggregation", "ContextKind", "flat_layer_slices"]
 
 
 class _Coded(str, enum.Enum):
@@ -62,3 +62,17 @@ class Aggregation(_Coded):
 _CODES = {ContextKind.RADIAL: 0, ContextKind.BLOCK: 1, ContextKind.DOCUMENT: 2,
           Aggregation.SUM: 0, Aggregation.CAT: 1}
 _WHAT = {ContextKind: "context kind", Aggregation: "aggregation"}
+
+
+def flat_layer_slices(sizes: list[int], aggregation: int, bits: int,
+                      D: int) -> list[tuple[slice, slice, int]]:
+    """Where each context model's weights lie in the flat ``W`` and ``UT`` of the generation
+    kernel (``saffu.kernels.saffu_generate``: the layers' (K, K) and (D, Z) arrays, flattened and
+    concatenated in order): for each window length K in ``sizes``, its slice of W, its slice of
+    UT, and Z (K·bits with ``cat`` aggregation, else bits; the document model has K = 1)."""
+    slices, w, u = [], 0, 0
+    for K in sizes:
+        Z = K * bits if aggregation == _CODES[Aggregation.CAT] else bits
+        slices.append((slice(w, w + K * K), slice(u, u + D * Z), Z))
+        w, u = w + K * K, u + D * Z
+    return slices

@@ -12,14 +12,14 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
-from saffu import kernels
+from saffu import generation, kernels
 from saffu._io import (
     atomic_write_bytes,
     atomic_write_text,
@@ -34,6 +34,7 @@ from saffu.config import PREVIOUS_DEFAULTS, TOKENIZERS, SaffuConfig
 from saffu.corpus import TokenizedCorpus
 from saffu.errors import ComputationError, InvalidParameterError, ModelFormatError, NotFittedError
 from saffu.fit import FitState, PassRunner, fit_model
+from saffu.generation import sample_token
 from saffu.layers import (
     ContextLayer,
     ContextSpec,
@@ -42,8 +43,8 @@ from saffu.layers import (
     target_batches,
     unique_rows,
 )
-from saffu.tokenize import EOD, PAD, SOD, UNK, Tokenizer
-from saffu.validation import check_int, check_real, is_int
+from saffu.tokenize import PAD, SOD, UNK, Tokenizer
+from saffu.validation import is_int
 
 __all__ = ["FORMAT_VERSION", "PREVIOUS_DEFAULTS", "TOKENIZERS", "ContextLayer", "ContextSpec",
            "ModelFormatError", "SaffuConfig", "SaffuModel", "sample_token"]
@@ -276,31 +277,29 @@ class SaffuModel:
             "documents": corpus.n_documents,
         }
 
+    @overload
     def generate(self, prompt: str = "", *, max_tokens: int = 100, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
-                 seed: int | None = None) -> str:
+                 seed: int | None = None) -> str: ...
+
+    @overload
+    def generate(self, prompt: Sequence[str], *, max_tokens: int = 100, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None,
+                 seed: int | None = None) -> list[str]: ...
+
+    def generate(self, prompt: str | Sequence[str] = "", *, max_tokens: int = 100,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 seed: int | None = None) -> str | list[str]:
         """Sample a continuation of ``prompt``; stops at ``<eod>`` or after ``max_tokens``.
 
         Returns the continuation only: the text it adds to the prompt, with the separator the
-        tokenizer puts between them (``prompt + generate(prompt)`` reads as one text).
+        tokenizer puts between them (``prompt + generate(prompt)`` reads as one text). A list of
+        prompts gives a list of continuations, all streams sampled in one compiled call; stream
+        i draws from ``numpy.random.default_rng(seed + i)``, so it equals
+        ``generate(prompt[i], seed=seed + i)`` (see :mod:`saffu.generation`).
         """
-        self._require_fitted()
-        _check_sampling(max_tokens, temperature, top_k, top_p, seed)
-        rng = np.random.default_rng(seed)
-        context = [SOD, *self.tokenizer.encode(prompt).tolist()]
-        banned = self.generation_mask()
-        generated: list[int] = []
-        for _ in range(max_tokens):
-            ids = np.array([*context, PAD], dtype=np.int32)
-            pos = np.arange(len(ids), dtype=np.int32)
-            logits = self._logits_at(ids, pos, len(ids) - 1, len(ids))[0]
-            logits[banned] = -np.inf
-            token = sample_token(logits, rng, temperature, top_k, top_p)
-            if token == EOD:
-                break
-            context.append(token)
-            generated.append(token)
-        return self._continuation(context[1:len(context) - len(generated)], generated)
+        return generation.generate(self, prompt, max_tokens=max_tokens, temperature=temperature,
+                                   top_k=top_k, top_p=top_p, seed=seed)
 
     def _continuation(self, prompt: list[int], generated: list[int]) -> str:
         """The text ``generated`` adds to ``prompt``, joined as the tokenizer joins tokens (a word
@@ -514,29 +513,3 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax, numerically stable, in the input's dtype."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def _check_sampling(max_tokens: int, temperature: float, top_k: int | None,
-                    top_p: float | None, seed: int | None) -> None:
-    check_int("max_tokens", max_tokens, 0)
-    check_real("temperature", temperature, 0)
-    check_int("top_k", top_k, 1, optional=True)
-    check_int("seed", seed, 0, optional=True)
-    check_real("top_p", top_p, 0, 1, exclusive_minimum=True, optional=True)
-
-
-def sample_token(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None) -> int:
-    """Draw one token id from logits (V,) with temperature (0 = greedy), top-k and top-p."""
-    logits = logits.astype(np.float64)
-    if temperature == 0:
-        return int(np.argmax(logits))
-    order = np.argsort(-logits, kind="stable")
-    if top_k is not None:
-        order = order[:top_k]
-    probs = np.exp((logits[order] - logits[order[0]]) / temperature)
-    probs /= probs.sum()
-    if top_p is not None:
-        keep = int(np.searchsorted(np.cumsum(probs), top_p) + 1)
-        order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
-    return int(order[rng.choice(len(order), p=probs)])

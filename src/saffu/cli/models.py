@@ -23,6 +23,7 @@ from saffu.cli._options import (
     read_corpus,
     score_lines,
 )
+from saffu.cli.generate import add_generate_command
 from saffu.cli.ngram import add_ngram_eval_options, mixed_scores
 from saffu.model import SaffuModel
 
@@ -103,13 +104,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
     emit(args, scores, lines)
 
 
-def cmd_generate(args: argparse.Namespace) -> None:
-    model = SaffuModel.load(args.model)
-    text = model.generate(args.prompt, max_tokens=args.max_tokens, temperature=args.temperature,
-                          top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    emit(args, {"prompt": args.prompt, "text": text}, [args.prompt + text])
-
-
 def cmd_show(args: argparse.Namespace) -> None:
     """``saffu show DIR``: what a saved model is (loading it verifies every checksum)."""
     from saffu.model import FORMAT_VERSION
@@ -182,23 +176,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_ngram_eval_options(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
 
-    generate = commands.add_parser("generate", help="sample text from a saved model",
-                                   description="Sample a continuation of --prompt.")
-    add_model_argument(generate)
-    generate.add_argument("--prompt", default="", help="text to continue (default: empty)")
-    generate.add_argument("--max-tokens", type=int, default=100,
-                          help="most tokens to generate; stops earlier at <eod> (default: 100)")
-    generate.add_argument("--temperature", type=float, default=1.0,
-                          help="sampling temperature; 0 = greedy (default: 1.0)")
-    generate.add_argument("--top-k", type=int, default=None,
-                          help="sample among the k most likely tokens (default: all)")
-    generate.add_argument("--top-p", type=float, default=None,
-                          help="sample among the most likely tokens of total probability p "
-                               "(default: 1, all)")
-    generate.add_argument("--seed", type=int, default=None,
-                          help="random seed for reproducible samples (default: fresh entropy)")
-    add_output_options(generate)
-    generate.set_defaults(handler=cmd_generate)
+    add_generate_command(commands)
 
     show = commands.add_parser("show", help="describe a saved model (config, parameters, files)",
                                description="Load a saved model (verifying its checksums) and print "

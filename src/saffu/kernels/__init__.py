@@ -5,6 +5,7 @@ backend (``saffu._backend``) with the configured thread count.
 """
 
 from saffu.kernels.cooc import cooc_dense_dense, cooc_dense_onehot, cooc_sparse_onehot, explicit_solve
+from saffu.kernels.generate import saffu_generate
 from saffu.kernels.output import logsumexp_rows
 from saffu.kernels.saffu_pass import (
     saffu_attention_stats,
@@ -22,5 +23,6 @@ __all__ = [
     "saffu_attention_stats",
     "saffu_expert_stats",
     "saffu_forward",
+    "saffu_generate",
     "saffu_hidden_stats",
 ]

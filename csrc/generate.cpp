@@ -1,0 +1,670 @@
+// Sampling continuations of prompts, all streams of a batch in one call (contract:
+// docs/internals.md, "Generation"). Per step and stream: the hidden vectors from the kept window
+// state (HiddenSteps, bit-equal to saffu_forward), the logits h O^T + x_skip S + o in float32,
+// then one token drawn from the tempered, top-k / top-p cut distribution by inverting its CDF
+// (the rule of saffu.model.sample_token) in float64.
+//
+// Determinism: this file is compiled without floating-point contraction (no FMA; and with
+// -fno-trapping-math, which changes no result but lets float selects vectorize), and every
+// logit is summed in the same order (i = 0, 1, ... over the hidden inputs, then the skip inputs,
+// then the bias) whatever the block it is computed in; so a stream's tokens do not depend on the
+// batch it runs in, the thread count or the instruction set.
+#include "saffu/generate.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "saffu/check.hpp"
+#include "saffu/parallel.hpp"
+
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#define SAFFU_ISA_DISPATCH 1
+#define SAFFU_TARGET(isa) __attribute__((target(isa)))
+#define SAFFU_DOUBLE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SAFFU_ISA_DISPATCH 0
+#define SAFFU_TARGET(isa)
+#define SAFFU_DOUBLE_CLONES
+#endif
+
+namespace saffu {
+namespace {
+
+constexpr int kColumnPad = 128;  // the input-major output weights have Vp = V rounded up
+
+// ---- Output products ----
+
+// The output weights input-major (LD, Vp), columns past V zero: a hidden input adds one row.
+std::vector<float> input_major(const float* output_t, int64_t V, int64_t LD, int64_t Vp) {
+  std::vector<float> by_input(LD * Vp, 0.0f);
+  constexpr int64_t kTile = 32;
+  for (int64_t v0 = 0; v0 < V; v0 += kTile)
+    for (int64_t i0 = 0; i0 < LD; i0 += kTile)
+      for (int64_t v = v0; v < std::min(v0 + kTile, V); ++v)
+        for (int64_t i = i0; i < std::min(i0 + kTile, LD); ++i)
+          by_input[i * Vp + v] = output_t[v * LD + i];
+  return by_input;
+}
+
+// out[r, v0 + c] = sum_i H[r, i] OI[i, v0 + c] for R rows and C columns, summed in order of i.
+template <int R, int C>
+inline __attribute__((always_inline)) void product_tile(const float* H, int64_t LD,
+                                                        const float* OI, int64_t Vp, int64_t v0,
+                                                        float* out) {
+  float acc[R][C] = {};
+  for (int64_t i = 0; i < LD; ++i) {
+    const float* o = OI + i * Vp + v0;
+    for (int r = 0; r < R; ++r) {
+      const float h = H[r * LD + i];
+      for (int c = 0; c < C; ++c) acc[r][c] += h * o[c];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) out[r * Vp + v0 + c] = acc[r][c];
+}
+
+// out (rows, Vp) = H (rows, LD) OI (LD, Vp), in tiles of R rows by C columns, and the rows
+// left over (all of them for a single stream) one at a time in tiles of C1 columns, whose
+// independent sums hide the latency of the additions (C and C1 divide kColumnPad, and Vp).
+template <int R, int C, int C1>
+inline __attribute__((always_inline)) void products_in_tiles(const float* H, int64_t rows,
+                                                             int64_t LD, const float* OI,
+                                                             int64_t Vp, float* out) {
+  const int64_t blocked = rows - rows % R;
+  for (int64_t v0 = 0; v0 < Vp; v0 += C)
+    for (int64_t r = 0; r < blocked; r += R)
+      product_tile<R, C>(H + r * LD, LD, OI, Vp, v0, out + r * Vp);
+  for (int64_t r = blocked; r < rows; ++r)
+    for (int64_t v0 = 0; v0 < Vp; v0 += C1) product_tile<1, C1>(H + r * LD, LD, OI, Vp, v0, out + r * Vp);
+}
+
+#if SAFFU_ISA_DISPATCH
+SAFFU_TARGET("avx512f")
+void products_avx512(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
+                     float* out) {
+  products_in_tiles<4, 64, 128>(H, rows, LD, OI, Vp, out);  // 16 zmm accumulators, 8 for one row
+}
+
+SAFFU_TARGET("avx2")
+void products_avx2(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
+                   float* out) {
+  products_in_tiles<4, 16, 64>(H, rows, LD, OI, Vp, out);  // 8 ymm accumulators
+}
+#endif
+
+void products_baseline(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
+                       float* out) {
+  products_in_tiles<4, 8, 32>(H, rows, LD, OI, Vp, out);
+}
+
+// The blocking differs by instruction set; the sums, and so the results, do not.
+void products(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp, float* out) {
+#if SAFFU_ISA_DISPATCH
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx512) return products_avx512(H, rows, LD, OI, Vp, out);
+  if (avx2) return products_avx2(H, rows, LD, OI, Vp, out);
+#endif
+  products_baseline(H, rows, LD, OI, Vp, out);
+}
+
+// ---- Sampling ----
+
+// exp(x) for x <= 0 in float64 to about 1 ulp (a Cody-Waite reduction to |r| <= ln(2) / 2,
+// then the Taylor polynomial of degree 13, without a division), branch-free so that loops over
+// the vocabulary vectorize; 0 below -708 (and for -inf, the banned tokens).
+inline double exp_nonpositive(double x) {
+  constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+  int64_t round_bits;
+  std::memcpy(&round_bits, &kRound, sizeof round_bits);
+  const double t = std::max(x, -708.0);
+  const double shifted = t * 1.4426950408889634 + kRound;  // k = round(t / ln 2) ...
+  int64_t k_bits;
+  std::memcpy(&k_bits, &shifted, sizeof k_bits);  // ... also as the integer k_bits - round_bits
+  const double k = shifted - kRound;
+  const double r = (t - k * 6.93145751953125e-1) - k * 1.42860682030941723212e-6;
+  double p = 1.0 / 6227020800.0;  // 1/13!, then Horner down to 1/0!
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  const int64_t bits = (k_bits - round_bits + 1023) << 52;  // 2^k, without a conversion
+  double scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return x < -708.0 ? 0.0 : p * scale;
+}
+
+// The ordered integer key of a float (its order is the floats' order), and back.
+inline int32_t order_key(float x) {
+  int32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return bits ^ ((bits >> 31) & 0x7fffffff);
+}
+inline float from_order_key(int32_t key) {
+  const int32_t bits = key ^ ((key >> 31) & 0x7fffffff);
+  float x;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+// The largest of logits[v] + ban[v] (ban: 0, or -inf for a banned token), as an integer max
+// over order keys (a float max does not vectorize under IEEE rules).
+SAFFU_DOUBLE_CLONES float largest_logit(const float* logits, const float* ban, int64_t n) {
+  int32_t best = order_key(-std::numeric_limits<float>::infinity());
+  for (int64_t v = 0; v < n; ++v) best = std::max(best, order_key(logits[v] + ban[v]));
+  return from_order_key(best);
+}
+
+// Sum of x[0..n) in 32 lanes (four vectors of eight independent additions).
+inline double lane_sum(const double* x, int64_t n) {
+  constexpr int kLanes = 32;
+  double lane[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int i = 0; i < kLanes; ++i) lane[i] += x[j + i];
+  double total = 0.0;
+  for (int i = 0; i < kLanes; ++i) total += lane[i];
+  for (; j < n; ++j) total += x[j];
+  return total;
+}
+
+// For each token x = (l - top) / temperature with l = logits + ban (NumPy's operations; no
+// division when the temperature is 1, where it changes nothing), its bucket depth -16 x and its
+// mass e = exp(x); returns the sum of the masses.
+template <bool kDivide>
+inline __attribute__((always_inline)) double tempered(const float* __restrict logits,
+                                                      const float* __restrict ban, double top,
+                                                      double temperature, double per_nat,
+                                                      double* __restrict depth,
+                                                      double* __restrict e, int64_t n) {
+  for (int64_t v = 0; v < n; ++v) {
+    const double l = static_cast<double>(logits[v]) + ban[v];
+    const double x = kDivide ? (l - top) / temperature : l - top;
+    depth[v] = -x * per_nat;
+    e[v] = exp_nonpositive(x);
+  }
+  return lane_sum(e, n);
+}
+
+SAFFU_DOUBLE_CLONES double tempered_masses(const float* logits, const float* ban, double top,
+                                           double temperature, double per_nat, double* depth,
+                                           double* e, int64_t n) {
+  return temperature == 1.0 ? tempered<false>(logits, ban, top, temperature, per_nat, depth, e, n)
+                            : tempered<true>(logits, ban, top, temperature, per_nat, depth, e, n);
+}
+
+// NumPy's pairwise summation of a contiguous float64 array (what ndarray.sum computes).
+double pairwise_sum(const double* a, int64_t n) {
+  if (n < 8) {
+    double total = 0.0;
+    for (int64_t i = 0; i < n; ++i) total += a[i];
+    return total;
+  }
+  if (n <= 128) {
+    double r[8];
+    for (int l = 0; l < 8; ++l) r[l] = a[l];
+    int64_t i = 8;
+    for (; i < n - n % 8; i += 8)
+      for (int l = 0; l < 8; ++l) r[l] += a[i + l];
+    double total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) total += a[i];
+    return total;
+  }
+  int64_t half = n / 2;
+  half -= half % 8;
+  return pairwise_sum(a, half) + pairwise_sum(a + half, n - half);
+}
+
+// The sum of e[v], and the count, of the tokens v with depth[v] < level. (Depths are doubles:
+// GCC 12 at -O3 miscompiles this masked sum over int32 buckets with double masses.)
+SAFFU_DOUBLE_CLONES double mass_below(const double* depth, const double* e, int64_t n,
+                                      double level) {
+  constexpr int kLanes = 32;  // four vectors of eight: independent additions
+  double lane[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lane[l] += depth[j + l] < level ? e[j + l] : 0.0;
+  double total = 0.0;
+  for (int l = 0; l < kLanes; ++l) total += lane[l];
+  for (; j < n; ++j) total += depth[j] < level ? e[j] : 0.0;
+  return total;
+}
+
+SAFFU_DOUBLE_CLONES int64_t count_below(const double* depth, int64_t n, double level) {
+  int64_t count = 0;
+  for (int64_t j = 0; j < n; ++j) count += depth[j] < level;
+  return count;
+}
+
+// Draws tokens from logits as saffu.model.sample_token does with rng.choice, given the uniform
+// draw u: tokens sorted by descending logit (ties: lower id first), the first top_k kept,
+// probabilities exp((l - l_max) / temperature) normalized, the shortest prefix of mass >= top_p
+// kept and renormalized, and the token where the cumulative probability first exceeds u.
+//
+// Only a short sorted prefix is needed: the tokens fall in buckets of 1/16 nat of their depth
+// 16 (l_max - l) / temperature (bucket b: depth in [b, b + 1); the last one holds the rest),
+// which follow the sorted order; the bucket where the cumulative
+// mass crosses a threshold is found by searching the mass below a bucket level (one vectorized
+// pass per level), and only its tokens are sorted. The masses are summed in another order than
+// NumPy's (differences of about 1e-16 relative, which decide a draw only when u lies that close
+// to a CDF boundary); with top_k, the sorted top k are summed exactly as NumPy sums them.
+class Sampler {
+ public:
+  Sampler(int64_t V, const Sampling& sampling, const bool* banned)
+      : V_(V), s_(sampling), ban_(V), e_(V), depth_(V) {
+    for (int64_t v = 0; v < V; ++v) ban_[v] = banned[v] ? -std::numeric_limits<float>::infinity() : 0.0f;
+  }
+
+  int32_t sample(const float* logits, double u) {
+    logits_ = logits;
+    const float top = largest_logit(logits, ban_.data(), V_);
+    if (s_.temperature == 0.0) {  // np.argmax: the first largest (0 if every token is banned)
+      int32_t v = 0;
+      while (v < V_ && logits[v] + ban_[v] != top) ++v;
+      return v < V_ ? v : 0;
+    }
+    require(top > -std::numeric_limits<float>::infinity(),
+            "every token is banned: there is nothing to sample");
+    // banned tokens: depth +inf (no bucket but the last one's end), mass 0
+    total_ = tempered_masses(logits, ban_.data(), top, s_.temperature, kPerNat, depth_.data(),
+                             e_.data(), V_);
+    head_ready_ = false;
+    ++draw_;
+    if (s_.top_k > 0 && s_.top_k < V_) return sample_top_k(u);
+    return sample_all(u);
+  }
+
+ private:
+  static constexpr int32_t kBuckets = 1024;  // of 1/16 nat each; the last one holds the rest
+  static constexpr double kPerNat = 16.0;
+  // The head, sorted once per draw: the tokens within 4 nats of the most likely, where most
+  // draws end (the bucket searches are for the rest).
+  static constexpr int32_t kHead = 64;
+  static constexpr int32_t kFine = 4;  // buckets sorted together after a search
+
+  // The depth where bucket `level` begins (every depth lies below the end of the last bucket).
+  static double start_of(int32_t level) {
+    return level < kBuckets ? level : std::numeric_limits<double>::infinity();
+  }
+  // The mass of the buckets below `level` (each level summed once per draw).
+  double mass_below(int32_t level) const {
+    if (mass_draw_[level] != draw_) {
+      mass_[level] = saffu::mass_below(depth_.data(), e_.data(), V_, start_of(level));
+      mass_draw_[level] = draw_;
+    }
+    return mass_[level];
+  }
+
+  // The smallest level in (low, stop] for which enough(level) holds (enough grows with the
+  // level, and fails at `low`), or stop + 1: an exponential, then a binary search.
+  template <typename Enough>
+  static int32_t first_level(int32_t low, int32_t stop, Enough enough) {
+    if (low >= stop) return stop + 1;
+    int32_t step = 1, high = low + 1;
+    while (high < stop && !enough(high)) {
+      low = high;
+      step *= 2;
+      high = std::min(low + step, stop);
+    }
+    if (!enough(high)) return stop + 1;
+    while (high - low > 1) {
+      const int32_t mid = low + (high - low) / 2;
+      (enough(mid) ? high : low) = mid;
+    }
+    return high;
+  }
+
+  // Levels (first, last] with last - first <= kFine such that the mass below `first` does not
+  // exceed (or, with `reach`, reach) threshold and the mass below `last` does, searched in
+  // (low, stop] (the mass below `low` does not); (stop, stop + 1) if there are none. Stopping
+  // the search at kFine buckets spares passes: the few buckets left are sorted together.
+  std::pair<int32_t, int32_t> mass_range(double threshold, int32_t low, int32_t stop,
+                                         bool reach) const {
+    auto enough = [&](int32_t level) {
+      const double mass = mass_below(level);
+      return reach ? mass >= threshold : mass > threshold;
+    };
+    if (low >= stop) return {stop, stop + 1};
+    int32_t step = kFine, high = std::min(low + step, stop);
+    while (high < stop && !enough(high)) {
+      low = high;
+      step *= 2;
+      high = std::min(low + step, stop);
+    }
+    if (!enough(high)) return {stop, stop + 1};
+    while (high - low > kFine) {
+      const int32_t mid = low + (high - low) / 2;
+      (enough(mid) ? high : low) = mid;
+    }
+    return {low, high};
+  }
+
+  // The tokens of buckets [first, last) in sorted order (descending logit, then ascending id).
+  void sorted_tokens(int32_t first, int32_t last, std::vector<int32_t>& tokens) const {
+    const double begin = first, end = start_of(last);
+    tokens.resize(V_);
+    int64_t count = 0;
+    for (int64_t v = 0; v < V_; ++v) {  // branch-free: most tokens are not kept
+      tokens[count] = static_cast<int32_t>(v);
+      count += depth_[v] >= begin && depth_[v] < end;
+    }
+    tokens.resize(count);
+    // the logits' order (double(l) preserves it; banned tokens are in no bucket)
+    std::sort(tokens.begin(), tokens.end(), [&](int32_t a, int32_t c) {
+      return logits_[a] > logits_[c] || (logits_[a] == logits_[c] && a < c);
+    });
+  }
+
+  // The first token in sorted order, among the tokens of buckets below `stop` and then `tail`,
+  // where the cumulative mass exceeds threshold (the last token of positive mass if rounding
+  // leaves it unreached); the buckets below `low` hold less mass than threshold.
+  int32_t locate(double threshold, int32_t low, int32_t stop, const std::vector<int32_t>& tail) {
+    const auto [first, last_level] = mass_range(threshold, low, stop, false);
+    double cumulative = mass_below(std::min(first, stop));
+    int32_t last = -1;
+    auto walk = [&](const std::vector<int32_t>& tokens) {
+      for (int32_t v : tokens) {
+        cumulative += e_[v];
+        if (e_[v] > 0.0) last = v;
+        if (cumulative > threshold) return true;
+      }
+      return false;
+    };
+    if (first < stop) {
+      sorted_tokens(first, last_level, members_);
+      if (walk(members_)) return last;
+    }
+    for (int32_t bucket = last_level; bucket < stop; ++bucket) {  // rounding: bucket by bucket
+      sorted_tokens(bucket, bucket + 1, members_);
+      if (walk(members_)) return last;
+    }
+    if (walk(tail)) return last;
+    if (last < 0) {  // rounding: the threshold is at the total mass; take the last token
+      sorted_tokens(0, stop, members_);
+      for (int32_t v : members_)
+        if (e_[v] > 0.0) last = v;
+      for (int32_t v : tail)
+        if (e_[v] > 0.0) last = v;
+    }
+    return last;
+  }
+
+  // The first token of `tokens` where the cumulative mass exceeds threshold, or -1.
+  int32_t first_above(double threshold, const std::vector<int32_t>& tokens) const {
+    double cumulative = 0.0;
+    for (int32_t v : tokens)
+      if ((cumulative += e_[v]) > threshold) return v;
+    return -1;
+  }
+
+  // The head's tokens sorted (gathered on first use in a draw).
+  const std::vector<int32_t>& head() {
+    if (!head_ready_) sorted_tokens(0, kHead, head_);
+    head_ready_ = true;
+    return head_;
+  }
+
+  // The token where the cumulative mass first exceeds threshold (in sorted order, among every
+  // token, or among those of buckets below `stop` and then `tail`).
+  int32_t draw(double threshold, double head_mass, int32_t stop, const std::vector<int32_t>& tail) {
+    if (head_mass > threshold) {
+      const int32_t token = stop >= kHead ? first_above(threshold, head()) : -1;
+      if (token >= 0) return token;
+      return locate(threshold, 0, stop, tail);  // walk the buckets from the start
+    }
+    return locate(threshold, std::min(kHead, stop), stop, tail);
+  }
+
+  // No top-k: probabilities e / total over every token.
+  int32_t sample_all(double u) {
+    kept_.clear();
+    const double head_mass = mass_below(kHead);
+    if (s_.top_p <= 0.0) return draw(u * total_, head_mass, kBuckets, kept_);
+    // The nucleus: the shortest sorted prefix whose mass reaches top_p * total; then a draw
+    // from it (a prefix of the head, or the buckets below `bucket` and the tail `kept_`).
+    const double target = s_.top_p * total_;
+    double cumulative = 0.0;
+    if (head_mass >= target) {
+      for (int32_t v : head()) {
+        kept_.push_back(v);
+        if ((cumulative += e_[v]) >= target) return draw(u * cumulative, 0.0, 0, kept_);
+      }
+    }
+    const auto [first, last] = mass_range(target, kHead, kBuckets, true);
+    kept_.clear();
+    if (first >= kBuckets) return draw(u * total_, head_mass, kBuckets, kept_);  // keep all
+    cumulative = mass_below(first);
+    sorted_tokens(first, last, members_);
+    for (int32_t v : members_) {
+      kept_.push_back(v);
+      if ((cumulative += e_[v]) >= target) return draw(u * cumulative, head_mass, first, kept_);
+    }
+    for (int32_t bucket = last; bucket < kBuckets; ++bucket) {  // rounding: bucket by bucket
+      sorted_tokens(bucket, bucket + 1, members_);
+      kept_.clear();
+      for (int32_t v : members_) {
+        kept_.push_back(v);
+        if ((cumulative += e_[v]) >= target) return draw(u * cumulative, head_mass, bucket, kept_);
+      }
+    }
+    kept_.clear();
+    return draw(u * total_, head_mass, kBuckets, kept_);
+  }
+
+  // With top-k: the k first tokens sorted, then NumPy's arithmetic on them, step by step.
+  int32_t sample_top_k(double u) {
+    if (count_below(depth_.data(), V_, kHead) >= s_.top_k) {
+      kept_.assign(head().begin(), head().end());
+    } else {
+      const int32_t level = std::min(kBuckets, first_level(kHead, kBuckets, [&](int32_t level) {
+        return count_below(depth_.data(), V_, start_of(level)) >= s_.top_k;
+      }));
+      sorted_tokens(0, level, kept_);
+    }
+    if (static_cast<int64_t>(kept_.size()) > s_.top_k) kept_.resize(s_.top_k);
+    const int64_t k = static_cast<int64_t>(kept_.size());
+    probs_.resize(k);
+    for (int64_t i = 0; i < k; ++i) probs_[i] = e_[kept_[i]];
+    normalize(probs_.data(), k);
+    int64_t keep = k;
+    if (s_.top_p > 0.0) {
+      double cumulative = 0.0;
+      int64_t below = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        cumulative += probs_[i];
+        if (cumulative < s_.top_p) ++below;
+      }
+      keep = std::min(k, below + 1);
+      normalize(probs_.data(), keep);
+    }
+    // rng.choice(keep, p=probs): cdf = cumsum(p) / its last entry; the first entry > u.
+    cdf_.resize(keep);
+    double cumulative = 0.0;
+    for (int64_t i = 0; i < keep; ++i) cdf_[i] = cumulative += probs_[i];
+    const double last = cdf_[keep - 1];
+    int64_t index = 0;
+    while (index < keep - 1 && cdf_[index] / last <= u) ++index;
+    return kept_[index];
+  }
+
+  static void normalize(double* p, int64_t n) {
+    const double total = pairwise_sum(p, n);
+    for (int64_t i = 0; i < n; ++i) p[i] /= total;
+  }
+
+  int64_t V_;
+  Sampling s_;
+  std::vector<float> ban_;
+  const float* logits_ = nullptr;  // of the current draw
+  std::vector<double> e_;
+  std::vector<double> depth_;
+  double total_ = 0.0;
+  bool head_ready_ = false;
+  int64_t draw_ = 0;  // draws so far: mass_[level] is valid when mass_draw_[level] == draw_
+  mutable std::vector<double> mass_ = std::vector<double>(kBuckets + 1);
+  mutable std::vector<int64_t> mass_draw_ = std::vector<int64_t>(kBuckets + 1, -1);
+  std::vector<int32_t> head_, members_, kept_;
+  std::vector<double> probs_, cdf_;
+};
+
+// ---- Streams ----
+
+struct Batch {
+  const Corpus& prompts;
+  const GenerationModel& model;
+  const Sampling& sampling;
+  const double* uniforms;
+  int64_t max_tokens;
+  const std::vector<int64_t>& starts;  // (streams + 1,) document bounds in prompts
+  const std::vector<int32_t>& positions;  // 0, 1, 2, ...
+  const std::vector<float>& by_input;  // (LD, Vp)
+  int64_t Vp;
+  HiddenSteps& steps;
+  int32_t* out;
+  int32_t* lengths;
+};
+
+// The nonzero bits (column, value) of each token's cipher vector, found on first use.
+class NonzeroBits {
+ public:
+  NonzeroBits(const float* E, int64_t V, int64_t bits) : E_(E), bits_(bits), rows_(V), known_(V, 0) {}
+
+  const std::vector<std::pair<int64_t, float>>& of(int32_t token) {
+    if (!known_[token]) {
+      const float* x = E_ + static_cast<int64_t>(token) * bits_;
+      for (int64_t j = 0; j < bits_; ++j)
+        if (x[j] != 0.0f) rows_[token].emplace_back(j, x[j]);
+      known_[token] = 1;
+    }
+    return rows_[token];
+  }
+
+ private:
+  const float* E_;
+  int64_t bits_;
+  std::vector<std::vector<std::pair<int64_t, float>>> rows_;
+  std::vector<char> known_;
+};
+
+// logits[v] = (products[v] + sum over the last lags tokens' nonzero bits x_j of x_j S[j, v]) +
+// o[v], in the order SaffuModel.logits sums them (the skip rows in CSR order: lag 1's bits
+// ascending, then lag 2's, ...).
+void add_skip_and_bias(const GenerationModel& m, NonzeroBits& nonzero, int64_t V, int64_t bits,
+                       const std::vector<int32_t>& tokens, const float* products, float* skip,
+                       float* logits) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (m.lags == 0) {
+    for (int64_t v = 0; v < V; ++v) logits[v] = products[v] + m.bias[v];
+    return;
+  }
+  std::fill(skip, skip + V, 0.0f);
+  for (int64_t k = 1; k <= m.lags && k <= n; ++k) {
+    for (const auto& [j, x] : nonzero.of(tokens[n - k])) {
+      const float* row = m.skip_weight + ((k - 1) * bits + j) * V;
+      for (int64_t v = 0; v < V; ++v) skip[v] += x * row[v];
+    }
+  }
+  for (int64_t v = 0; v < V; ++v) logits[v] = (products[v] + skip[v]) + m.bias[v];
+}
+
+// Runs streams [first, last) to the end, stepping all their active streams together.
+void run_streams(const Batch& batch, int64_t first, int64_t last) {
+  const int64_t V = batch.prompts.V, LD = batch.model.n_layers * batch.model.D;
+  const int64_t count = last - first, T = batch.max_tokens;
+  std::vector<std::vector<int32_t>> tokens(count);
+  std::vector<int64_t> length(count, 0);
+  std::vector<char> done(count, 0);
+  for (int64_t s = 0; s < count; ++s) {
+    const int32_t* ids = batch.prompts.ids;
+    tokens[s].assign(ids + batch.starts[first + s], ids + batch.starts[first + s + 1]);
+    tokens[s].reserve(tokens[s].size() + T + 1);
+  }
+  std::vector<float> H(count * LD), logit_products(count * batch.Vp), skip(V), logits(V);
+  std::vector<int64_t> active;
+  Sampler sampler(V, batch.sampling, batch.model.banned);
+  NonzeroBits nonzero(batch.prompts.E, V, batch.prompts.bits);
+  for (int64_t step = 0; step < T; ++step) {
+    active.clear();
+    for (int64_t s = 0; s < count; ++s)
+      if (!done[s]) active.push_back(s);
+    if (active.empty()) break;
+    for (size_t a = 0; a < active.size(); ++a) {
+      const int64_t s = active[a];
+      batch.steps.next(first + s, tokens[s].data(), batch.positions.data(),
+                       static_cast<int64_t>(tokens[s].size()), H.data() + a * LD);
+    }
+    products(H.data(), static_cast<int64_t>(active.size()), LD, batch.by_input.data(), batch.Vp,
+             logit_products.data());
+    for (size_t a = 0; a < active.size(); ++a) {
+      const int64_t s = active[a], b = first + s;
+      add_skip_and_bias(batch.model, nonzero, V, batch.prompts.bits, tokens[s],
+                        logit_products.data() + a * batch.Vp, skip.data(), logits.data());
+      const int32_t token = sampler.sample(logits.data(), batch.uniforms[b * T + step]);
+      if (token == batch.sampling.stop_token) {
+        done[s] = 1;
+        continue;
+      }
+      tokens[s].push_back(token);
+      batch.out[b * T + length[s]++] = token;
+    }
+  }
+  for (int64_t s = 0; s < count; ++s) {
+    const int64_t b = first + s;
+    std::fill(batch.out + b * T + length[s], batch.out + (b + 1) * T, -1);
+    batch.lengths[b] = static_cast<int32_t>(length[s]);
+  }
+}
+
+}  // namespace
+
+void saffu_generate(const Corpus& prompts, const GenerationModel& model, const Sampling& sampling,
+                    const double* uniforms, int64_t streams, int64_t max_tokens, int32_t* out,
+                    int32_t* lengths, int n_threads) {
+  require(model.n_layers >= 1 && model.D >= 1, "need at least one context model and D >= 1");
+  require(model.lags >= 0, "lags must be >= 0");
+  require(prompts.n >= 1 && prompts.pos[0] == 0, "the prompts must begin with a document start");
+  require(max_tokens >= 0, "max_tokens must be >= 0");
+  require(std::isfinite(sampling.temperature) && sampling.temperature >= 0.0,
+          "temperature must be finite and >= 0");
+  require(sampling.top_k >= 0, "top_k must be >= 0 (0: every token)");
+  require(sampling.top_p >= 0.0 && sampling.top_p <= 1.0, "top_p must lie in [0, 1] (0: no cut)");
+  require(sampling.stop_token >= 0 && sampling.stop_token < prompts.V,
+          "stop_token must be a token id in [0, V)");
+  check_corpus_range(prompts, 0, prompts.n);
+  std::vector<int64_t> starts;
+  for (int64_t t = 0; t < prompts.n; ++t)
+    if (prompts.pos[t] == 0) starts.push_back(t);
+  require(static_cast<int64_t>(starts.size()) == streams,
+          "uniforms, out and lengths must have one row per document of the prompts (" +
+              std::to_string(starts.size()) + ")");
+  starts.push_back(prompts.n);
+  int64_t longest = 0;
+  for (int64_t s = 0; s < streams; ++s) longest = std::max(longest, starts[s + 1] - starts[s]);
+  std::vector<int32_t> positions(longest + max_tokens + 1);
+  for (size_t j = 0; j < positions.size(); ++j) positions[j] = static_cast<int32_t>(j);
+
+  const int64_t V = prompts.V, LD = model.n_layers * model.D;
+  const int64_t Vp = (V + kColumnPad - 1) / kColumnPad * kColumnPad;
+  const std::vector<float> by_input = input_major(model.output_t, V, LD, Vp);
+  HiddenSteps steps(prompts.E, V, prompts.bits, model.layers, model.n_layers, model.aggregation,
+                    model.D, streams);
+  const Batch batch{prompts, model, sampling, uniforms, max_tokens, starts, positions,
+                    by_input, Vp, steps, out, lengths};
+  parallel_ranges(streams, effective_threads(n_threads, streams),
+                  [&](int, int64_t first, int64_t last) { run_streams(batch, first, last); });
+}
+
+}  // namespace saffu
