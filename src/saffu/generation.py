@@ -1,4 +1,4 @@
-"""Sampling text from a fitted SAFFU model (what :meth:`SaffuModel.generate` runs).
+"""Sampling text from a fitted SAFFU model (what :meth:`saffu.model.SaffuModel.generate` runs).
 
 - :func:`generate`: one prompt or a batch; every stream of a batch runs in one call of the
   compiled kernel :func:`saffu.kernels.saffu_generate`, which keeps each stream's window state

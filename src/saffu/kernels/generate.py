@@ -64,8 +64,10 @@ def saffu_generate(
     being ``uniforms[stream, step]``. A stream stops at ``stop_token`` (not written).
 
     Args:
-        ids, pos: (n,) int32 prompts in the corpus format of ``saffu_forward`` (n >= 1).
-        kinds, sizes: (L,) int32 kind code and window length K of each context model.
+        ids: (n,) int32 prompt token ids in the corpus format of ``saffu_forward`` (n >= 1).
+        pos: (n,) int32 position of each prompt token inside its stream.
+        kinds: (L,) int32 kind code of each context model.
+        sizes: (L,) int32 window length K of each context model.
         E: (V, bits) float32 cipher vectors.
         W: (Σ K²,) float32, every context model's attention (K, K), flattened and concatenated.
         aggregation: 0 sum or 1 cat.
