@@ -252,12 +252,13 @@ def run_explicit(config: SaffuConfig, tokenizer: Any, train_corpus: TokenizedCor
 
 
 def run_backprop(module: Any, train_corpus: TokenizedCorpus, evaluator: Evaluator, seconds: float,
-                 lr: float, offset: dict[str, float], args: argparse.Namespace) -> dict[str, Any]:
+                 lr: float, offset: dict[str, float], args: argparse.Namespace,
+                 lr_scales: dict[str, float] | None = None) -> dict[str, Any]:
     """Train a SAFFU module for ``seconds``; points are shifted by ``offset`` (the warm start's fit)."""
     def add_test(record: dict[str, Any], trained: Any) -> None:
         record["test_perplexity"] = evaluator.saffu(trained, "test", "curve")["perplexity"]
 
-    history = train(module, train_corpus, evaluator.curve["dev"]["corpus"], lr=lr,
+    history = train(module, train_corpus, evaluator.curve["dev"]["corpus"], lr=lr, lr_scales=lr_scales,
                     batch_targets=args.batch_targets, epochs=None, max_seconds=seconds,
                     warmup_steps=args.warmup_steps, eval_every=args.eval_every, eval_growth=2.0,
                     seed=args.seed, n_jobs=args.threads, verbose=0, on_eval=add_test, clock=args.clock)
@@ -376,7 +377,8 @@ def run_size(size: int, budgets: list[float], data: dict[str, Any], evaluator: E
                                         args.lr_cold, {"seconds": 0.0, "tokens_seen": 0}, args)
         if "warm" in args.methods:
             runs["warm"] = run_backprop(to_torch(model), train_corpus, evaluator,
-                                        max(seconds - fit["seconds"], 1.0), args.lr_warm, fit, args)
+                                        max(seconds - fit["seconds"], 1.0), args.lr_warm, fit, args,
+                                        args.warm_lr_scales)
         if "transformer" in args.methods:
             with torch_runtime(args.seed, args.threads):
                 transformer = matched_transformer(tokenizer.vocab_size, explicit["parameters"], args)
@@ -545,6 +547,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--lr-cold", type=float, default=0.1)
     parser.add_argument("--lr-warm", type=float, default=0.1)
+    parser.add_argument("--warm-lr-scales", type=json.loads, default=None,
+                        help='learning-rate multipliers of the warm runs, a JSON object such as '
+                             '\'{"output": 0.03, "skip": 0.03, "bias": 0.03}\' (default: '
+                             'saffu.torch.WARM_LR_SCALES)')
     parser.add_argument("--lr-transformer", type=float, default=1e-2)
     parser.add_argument("--batch-targets", type=int, default=512, help="targets per step (every method)")
     parser.add_argument("--warmup-steps", type=int, default=20)
