@@ -56,8 +56,10 @@ def warm_vs_cold_samples(path: Path) -> None:
     """The samples a ``bench/warm_vs_cold.py`` run recorded, rendered by that script."""
     results = json.loads(path.read_text())
     print("## Explicit, warm, cold and transformer models at equal budgets\n")
-    print(f"From `{results['command']}` (the models of bench/RESULTS.md \"Warm vs cold backprop\"; "
-          "training prefixes of the train split, CPU-second budgets).")
+    commands = [run["command"] for run in results.get("merged", [results])]
+    print("From " + ", ".join(f"`{command}`" for command in commands) + " (the models of "
+          "bench/RESULTS.md \"Warm vs cold backprop\"; training prefixes of the train split, "
+          "CPU-second budgets).")
     print(WVC.samples(results))
 
 

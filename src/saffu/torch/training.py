@@ -41,13 +41,13 @@ STOP_REASONS = ("epochs", "max_tokens", "max_seconds", "patience")
 PARAMETER_GROUPS = ("attention", "hidden", "output", "skip", "bias", "cipher")
 """The parameter groups of a :class:`~saffu.torch.SaffuModule` (W, U, O, the skip weights, o,
 cipher vectors)."""
-WARM_LR_SCALES = {"attention": 3.0, "hidden": 3.0, "output": 0.03, "skip": 0.03, "bias": 0.03}
+WARM_LR_SCALES = {"output": 0.03, "skip": 0.03, "bias": 0.03}
 """Learning-rate multipliers of a warm start (unnamed groups: 1). The explicit O, skip weights
 and o are log-probabilities whose rare-token rows get tiny, one-signed gradients; Adam scales
 each coordinate to a step of about ``lr``, so at ``lr`` = 0.1 the first steps lower every rare
-token's log-probability by about a nat and dev perplexity rises: they train at 0.03·lr. The
-attention and hidden layers, which do not have that problem, learn faster at 3·lr
-(bench/warm_start.py; bench/RESULTS.md "Why warm runs first got worse")."""
+token's log-probability by about a nat and dev perplexity rises: they train at 0.03·lr
+(bench/warm_start.py; bench/RESULTS.md "Why warm runs first got worse"; W and U at 3·lr helped
+after 248 steps but hurt at a 600 s budget, and were not kept)."""
 CLOCKS = dict(zip(CLOCK_NAMES, (time.perf_counter, time.process_time), strict=True))
 """The clocks a budget in seconds may count (``TrainConfig.clock``): wall-clock, or CPU seconds."""
 
