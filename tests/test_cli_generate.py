@@ -11,9 +11,8 @@ from conftest import tiny_documents
 from saffu.cli import generate as generate_cli
 from saffu.cli import main
 from saffu.model import SaffuModel
+from test_cli import SMALL
 
-SMALL = ["--tokenizer", "char", "--bits", "none", "--hidden", "none", "--radial", "3", "--block", "4",
-         "--verbose", "0"]
 SETTINGS = ["--max-tokens", "40", "--seed", "3", "--top-k", "6"]
 PROMPTS = ["the king", "", "o what a night", "a"]
 
