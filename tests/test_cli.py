@@ -16,11 +16,22 @@ SMALL = ["--tokenizer", "char", "--bits", "none", "--hidden", "none", "--radial"
          "--verbose", "0"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
+def write_tiny_corpus(root):
+    """``tiny_documents(8)`` as ``root/doc0.txt`` ... ``doc7.txt``; returns ``root``."""
     for i, text in enumerate(tiny_documents(8)):
         (root / f"doc{i}.txt").write_text(text + "\n")
+    return root
+
+
+def fit_small(corpus, out):
+    """``saffu fit`` of the tiny corpus in ``corpus`` with the SMALL options, to ``out``."""
+    assert main(["fit", str(corpus / "doc*.txt"), "--out", str(out), *SMALL]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = write_tiny_corpus(tmp_path_factory.mktemp("corpus"))
     held = root / "held"
     held.mkdir()
     (held / "a.txt").write_text(" ".join(tiny_documents(3, seed=4)) + "\n")
@@ -29,9 +40,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_dir(corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "m"
-    assert main(["fit", str(corpus / "doc*.txt"), "--out", str(out), *SMALL]) == 0
-    return out
+    return fit_small(corpus, tmp_path_factory.mktemp("models") / "m")
 
 
 def run_json(capsys, argv):

@@ -7,11 +7,10 @@ import re
 
 import pytest
 
-from conftest import tiny_documents
 from saffu.cli import generate as generate_cli
 from saffu.cli import main
 from saffu.model import SaffuModel
-from test_cli import SMALL
+from test_cli import fit_small, write_tiny_corpus
 
 SETTINGS = ["--max-tokens", "40", "--seed", "3", "--top-k", "6"]
 PROMPTS = ["the king", "", "o what a night", "a"]
@@ -19,12 +18,8 @@ PROMPTS = ["the king", "", "o what a night", "a"]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("generate")
-    for i, text in enumerate(tiny_documents(8)):
-        (root / f"doc{i}.txt").write_text(text + "\n")
-    out = root / "model"
-    assert main(["fit", str(root / "doc*.txt"), "--out", str(out), *SMALL]) == 0
-    return out
+    root = write_tiny_corpus(tmp_path_factory.mktemp("generate"))
+    return fit_small(root, root / "model")
 
 
 @pytest.fixture(scope="module")

@@ -118,14 +118,11 @@ class SaffuConfig:
         radial, block, document, then ``extra_contexts`` in their order, less any extra that
         equals one already on (``radial=1`` with the default ``extra_contexts="radial1"`` is one
         radial1 model, not two identical ones)."""
-        primary = self._primary_specs()
-        return (*primary, *(spec for spec in self._extra_specs() if spec not in primary))
+        return (*self._primary_specs(), *self._added_specs())
 
     def without_repeated_contexts(self) -> SaffuConfig:
         """The same model with ``extra_contexts`` less the extras equal to a model already on."""
-        primary = self._primary_specs()
-        return self.replace(extra_contexts=",".join(
-            spec.name for spec in self._extra_specs() if spec not in primary))
+        return self.replace(extra_contexts=",".join(spec.name for spec in self._added_specs()))
 
     def _primary_specs(self) -> tuple[ContextSpec, ...]:
         specs = []
@@ -137,14 +134,20 @@ class SaffuConfig:
             specs.append(ContextSpec("document", 1))
         return tuple(specs)
 
-    def _extra_specs(self) -> list[ContextSpec]:
-        return [ContextSpec.parse(name) for name in self.extra_contexts.split(",") if name]
+    def _added_specs(self) -> list[ContextSpec]:
+        """The ``extra_contexts`` models that are not already among the primary ones."""
+        primary = self._primary_specs()
+        return [spec for spec in map(ContextSpec.parse, self._extra_names()) if spec not in primary]
+
+    def _extra_names(self) -> list[str]:
+        """The names in ``extra_contexts`` (already spelled as :attr:`ContextSpec.name`)."""
+        return [name for name in self.extra_contexts.split(",") if name]
 
     def _check_context_specs(self) -> None:
         if not self.context_specs:
             raise InvalidParameterError(
                 "at least one context model (radial, block, document or extra_contexts) must be on")
-        names = [spec.name for spec in self._extra_specs()]
+        names = self._extra_names()
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise InvalidParameterError(f"extra_contexts names {', '.join(repeated)} twice")

@@ -78,8 +78,7 @@ def _generate_one(model: SaffuModel, prompt: str, settings: dict, *, as_json: bo
 def _finish_one(stream: TextStream, prompt: str, *, as_json: bool, interrupted: bool) -> None:
     rest = stream.finish()
     if as_json:
-        result = {"prompt": prompt, "text": stream.printed}
-        print(json.dumps({**result, "interrupted": True} if interrupted else result), flush=True)
+        print(_json_line(prompt, stream, interrupted), flush=True)
     else:
         _write(rest + "\n")
 
@@ -99,13 +98,18 @@ def _generate_many(model: SaffuModel, prompts: list[str], settings: dict, *, as_
     for prompt, stream in zip(prompts, streams, strict=True):
         stream.finish()
         if as_json:
-            line = {"prompt": prompt, "text": stream.printed}
-            print(json.dumps({**line, "interrupted": True} if interrupted else line))
+            print(_json_line(prompt, stream, interrupted))
         else:
             print(one_line(stream.printed))
     sys.stdout.flush()
     if interrupted:
         raise KeyboardInterrupt
+
+
+def _json_line(prompt: str, stream: TextStream, interrupted: bool) -> str:
+    """The ``--json`` line of one finished stream (``"interrupted": true`` after Ctrl-C)."""
+    line = {"prompt": prompt, "text": stream.printed}
+    return json.dumps({**line, "interrupted": True} if interrupted else line)
 
 
 def _write(text: str) -> None:
