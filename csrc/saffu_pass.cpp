@@ -104,6 +104,19 @@ class SparseRows {
     return total;
   }
 
+  // Σ_i X[a, i] X[b, i], as dot(a, X[b]) sums it: adding the products in order of i where both entries are nonzero
+  // (the others add zeros, which change no sum): the columns of a row are ascending.
+  float dot_rows(int64_t a, int64_t b) const {
+    float total = 0.0f;
+    int64_t q = first_[b];
+    const int64_t q_end = first_[b + 1];
+    for (int64_t p = first_[a]; p < first_[a + 1] && q < q_end; ++p) {
+      while (q < q_end && column_[q] < column_[p]) ++q;
+      if (q < q_end && column_[q] == column_[p]) total += value_[p] * value_[q];
+    }
+    return total;
+  }
+
  private:
   std::vector<int64_t> first_, column_;
   std::vector<float> value_;
@@ -138,12 +151,12 @@ struct Window {
 };
 
 // s_k = X_k · X_pivot on the valid slots, 0 elsewhere.
-// The dot products read the nonzero bits of X_k only (`vectors` holds those of E).
+// The dot products read the nonzero bits of both vectors only (`vectors` holds those of E).
 void comparisons(const Corpus& c, const SparseRows& vectors, const ContextModel& m, const Window& w,
                  float* s) {
-  const float* pivot = c.vector_at(w.t - 1);
+  const int64_t pivot = c.ids[w.t - 1];
   std::fill(s, s + m.K, 0.0f);
-  for (int k = w.begin; k < w.end; ++k) s[k] = vectors.dot(c.ids[w.index(k)], pivot);
+  for (int k = w.begin; k < w.end; ++k) s[k] = vectors.dot_rows(c.ids[w.index(k)], pivot);
 }
 
 // Calls fn(window) for every target in [begin, end) (attention context models only).

@@ -222,6 +222,32 @@ def test_pass_statistics_merge_and_round_trip(tmp_path, model):
     np.testing.assert_array_equal(loaded.stats["output"].FT, whole.stats["output"].FT)
 
 
+@pytest.mark.parametrize("extra", ["radial1", "block1"])
+def test_a_last_token_context_model_has_one_hidden_vector_per_token(extra):
+    """Its table equals the kernel's hidden vectors bit for bit, where the model looks rows up
+    (more targets than token ids) or not, and its output statistics equal the per-target sum."""
+    from saffu.fit import accumulate_output
+
+    model = fitted(radial=2, block=0, document=False, extra_contexts=extra, skip=1)
+    layer = model.layers[1]
+    assert layer.spec.reads_last_token_only and not model.layers[0].spec.reads_last_token_only
+    ids, pos = next(iter(model.encode(tiny_documents()).chunks()))
+    vectors, aggregation = model.cipher.vectors, model.config.aggregation
+    assert np.count_nonzero(pos) > model.vocab_size  # the table path
+    looked_up = layer.hidden(ids, pos, 0, len(ids), vectors, aggregation)
+    computed = np.empty_like(looked_up)
+    kernels.saffu_forward(ids, pos, layer.spec.kind_code, 1, vectors, layer.attention,
+                          Aggregation.parse(aggregation).code, layer.hidden_t, 0, len(ids), computed)
+    np.testing.assert_array_equal(looked_up, computed)
+    stats = accumulate_output(model, ids, pos).stats["output"]
+    D = layer.hidden_t.shape[0]
+    expected = np.zeros((model.vocab_size, D))
+    np.add.at(expected, ids[pos > 0], computed.astype(np.float64))
+    np.testing.assert_allclose(stats.FT[:, D:2 * D], expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="reads more than the previous token"):
+        model.layers[0].hidden_by_last_token(vectors, aggregation)
+
+
 def test_partial_fit_adds_data():
     docs = tiny_documents(20, seed=2)
     model = SaffuModel(SaffuConfig(**SMALL)).fit(docs[:10], verbose=0)

@@ -254,20 +254,29 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
     """Σ h_t ⊗ onehot(y_t) with W and U fixed, in bounded batches of targets.
 
     Each context model's block of columns is accumulated on its own (no concatenated copy of
-    the hidden states); the blocks are joined once per chunk.
+    the hidden states); the blocks are joined once per chunk. A context model that reads the
+    previous token only (radial1) has one hidden vector per token id, so its block is the
+    bigram counts times that table (:func:`_last_token_block`), with no per-target work.
     """
+    vectors, aggregation = model.cipher.vectors, model.config.aggregation
     blocks = [np.zeros((model.vocab_size, layer.hidden_t.shape[0])) for layer in model.layers]
-    skip = SkipInputs(model.cipher.vectors, model.config.skip)
+    per_target = [(layer, block) for layer, block in zip(model.layers, blocks, strict=True)
+                  if not layer.spec.reads_last_token_only]
+    skip = SkipInputs(vectors, model.config.skip)
     if skip.lags:
         blocks.append(np.zeros((model.vocab_size, skip.width)))
-    input_mass = 0.0
-    widest = max(layer.hidden_t.shape[0] for layer in model.layers)
-    for start, stop in target_batches(pos, max(1024, OUTPUT_BATCH_FLOATS // widest)):
+    input_mass = sum(_last_token_block(layer, block, ids, pos, vectors, aggregation)
+                     for layer, block in zip(model.layers, blocks, strict=False)
+                     if layer.spec.reads_last_token_only)
+    batch = max(1024, OUTPUT_BATCH_FLOATS // max(layer.hidden_t.shape[0] for layer in model.layers))
+    batches = target_batches(pos, batch) if per_target or skip.lags else ()
+    rows = [np.empty((batch, layer.hidden_t.shape[0]), dtype=np.float32) for layer, _ in per_target]
+    for start, stop in batches:
         targets = ids[start:stop][pos[start:stop] > 0].astype(np.int64)
-        for layer, block in zip(model.layers, blocks, strict=False):
-            hidden = layer.hidden(ids, pos, start, stop, model.cipher.vectors, model.config.aggregation)
+        for (layer, block), out in zip(per_target, rows, strict=True):
+            hidden = layer.hidden(ids, pos, start, stop, vectors, aggregation, out=out)
             kernels.cooc_dense_onehot(block, hidden, targets)
-            input_mass += float(hidden.sum(dtype=np.float64))
+            input_mass += float(hidden.sum(axis=1).sum(dtype=np.float64))
         if skip.lags:
             x = skip.matrix(previous_tokens(ids, pos, start, stop, skip.lags))
             kernels.cooc_sparse_onehot(blocks[-1], x.indptr.astype(np.int64), x.indices.astype(np.int64),
@@ -279,6 +288,20 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
         np.bincount(targets, minlength=model.vocab_size).astype(np.float64), float(len(targets)),
         input_mass, check=skip.lags > 0 and _signed_cipher(model))  # softmax outputs: non-negative
     return PassStatistics("output", {"output": stats})
+
+
+def _last_token_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, pos: np.ndarray,
+                      vectors: np.ndarray, aggregation: str) -> float:
+    """Add Σ_t h(x_{t−1}) ⊗ onehot(y_t) = Cᵀ H to ``block`` (V, D) for a context model that
+    reads the previous token only: H (V, D) its hidden vector per token id, C (V, V) the
+    bigram counts of the chunk (count × h is exact in float64). Returns the input mass Σ_t ‖h_t‖₁."""
+    table = layer.hidden_by_last_token(vectors, aggregation).astype(np.float64)
+    where = np.flatnonzero(pos > 0)
+    previous, targets = ids[where - 1], ids[where]
+    vocab = block.shape[0]
+    counts = sp.csr_matrix((np.ones(len(where)), (targets, previous)), shape=(vocab, len(table)))
+    block += counts @ table
+    return float(np.bincount(previous, minlength=len(table)) @ table.sum(axis=1))
 
 
 def solve_output(model: SaffuModel, stats: PassStatistics) -> None:

@@ -53,6 +53,12 @@ class ContextSpec:
         """Whether the context model has an attention layer (the document model has none)."""
         return self.kind.attends
 
+    @property
+    def reads_last_token_only(self) -> bool:
+        """Whether every window is the previous token alone (``radial1``, ``block1``): then the
+        hidden vector of a target is a function of the previous token's id."""
+        return self.attends and self.size == 1
+
     def input_dim(self, bits: int, aggregation: str) -> int:
         """Width Z of the aggregated vector z fed to the hidden layer."""
         if Aggregation.parse(aggregation) is Aggregation.CAT and self.attends:
@@ -92,21 +98,41 @@ class ContextLayer:
     hidden_t: np.ndarray
 
     def hidden(self, ids: np.ndarray, pos: np.ndarray, start: int, stop: int, vectors: np.ndarray,
-               aggregation: str) -> np.ndarray:
+               aggregation: str, out: np.ndarray | None = None) -> np.ndarray:
         """h = softmax(z Uᵀ) (m, D) float32 for the m targets (``pos > 0``) in ``[start, stop)``.
 
         Args:
             ids, pos: (n,) int32 token ids and in-document positions of whole documents.
             vectors: (V, bits) float32 cipher vectors.
             aggregation: "sum" or "cat".
+            out: (≥ m, D) float32 to write into (its first m rows are returned); default new.
 
         One fused kernel call builds each window, attends, aggregates and applies U to the
         nonzero entries of z only (cipher vectors are sparse, so this beats a dense product).
+        With more targets than token ids, a context model that reads the previous token only
+        looks its rows up in :meth:`hidden_by_last_token` instead (the same bits).
         """
-        h = np.empty((int(np.count_nonzero(pos[start:stop])), self.hidden_t.shape[0]), dtype=np.float32)
+        targets = int(np.count_nonzero(pos[start:stop]))
+        h = np.empty((targets, self.hidden_t.shape[0]), dtype=np.float32) if out is None else out[:targets]
+        if self.spec.reads_last_token_only and targets > vectors.shape[0]:
+            previous = ids[np.flatnonzero(pos[start:stop]) + start - 1]
+            return np.take(self.hidden_by_last_token(vectors, aggregation), previous, axis=0, out=h)
         kernels.saffu_forward(ids, pos, self.spec.kind_code, self.spec.size, vectors, self.attention,
                               Aggregation.parse(aggregation).code, self.hidden_t, start, stop, h)
         return h
+
+    def hidden_by_last_token(self, vectors: np.ndarray, aggregation: str) -> np.ndarray:
+        """(V, D) float32: row v is :meth:`hidden` of a target whose previous token is v, for a
+        context model that :attr:`~ContextSpec.reads_last_token_only` (bit for bit: each row is
+        computed as a target of a two-token document ``[v, ·]``)."""
+        if not self.spec.reads_last_token_only:
+            raise InvalidParameterError(f"the {self.spec.name} context model reads more than the "
+                                        "previous token")
+        vocab = vectors.shape[0]
+        ids = np.zeros((vocab, 2), dtype=np.int32)
+        ids[:, 0] = np.arange(vocab)
+        pos = np.tile(np.array([0, 1], dtype=np.int32), vocab)
+        return self.hidden(ids.ravel(), pos, 0, 2 * vocab, vectors, aggregation)
 
 
 def target_batches(pos: np.ndarray, batch: int) -> Iterable[tuple[int, int]]:
