@@ -60,30 +60,14 @@ inline float exp_nonpositive(float x) {
   return p * scale;
 }
 
-// The ordered integer key of a float (integers compare as the floats do, -0 below +0; no
-// NaN), and back: an integer max vectorizes where a float max does not under IEEE rules.
-inline int32_t order_key(float x) {
-  int32_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  return bits ^ ((bits >> 31) & 0x7fffffff);
-}
-inline float from_order_key(int32_t key) {
-  const int32_t bits = key ^ ((key >> 31) & 0x7fffffff);
-  float x;
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
-}
-
-// The largest of x[0..n), n >= 1 (of equal zeros, +0).
 inline float maximum(const float* x, int64_t n) {
-  int32_t lane[8];
-  for (int l = 0; l < 8; ++l) lane[l] = order_key(x[0]);
+  float lane[8] = {x[0], x[0], x[0], x[0], x[0], x[0], x[0], x[0]};
   int64_t j = 0;
   for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l) lane[l] = std::max(lane[l], order_key(x[j + l]));
-  int32_t top = *std::max_element(lane, lane + 8);
-  for (; j < n; ++j) top = std::max(top, order_key(x[j]));
-  return from_order_key(top);
+    for (int l = 0; l < 8; ++l) lane[l] = std::max(lane[l], x[j + l]);
+  float top = *std::max_element(lane, lane + 8);
+  for (; j < n; ++j) top = std::max(top, x[j]);
+  return top;
 }
 
 }  // namespace saffu
