@@ -43,11 +43,11 @@ def test_auto_output_tau_is_never_worse_on_the_slice_than_the_default():
     # direct solve at each temperature.
     rest, held_out = temperature.split_held_out(model.encode(docs))
     stats = fit.accumulate_chunks(fit.STAGES[-1], model, rest.chunks()).stats["output"]
-    products, targets = temperature.held_out_inputs(model, temperature.scored_targets(held_out))
+    inputs = temperature.held_out_inputs(model, temperature.scored_targets(held_out))
     default = temperature.default_output_tau(model)
     mass = len(model.layers) + model.config.skip  # one unit per hidden vector and skip input
     assert default == temperature.DEFAULT_OUTPUT_TAU / mass
-    nll = {tau: temperature._fixed_nll(stats, products, targets, model.config.alpha, tau)
+    nll = {tau: temperature._fixed_nll(stats, inputs, model.config.alpha, tau)
            for tau in (chosen, default)}
     assert nll[chosen] <= nll[default] + 1e-9
     recorded = dict(map(tuple, model.fit_info["temperatures"]["output_tau_search"]))

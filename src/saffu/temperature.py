@@ -37,7 +37,7 @@ import numpy as np
 from saffu import kernels
 from saffu.corpus import CHUNK_TOKENS, TokenizedCorpus
 from saffu.explicit import ExplicitStats
-from saffu.layers import split_output
+from saffu.layers import split_output, unique_rows
 
 if TYPE_CHECKING:
     from saffu.fit import PassStatistics, Stage
@@ -154,53 +154,70 @@ def golden_section_log(f: Callable[[float], float], lo: float, hi: float, n_eval
 # --- output_tau ----------------------------------------------------------------------------------
 
 
-Products = Callable[[np.ndarray], np.ndarray]
-"""``products(weight_t) -> (m, V)``: the scored targets' output inputs times ``weight_tᵀ``
-(``weight_t`` (V, inputs) as the output solve returns it)."""
+@dataclass(frozen=True)
+class HeldOut:
+    """The scored targets of a held-out slice, as the output layer sees them.
+
+    Attributes:
+        products: ``products(weight_t) -> (u, V)``: the distinct output-layer inputs of the
+            targets (hidden states and previous tokens) times ``weight_tᵀ`` (``weight_t``
+            (V, inputs) as the output solve returns it). Targets with equal inputs share a row,
+            so each candidate temperature costs a log-sum-exp over the distinct rows only.
+        rows: (m,) the row of each target.
+        targets: (m,) the target token ids.
+    """
+
+    products: Callable[[np.ndarray], np.ndarray]
+    rows: np.ndarray
+    targets: np.ndarray
+
+    def scores(self, weight_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(products (u, V) float32, the targets' own entries (m,) float64)``."""
+        products = np.ascontiguousarray(self.products(weight_t), dtype=np.float32)
+        return products, products[self.rows, self.targets].astype(np.float64)
 
 
-def choose_output_tau(stats: ExplicitStats, products: Products, targets: np.ndarray, alpha: float,
+def choose_output_tau(stats: ExplicitStats, held_out: HeldOut, alpha: float,
                       default: float = DEFAULT_OUTPUT_TAU) -> SearchResult:
-    """The output temperature minimizing the mean NLL of ``targets`` given their inputs.
+    """The output temperature minimizing the mean NLL of the held-out targets.
 
     Args:
         stats: the output layer's statistics (not including the scored examples).
-        products: the scored targets' output-layer inputs times a weight matrix (see
-            :func:`held_out_inputs`).
-        targets: (m,) their token ids.
+        held_out: the scored targets and their inputs (see :func:`held_out_inputs`).
         alpha: the output solve's smoothing.
         default: evaluated too; the result is never worse on these targets.
     """
     unit = stats.solve(alpha=alpha, tau=1.0, form="bias")  # weight_t(τ) = τ · unit.weight_t
-    scores = np.ascontiguousarray(products(unit.weight_t), dtype=np.float32)  # (m, V)
-    rows = np.arange(len(targets))
-    target_scores = scores[rows, targets].astype(np.float64)
-    target_bias = unit.bias[targets].astype(np.float64)
-
+    scores, target_scores = held_out.scores(unit.weight_t)  # (u, V), (m,)
+    target_bias = unit.bias[held_out.targets].astype(np.float64)
     scaled = np.empty_like(scores)
 
     def mean_nll(tau: float) -> float:
         log_normalizer = kernels.logsumexp_rows(np.multiply(scores, np.float32(tau), out=scaled),
                                                 unit.bias)
-        return float(np.mean(log_normalizer - (tau * target_scores + target_bias)))
+        return float(np.mean(log_normalizer[held_out.rows] - (tau * target_scores + target_bias)))
 
     return golden_section_log(mean_nll, *OUTPUT_TAU_RANGE, OUTPUT_TAU_EVALUATIONS, default)
 
 
-def held_out_inputs(model: SaffuModel, held_out: TokenizedCorpus) -> tuple[Products, np.ndarray]:
-    """The output-layer inputs of every target of ``held_out`` (hidden states and, with
-    ``skip``, the previous tokens), as a :data:`Products` function, and the target ids (m,)."""
+def held_out_inputs(model: SaffuModel, held_out: TokenizedCorpus) -> HeldOut:
+    """The targets of ``held_out`` and their output-layer inputs (hidden states and, with
+    ``skip``, the previous tokens), equal inputs once (see :class:`HeldOut`)."""
     states, previous, targets = [], [], []
     for ids, pos in held_out.chunks():
         states.append(model.hidden_states(ids, pos))
         previous.append(model.previous_tokens(ids, pos))
         targets.append(ids[pos > 0].astype(np.int64))
     hidden, tokens = np.concatenate(states), np.concatenate(previous)
+    # a row is a hidden state and its previous tokens (ids < 2^24 are exact in float32)
+    inputs, rows = unique_rows(np.hstack([hidden, tokens.astype(np.float32)]))
+    width = hidden.shape[1]
+    hidden, tokens = np.ascontiguousarray(inputs[:, :width]), inputs[:, width:].astype(np.int32)
 
     def products(weight_t: np.ndarray) -> np.ndarray:
         return model.output_products(hidden, tokens, split_output(model, weight_t))
 
-    return products, np.concatenate(targets)
+    return HeldOut(products, rows, np.concatenate(targets))
 
 
 def default_output_tau(model: SaffuModel) -> float:
@@ -230,8 +247,8 @@ def output_pass_choosing_tau(
         return stats, SearchResult(default, math.nan, ())
     rest, held_out = parts
     stats = run_pass(rest)
-    products, targets = held_out_inputs(model, scored_targets(held_out))
-    result = choose_output_tau(stats.stats["output"], products, targets, model.config.alpha, default)
+    result = choose_output_tau(stats.stats["output"], held_out_inputs(model, scored_targets(held_out)),
+                               model.config.alpha, default)
     stats += run_pass(held_out)
     return stats, result
 
@@ -274,20 +291,17 @@ def choose_tau(model: SaffuModel, corpus: TokenizedCorpus, passes: dict[str, Sta
             passes["attention"].solve(probe, attention)
         passes["hidden"].solve(probe, run("hidden"))
         output = run("output").stats["output"]
-        products, targets = held_out_inputs(probe, scored)
+        inputs = held_out_inputs(probe, scored)
         if fixed_output_tau is not None:
-            return _fixed_nll(output, products, targets, probe.config.alpha, fixed_output_tau)
-        return choose_output_tau(output, products, targets, probe.config.alpha,
-                                 default_output_tau(probe)).value
+            return _fixed_nll(output, inputs, probe.config.alpha, fixed_output_tau)
+        return choose_output_tau(output, inputs, probe.config.alpha, default_output_tau(probe)).value
 
     return golden_section_log(score, *TAU_RANGE, TAU_EVALUATIONS, DEFAULT_TAU)
 
 
-def _fixed_nll(stats: ExplicitStats, products: Products, targets: np.ndarray, alpha: float,
-               tau: float) -> float:
-    """Mean NLL of ``targets`` under the output layer solved at ``tau``."""
+def _fixed_nll(stats: ExplicitStats, held_out: HeldOut, alpha: float, tau: float) -> float:
+    """Mean NLL of the held-out targets under the output layer solved at ``tau``."""
     layer = stats.solve(alpha=alpha, tau=tau, form="bias")
-    logits = np.ascontiguousarray(products(layer.weight_t), dtype=np.float32)
-    rows = np.arange(len(targets))
-    return float(np.mean(kernels.logsumexp_rows(logits, layer.bias)
-                         - (logits[rows, targets] + layer.bias[targets])))
+    logits, target_logits = held_out.scores(layer.weight_t)
+    return float(np.mean(kernels.logsumexp_rows(logits, layer.bias)[held_out.rows]
+                         - (target_logits + layer.bias[held_out.targets])))
