@@ -186,18 +186,21 @@ def accumulate_experts(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> P
 
 def solve_experts(model: SaffuModel, stats: PassStatistics) -> None:
     vectors = sp.csr_matrix(model.cipher.vectors)
+    vocab, bits = model.cipher.vectors.shape
     model.fit_state.experts = {}
     for i, layer in _attending_layers(model):
-        solved = [stats.stats[f"{i}.{k}"].solve(alpha=model.config.alpha, form="bias")
-                  for k in range(layer.spec.size)]
-        weight_t = np.stack([s.weight_t for s in solved]).astype(np.float32)
-        bias = np.stack([s.bias for s in solved]).astype(np.float32)
-        # The normalizer depends only on (position, input token): one product per position,
-        # sparse because cipher vectors have few nonzero bits.
-        log_normalizer = np.stack([
-            kernels.logsumexp_rows(np.ascontiguousarray(vectors @ weight_t[k].T), bias[k])
-            for k in range(layer.spec.size)])
-        model.fit_state.experts[i] = Experts(weight_t, bias, log_normalizer.astype(np.float32))
+        size = layer.spec.size
+        experts = Experts(np.empty((size, vocab, bits), dtype=np.float32),
+                          np.empty((size, vocab), dtype=np.float32),
+                          np.empty((size, vocab), dtype=np.float32))
+        for k in range(size):
+            solved = stats.stats[f"{i}.{k}"].solve(alpha=model.config.alpha, form="bias")
+            experts.weight_t[k], experts.bias[k] = solved.weight_t, solved.bias
+            # The normalizer depends only on (position, input token): one product per position,
+            # sparse because cipher vectors have few nonzero bits.
+            experts.log_normalizer[k] = kernels.logsumexp_rows(
+                np.ascontiguousarray(vectors @ solved.weight_t.T), solved.bias)
+        model.fit_state.experts[i] = experts
 
 
 def accumulate_attention(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> PassStatistics:
