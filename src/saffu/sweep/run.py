@@ -24,7 +24,7 @@ from saffu.errors import DiskFullError, InvalidParameterError
 from saffu.model import SaffuConfig
 from saffu.sweep.data import SweepData, _log, _read_json, is_sweep_directory, prepare_data
 from saffu.sweep.grid import CONFIG_FIELDS, Backprop, Grid, _describe, canonical, load_grid, variant_key
-from saffu.sweep.variants import SCORED_SPLITS, fit_variants, output_tau_groups, pareto_front
+from saffu.sweep.variants import SCORED_SPLITS, Result, fit_variants, output_tau_groups, pareto_front
 from saffu.validation import is_int
 
 if TYPE_CHECKING:
@@ -221,10 +221,6 @@ def _cluster(client: Client, data: SweepData) -> Iterator[ClusterFits]:
 
     with sigterm_as_interrupt(), ClusterFits(client, data) as cluster:
         yield cluster
-
-
-Result = Callable[[], list[dict[str, Any]]]
-"""A finished task's records, or its error raised, when called."""
 
 
 class _ProcessFits:

@@ -18,6 +18,8 @@ from saffu.sweep.data import SweepData
 from saffu.sweep.grid import Backprop, variant_key
 
 SCORED_SPLITS = ("dev", "test")
+Result = Callable[[], list[dict[str, Any]]]
+"""A finished task's records (see :func:`fit_variant`), or its error raised, when called."""
 
 
 @contextlib.contextmanager
