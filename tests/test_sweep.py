@@ -251,6 +251,8 @@ def test_a_variant_alone_is_not_marked_shared(splits, tmp_path):
 def test_fit_variants_takes_variants_that_differ_in_output_tau_only():
     with pytest.raises(ValueError, match="differ in output_tau only"):
         next(sweep.fit_variants([SaffuConfig(bits=24), SaffuConfig(bits=32)], None))
+    with pytest.raises(ValueError, match=r"chooses output_tau .* alone"):
+        next(sweep.fit_variants([SaffuConfig(output_tau=2.0), SaffuConfig(output_tau=None)], None))
     groups = sweep.output_tau_groups([SaffuConfig(output_tau=1.0), SaffuConfig(bits=24),
                                       SaffuConfig(output_tau=2.0)])
     assert [[c.output_tau for c in group] for group in groups] == [[1.0, 2.0], [SaffuConfig().output_tau]]

@@ -365,13 +365,15 @@ def _collect(run: _SweepRun, group: list[SaffuConfig],
 
 def _estimated_cost(group: Sequence[SaffuConfig]) -> float:
     """A rough relative cost of fitting and scoring a group: scoring grows with the width of the
-    output layer's input and the number of variants, the passes with the context positions."""
+    output layer's input (the output product, shared by the group's variants, each of which
+    adds a log-sum-exp pass: about a tenth of the product), the passes with the context
+    positions."""
     config = group[0]
     bits = config.bits or 16
     specs = config.context_specs
     width = len(specs) * (config.hidden or bits)
     positions = sum(spec.size for spec in specs)
-    return len(group) * width + positions * bits / 4
+    return (1 + (len(group) - 1) / 10) * width + positions * bits / 4
 
 
 def _label(config: SaffuConfig, grid: Grid) -> str:

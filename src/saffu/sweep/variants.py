@@ -83,8 +83,9 @@ def fit_variants(configs: Sequence[SaffuConfig], data: SweepData, *,
     first = configs[0]
     if any(config.replace(output_tau=first.output_tau) != first for config in configs):
         raise InvalidParameterError("fit_variants takes variants that differ in output_tau only")
-    if len(configs) > 1 and first.output_tau is None:
-        raise InvalidParameterError("fit_variants takes one variant whose fit chooses output_tau")
+    if len(configs) > 1 and any(config.output_tau is None for config in configs):
+        raise InvalidParameterError("a variant whose fit chooses output_tau (None) is fitted alone, "
+                                    "not with others in fit_variants")
     with _tracing_memory():
         tracemalloc.reset_peak()
         baseline = tracemalloc.get_traced_memory()[0]
