@@ -11,6 +11,7 @@ import pytest
 import saffu
 from conftest import tiny_documents
 from saffu import kernels
+from saffu.errors import ComputationError
 from saffu.fit import PassStatistics
 from saffu.kinds import Aggregation
 from saffu.model import ModelFormatError, SaffuConfig, SaffuModel, log_softmax
@@ -261,10 +262,19 @@ def test_score_scaled_scores_the_fits_at_other_output_temperatures(skip, held_ou
         assert scores["bits_per_char"] == pytest.approx(alone["bits_per_char"], rel=1e-6)
         assert scores["tokens"] == alone["tokens"]
     ids, pos = next(iter(first.encode(held_out).chunks()))
-    assert first.target_log_proba(ids, pos, [1.0, 2.0]).shape == (2, np.count_nonzero(pos))
+    assert first.target_log_proba(ids, pos, np.array([1.0, 2.0])).shape == (2, np.count_nonzero(pos))
 
 
-@pytest.mark.parametrize("scales", [[], [0.0], [1.0, -2.0], [math.nan], "1", 2.0])
+def test_score_of_a_corrupted_model_is_an_error_not_nan(held_out):
+    model = fitted()
+    model.output_bias = np.full_like(model.output_bias, np.nan)
+    with pytest.raises(ComputationError, match="negative log-likelihood is nan"):
+        model.score(held_out)
+    with pytest.raises(ComputationError, match="non-finite"):
+        model.score_scaled(held_out, [1.0, 2.0])
+
+
+@pytest.mark.parametrize("scales", [[], [0.0], [1.0, -2.0], [math.nan], "1", 2.0, np.array([])])
 def test_score_scaled_rejects_bad_scales(model, held_out, scales):
     with pytest.raises(ValueError, match="output_scales"):
         model.score_scaled(held_out, scales)

@@ -296,8 +296,9 @@ class SaffuModel:
         if tokens == 0:
             raise InvalidParameterError("cannot score an empty corpus: it has no tokens to predict")
         if not np.isfinite(nll).all():
-            raise ComputationError(f"the negative log-likelihood is {nll.max()}: the model's weights "
-                                   "give non-finite log-probabilities (a corrupted or diverged model)")
+            raise ComputationError(f"the negative log-likelihood is {nll[~np.isfinite(nll)][0]}: the "
+                                   "model's weights give non-finite log-probabilities (a corrupted or "
+                                   "diverged model)")
         return [{
             "perplexity": math.exp(value / tokens),
             "bits_per_char": value / (math.log(2) * max(corpus.n_characters, 1)),
@@ -541,7 +542,8 @@ def _check_shapes(model: SaffuModel, directory: Path) -> None:
 
 def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     """``scales`` as a non-empty tuple of positive finite floats (InvalidParameterError if not)."""
-    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or not scales:
+    if not isinstance(scales, (Sequence, np.ndarray)) or isinstance(scales, (str, bytes)) \
+            or len(scales) == 0:
         raise InvalidParameterError(f"output_scales must be a non-empty sequence of numbers, got {scales!r}")
     return tuple(check_real("output_scales[]", scale, 0.0, exclusive_minimum=True) for scale in scales)
 
