@@ -11,6 +11,7 @@ import pytest
 import saffu
 from conftest import tiny_documents
 from saffu import kernels
+from saffu.errors import ComputationError
 from saffu.fit import PassStatistics
 from saffu.kinds import Aggregation
 from saffu.model import ModelFormatError, SaffuConfig, SaffuModel, log_softmax
@@ -271,6 +272,38 @@ def test_score_matches_direct_computation(model, held_out):
     assert scores["perplexity"] == pytest.approx(math.exp(nll / scores["tokens"]))
     assert scores["bits_per_char"] == pytest.approx(nll / math.log(2) / sum(map(len, held_out)))
 
+
+
+@pytest.mark.parametrize("skip", [0, 2])
+def test_score_scaled_scores_the_fits_at_other_output_temperatures(skip, held_out):
+    """The output solve is output_tau times the solve at 1 (the bias apart), so scaling the
+    weights of one fit scores the fits at other output temperatures, in one pass."""
+    first = fitted(output_tau=1.5, skip=skip)
+    taus = [1.5, 0.75, 3.0, 4.2]
+    together = first.score_scaled(held_out, [tau / 1.5 for tau in taus])
+    assert together[0] == first.score(held_out)  # scale 1: bit for bit
+    for tau, scores in zip(taus, together, strict=True):
+        alone = fitted(output_tau=tau, skip=skip).score(held_out)
+        assert scores["perplexity"] == pytest.approx(alone["perplexity"], rel=1e-6)
+        assert scores["bits_per_char"] == pytest.approx(alone["bits_per_char"], rel=1e-6)
+        assert scores["tokens"] == alone["tokens"]
+    ids, pos = next(iter(first.encode(held_out).chunks()))
+    assert first.target_log_proba(ids, pos, np.array([1.0, 2.0])).shape == (2, np.count_nonzero(pos))
+
+
+def test_score_of_a_corrupted_model_is_an_error_not_nan(held_out):
+    model = fitted()
+    model.output_bias = np.full_like(model.output_bias, np.nan)
+    with pytest.raises(ComputationError, match="negative log-likelihood is nan"):
+        model.score(held_out)
+    with pytest.raises(ComputationError, match="non-finite"):
+        model.score_scaled(held_out, [1.0, 2.0])
+
+
+@pytest.mark.parametrize("scales", [[], [0.0], [1.0, -2.0], [math.nan], "1", 2.0, np.array([])])
+def test_score_scaled_rejects_bad_scales(model, held_out, scales):
+    with pytest.raises(ValueError, match="output_scales"):
+        model.score_scaled(held_out, scales)
 
 def test_generate_is_seeded_and_bounded(model):
     first = model.generate("the king", max_tokens=20, seed=7)

@@ -212,40 +212,81 @@ def test_sweep_records_match_direct_fits_and_results_files(splits, tmp_path):
 OUTPUT_TAU_GRID = FIXED + "[[grid]]\nbits = [24]\noutput_tau = [1, 2, 4]\n"
 
 
-def test_variants_differing_in_output_tau_share_their_passes(splits, tmp_path, monkeypatch):
-    fits = []
-    real_fit = SaffuModel.fit
+def _alone(record: dict, tokenizer: Tokenizer, train: TokenizedCorpus, fit=SaffuModel.fit) -> SaffuModel:
+    """A record's variant fitted on its own."""
+    config = SaffuConfig.from_dict({name: record[name] for name in sweep.CONFIG_FIELDS})
+    return fit(SaffuModel(config, tokenizer=tokenizer), train, verbose=0)
+
+
+@pytest.mark.parametrize("test_top", [None, 3])  # test scored with dev, or by a refit after it
+def test_variants_differing_in_output_tau_share_their_passes_and_scoring(splits, tmp_path,
+                                                                         monkeypatch, test_top):
+    fits, scorings = [], []
+    real_fit, real_score = SaffuModel.fit, SaffuModel.score_scaled
     monkeypatch.setattr(SaffuModel, "fit", lambda self, *a, **k: fits.append(1) or real_fit(self, *a, **k))
-    records = _sweep(splits, tmp_path, grid=OUTPUT_TAU_GRID, test_top=None)  # test in the same pass
-    assert len(fits) == 1
+    monkeypatch.setattr(SaffuModel, "score_scaled", lambda self, corpus, scales:
+                        scorings.append(len(scales)) or real_score(self, corpus, scales))
+    records = _sweep(splits, tmp_path, grid=OUTPUT_TAU_GRID, test_top=test_top)
+    assert len(fits) == (1 if test_top is None else 2)  # the refit for test: one for the three
+    assert scorings == [3, 3]  # dev and test, each one pass for the three variants
     assert [r["fit_shared"] for r in records] == [False, True, True]
-    assert len({r["fit_cpu_seconds"] for r in records}) == 1
+    assert all(r["eval_shared"] and r["test_selected"] for r in records)
+    assert len({r["fit_cpu_seconds"] for r in records}) == 1 == len({r["eval_cpu_seconds"] for r in records})
     assert len({r["dev_perplexity"] for r in records}) == 3
     tokenizer = Tokenizer.load(tmp_path / "tokenizer.json")
-    train, dev = (TokenizedCorpus.from_documents(tokenizer, splits[name]) for name in ("train", "dev"))
+    train, dev, test = (TokenizedCorpus.from_documents(tokenizer, splits[name])
+                        for name in ("train", "dev", "test"))
     for record in records:
-        config = SaffuConfig.from_dict({name: record[name] for name in sweep.CONFIG_FIELDS})
-        model = real_fit(SaffuModel(config, tokenizer=tokenizer), train, verbose=0)
+        model = _alone(record, tokenizer, train, real_fit)
         assert record["dev_perplexity"] == pytest.approx(model.score(dev)["perplexity"], rel=1e-6)
+        assert record["test_bits_per_char"] == pytest.approx(model.score(test)["bits_per_char"], rel=1e-6)
         assert record["parameters"] == model.n_parameters
+
+
+def test_a_variant_alone_is_not_marked_shared(splits, tmp_path):
+    records = _sweep(splits, tmp_path)
+    assert not any(r["fit_shared"] or r["eval_shared"] for r in records)
 
 
 def test_fit_variants_takes_variants_that_differ_in_output_tau_only():
     with pytest.raises(ValueError, match="differ in output_tau only"):
         next(sweep.fit_variants([SaffuConfig(bits=24), SaffuConfig(bits=32)], None))
+    with pytest.raises(ValueError, match=r"chooses output_tau .* alone"):
+        next(sweep.fit_variants([SaffuConfig(output_tau=2.0), SaffuConfig(output_tau=None)], None))
     groups = sweep.output_tau_groups([SaffuConfig(output_tau=1.0), SaffuConfig(bits=24),
                                       SaffuConfig(output_tau=2.0)])
     assert [[c.output_tau for c in group] for group in groups] == [[1.0, 2.0], [SaffuConfig().output_tau]]
 
 
 @pytest.mark.slow  # starts two worker processes
-def test_worker_processes_give_the_records_of_one_process(splits, tmp_path):
-    one = _sweep(splits, tmp_path / "one", grid=OUTPUT_TAU_GRID + "[[grid]]\nradial = [2]\n")
-    two = _sweep(splits, tmp_path / "two", grid=OUTPUT_TAU_GRID + "[[grid]]\nradial = [2]\n", jobs=2)
+def test_worker_processes_give_the_records_of_one_process(splits, tmp_path, monkeypatch):
+    """Both phases (dev, then the test refits of what dev selects) run in one pool of workers:
+    nothing is fitted in this process, and the records equal those of a run in this process."""
+    grid = OUTPUT_TAU_GRID + "[[grid]]\nradial = [2]\nbits = [24, 'min']\n"
+    one = _sweep(splits, tmp_path / "one", grid=grid, test_top=1)
+    pools = []
+
+    class CountedPool(sweep_run.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(1)
+            super().__init__(*args, **kwargs)
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("a variant was fitted in the main process")
+
+    monkeypatch.setattr(sweep_run, "ProcessPoolExecutor", CountedPool)
+    monkeypatch.setattr(sweep_run, "fit_variants", not_here)
+    two = _sweep(splits, tmp_path / "two", grid=grid, jobs=2, test_top=1)
+    assert len(pools) == 1
     assert [r["key"] for r in two] == [r["key"] for r in one]
+    assert 0 < sum(r["test_selected"] for r in one) < len(one)
     for a, b in zip(one, two, strict=True):
-        assert b["dev_perplexity"] == pytest.approx(a["dev_perplexity"], rel=1e-6)
-        assert b["fit_shared"] == a["fit_shared"]
+        for name in ("dev_perplexity", "test_perplexity", "test_bits_per_char"):
+            assert b[name] == pytest.approx(a[name], rel=1e-6)
+        assert (b["fit_shared"], b["eval_shared"], b["test_selected"]) == \
+            (a["fit_shared"], a["eval_shared"], a["test_selected"])
+    assert _sweep(splits, tmp_path / "two", grid=grid, jobs=2, test_top=1) == two
+    assert len(pools) == 1  # a complete sweep starts no workers
 
 
 def test_sweep_without_test_split_leaves_test_columns_empty(splits, tmp_path):
@@ -259,7 +300,8 @@ def test_failed_variant_is_retried_and_only_it_on_rerun(splits, tmp_path, monkey
     calls = []
 
     def failing_second(configs, *args, **kwargs):
-        calls.append(configs)
+        if "dev" in kwargs["splits"]:  # the fits of the dev phase, not the refits for test
+            calls.append(configs)
         if len(calls) == 2:
             raise MemoryError("simulated")
         return real_fit(configs, *args, **kwargs)
@@ -301,10 +343,11 @@ def test_killed_sweep_resumes_where_it_stopped(splits, tmp_path, monkeypatch):
 
     calls = []
     real_fit = sweep.fit_variants
-    monkeypatch.setattr(sweep_run, "fit_variants", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    monkeypatch.setattr(sweep_run, "fit_variants",  # True: a fit scored on dev (not a test refit)
+                        lambda *a, **k: calls.append("dev" in k["splits"]) or real_fit(*a, **k))
     records = run_sweep(splits["train"], splits["dev"], splits["test"], grid=tmp_path / "grid.toml",
                         out=out, verbose=0)
-    assert len(records) == 8 and len(calls) == 8 - stored
+    assert len(records) == 8 and sum(calls) == 8 - stored
 
 
 def test_output_folder_of_other_documents_is_refused(splits, tmp_path):

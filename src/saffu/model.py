@@ -44,7 +44,7 @@ from saffu.layers import (
     unique_rows,
 )
 from saffu.tokenize import PAD, SOD, UNK, Tokenizer
-from saffu.validation import is_int
+from saffu.validation import check_real, is_int
 
 __all__ = ["FORMAT_VERSION", "PREVIOUS_DEFAULTS", "TOKENIZERS", "ContextLayer", "ContextSpec",
            "ModelFormatError", "SaffuConfig", "SaffuModel", "sample_token"]
@@ -199,13 +199,24 @@ class SaffuModel:
         """Next-token log-probabilities (m, V) float32 for the targets in ``[start, stop)``."""
         return log_softmax(self._logits_at(ids, pos, start, len(ids) if stop is None else stop))
 
-    def target_log_proba(self, ids: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    def target_log_proba(self, ids: np.ndarray, pos: np.ndarray,
+                         output_scales: Sequence[float] | None = None) -> np.ndarray:
         """Log-probability (float64) of every target token of a chunk, in batches of targets.
 
         Targets that share a hidden state (e.g. all targets after the same token when the model
         reads only the last token) share one row of the output product, the cost of scoring.
+
+        Args:
+            output_scales: k positive factors: score the k models whose output weights (O and
+                the skip weights, not the bias o) are this model's times each factor, e.g. this
+                model at other output temperatures (the output solve is ``output_tau`` times a
+                solve at 1, its bias independent of it). The output product is computed once
+                for all k; each costs one log-sum-exp pass more.
+        Returns:
+            (n,) one value per target, or (k, n) with ``output_scales``.
         """
         self._require_fitted()
+        scales = (1.0,) if output_scales is None else _check_scales(output_scales)
         batch = max(BATCH_TARGETS, SCORE_BATCH_FLOATS // max(self.output_t.shape[1], 1))
         pieces = []
         for start, stop in target_batches(pos, batch):
@@ -215,26 +226,32 @@ class SaffuModel:
                 if self.config.skip else hidden
             rows, row_of = unique_rows(inputs)
             pieces.append(self._log_proba_of(rows, hidden.shape[1], row_of,
-                                             ids[start:stop][pos[start:stop] > 0]))
-        return np.concatenate(pieces) if pieces else np.zeros(0)
+                                             ids[start:stop][pos[start:stop] > 0], scales))
+        result = np.concatenate(pieces, axis=1) if pieces else np.zeros((len(scales), 0))
+        return result[0] if output_scales is None else result
 
     def _log_proba_of(self, rows: np.ndarray, width: int, row_of: np.ndarray,
-                      targets: np.ndarray) -> np.ndarray:
-        """log p(targets[i] | rows[row_of[i]]) (float64), rows (hidden state: ``width`` columns,
-        then the previous tokens) in batches."""
-        result = np.empty(len(targets))
+                      targets: np.ndarray, scales: tuple[float, ...]) -> np.ndarray:
+        """(k, n) log p(targets[i] | rows[row_of[i]]) (float64) with the output weights times each
+        of the k ``scales``; rows (hidden state: ``width`` columns, then the previous tokens) in
+        batches."""
+        result = np.empty((len(scales), len(targets)))
         order = np.argsort(row_of, kind="stable")
         firsts = range(0, len(rows), OUTPUT_ROWS)
         bounds = np.searchsorted(row_of[order], [*firsts, len(rows)])
         for batch, first in enumerate(firsts):
             block = rows[first:first + OUTPUT_ROWS]
-            logits = self.output_products(np.ascontiguousarray(block[:, :width]),
-                                          block[:, width:].astype(np.int32))
-            log_normalizer = kernels.logsumexp_rows(logits, self.output_bias)
+            products = self.output_products(np.ascontiguousarray(block[:, :width]),
+                                            block[:, width:].astype(np.int32))
             chosen = order[bounds[batch]:bounds[batch + 1]]
             local, y = row_of[chosen] - first, targets[chosen]
-            result[chosen] = (logits[local, y].astype(np.float64) + self.output_bias[y]
-                              - log_normalizer[local])
+            scaled = None if all(scale == 1.0 for scale in scales) else np.empty_like(products)
+            for k, scale in enumerate(scales):
+                logits = products if scale == 1.0 else \
+                    np.multiply(products, np.float32(scale), out=scaled)
+                log_normalizer = kernels.logsumexp_rows(logits, self.output_bias)
+                result[k, chosen] = (logits[local, y].astype(np.float64) + self.output_bias[y]
+                                     - log_normalizer[local])
         return result
 
     # --- evaluation and generation -------------------------------------------------------------
@@ -255,27 +272,41 @@ class SaffuModel:
             included), ``bits_per_char`` (total NLL / (ln 2 · characters)), ``nll`` (nats),
             ``tokens`` (predicted tokens), ``characters`` and ``documents``.
         """
+        return self.score_scaled(documents, (1.0,))[0]
+
+    def score_scaled(self, documents: Iterable[str] | TokenizedCorpus,
+                     output_scales: Sequence[float]) -> list[dict[str, float]]:
+        """:meth:`score` of the models whose output weights (not the bias) are this model's times
+        each of ``output_scales`` (see :meth:`target_log_proba`), in one pass over ``documents``:
+        e.g. ``output_scales=[t / model.config.output_tau for t in taus]`` scores the fits that
+        differ in ``output_tau`` only, at the cost of one output product.
+
+        Returns:
+            one :meth:`score` dict per scale.
+        """
         self._require_fitted()
+        scales = _check_scales(output_scales)
         corpus = self.encode(documents)
-        nll = 0.0
+        nll = np.zeros(len(scales))
         tokens = 0
         for ids, pos in corpus.chunks():
-            logp = self.target_log_proba(ids, pos)
-            nll -= float(logp.sum())
-            tokens += logp.size
+            logp = self.target_log_proba(ids, pos, scales)
+            nll -= logp.sum(axis=1)
+            tokens += logp.shape[1]
         if tokens == 0:
             raise InvalidParameterError("cannot score an empty corpus: it has no tokens to predict")
-        if not math.isfinite(nll):
-            raise ComputationError(f"the negative log-likelihood is {nll}: the model's weights give "
-                                   "non-finite log-probabilities (a corrupted or diverged model)")
-        return {
-            "perplexity": math.exp(nll / tokens),
-            "bits_per_char": nll / (math.log(2) * max(corpus.n_characters, 1)),
-            "nll": nll,
+        if not np.isfinite(nll).all():
+            raise ComputationError(f"the negative log-likelihood is {nll[~np.isfinite(nll)][0]}: the "
+                                   "model's weights give non-finite log-probabilities (a corrupted or "
+                                   "diverged model)")
+        return [{
+            "perplexity": math.exp(value / tokens),
+            "bits_per_char": value / (math.log(2) * max(corpus.n_characters, 1)),
+            "nll": value,
             "tokens": tokens,
             "characters": corpus.n_characters,
             "documents": corpus.n_documents,
-        }
+        } for value in nll.tolist()]
 
     @overload
     def generate(self, prompt: str = "", *, max_tokens: int = 100, temperature: float = 1.0,
@@ -507,6 +538,14 @@ def _check_shapes(model: SaffuModel, directory: Path) -> None:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    """``scales`` as a non-empty tuple of positive finite floats (InvalidParameterError if not)."""
+    if not isinstance(scales, (Sequence, np.ndarray)) or isinstance(scales, (str, bytes)) \
+            or len(scales) == 0:
+        raise InvalidParameterError(f"output_scales must be a non-empty sequence of numbers, got {scales!r}")
+    return tuple(check_real("output_scales[]", scale, 0.0, exclusive_minimum=True) for scale in scales)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -27,7 +27,9 @@ same model, two passes fewer), so equivalent variants are fitted once.
 :func:`run_sweep` tokenizes the corpus and fits one tokenizer for all variants, caches the
 encoded splits in the output folder, fits and scores the variants in parallel processes, and
 writes each variant's result to ``variants/<key>.json`` as soon as it is done (``key`` is a hash
-of the config), so an interrupted sweep resumes where it stopped. ``results.json`` and
+of the config), so an interrupted sweep resumes where it stopped. Variants that differ in
+``output_tau`` only share their passes and are scored together; the test split is scored
+afterwards, by refits in the same pool (or cluster), for the variants dev selects. ``results.json`` and
 ``results.csv`` (every completed variant) are rewritten after each variant;
 :func:`write_report` draws the figures and writes ``report.md``.
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from threadpoolctl import threadpool_limits
@@ -27,7 +27,7 @@ from saffu.errors import InvalidParameterError, MissingDependencyError
 from saffu.model import SaffuConfig
 from saffu.sweep.data import SweepData
 from saffu.sweep.grid import Backprop
-from saffu.sweep.variants import fit_variants
+from saffu.sweep.variants import Result, fit_variants
 from saffu.validation import is_int
 
 try:
@@ -37,8 +37,6 @@ except ImportError as error:  # pragma: no cover - dask is an optional dependenc
 
 from saffu.distributed import _submit_value
 
-Result = Callable[[], list[dict[str, Any]]]
-"""A finished task's records, or its error raised, when called."""
 KEY_PREFIX = "saffu-sweep"
 """Dask keys of a sweep's tasks start with this: ``saffu-sweep-<run>-data`` and ``-fit``."""
 

@@ -210,9 +210,10 @@ def _cost_lines(records: Sequence[dict[str, Any]]) -> list[str]:
                    for r in records]
     return ["## Cost", "",
             f"{sum(fit) + sum(scoring):,.0f} CPU s in the worker processes: {sum(fit):,.0f} fitting "
-            f"({len(fit)} fits; variants that differ in output_tau only share one) and "
-            f"{sum(scoring):,.0f} scoring. Per variant: median {np.median(per_variant):.1f} CPU s, "
-            f"90th percentile {np.percentile(per_variant, 90):.1f}, maximum {max(per_variant):.1f}."]
+            f"({len(fit)} fits; variants that differ in output_tau only share one and are scored "
+            f"together) and {sum(scoring):,.0f} scoring. Per variant: median "
+            f"{np.median(per_variant):.1f} CPU s, 90th percentile "
+            f"{np.percentile(per_variant, 90):.1f}, maximum {max(per_variant):.1f}."]
 
 
 def _spearman(x: Sequence[float], y: Sequence[float]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import importlib.util
 import io
 import json
@@ -23,7 +24,7 @@ from saffu.errors import DiskFullError, InvalidParameterError
 from saffu.model import SaffuConfig
 from saffu.sweep.data import SweepData, _log, _read_json, is_sweep_directory, prepare_data
 from saffu.sweep.grid import CONFIG_FIELDS, Backprop, Grid, _describe, canonical, load_grid, variant_key
-from saffu.sweep.variants import SCORED_SPLITS, fit_variant, fit_variants, output_tau_groups, pareto_front
+from saffu.sweep.variants import SCORED_SPLITS, Result, fit_variants, output_tau_groups, pareto_front
 from saffu.validation import is_int
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ TEST_TOP = 10
 """Variants scored on test by default beside the Pareto front: the best 10 by dev perplexity."""
 METRICS = (
     "parameters", "train_tokens", "fit_seconds", "fit_cpu_seconds", "fit_shared", "eval_seconds",
-    "eval_cpu_seconds", "fit_peak_memory_mb", "peak_memory_mb", "dev_perplexity",
+    "eval_cpu_seconds", "eval_shared", "fit_peak_memory_mb", "peak_memory_mb", "dev_perplexity",
     "dev_bits_per_char", "test_perplexity", "test_bits_per_char", "backprop_seconds",
     "backprop_steps", "backprop_stopped", "backprop_dev_perplexity", "backprop_dev_bits_per_char",
     "backprop_test_perplexity", "backprop_test_bits_per_char", "test_selected")
@@ -59,7 +60,7 @@ def _init_worker(directory: str) -> None:
 
 def _worker_task(configs: list[SaffuConfig], backprop: Backprop | None, directory: str,
                  splits: tuple[str, ...]) -> list[dict[str, Any]]:
-    return _fit_and_store(configs, _worker_data, backprop, Path(directory), n_jobs=1, splits=splits)
+    return _fit_group(configs, _worker_data, backprop, Path(directory), n_jobs=1, splits=splits)
 
 
 def _store(directory: Path, record: dict[str, Any]) -> None:
@@ -132,11 +133,11 @@ def run_sweep(train: Iterable[str], dev: Iterable[str], test: Iterable[str] | No
     where = f"on the Dask cluster of {client.scheduler.address}" if client else f"with {jobs} job(s)"
     _log(verbose, f"{len(run.records)} variants: {len(run.records) - len(missing)} stored, "
                   f"{len(missing)} to fit {where}")
-    with contextlib.ExitStack() as stack:
-        cluster = None if client is None else stack.enter_context(_cluster(client, run.data))
-        _fit_missing(run, missing, jobs, cluster)
+    with _cluster(client, run.data) if client is not None else \
+            _ProcessFits(run.directory, run.data, jobs) as fits:
+        _fit_missing(run, missing, fits)
         if test_top is not None and "test" in run.data.splits and not run.failures:
-            _score_selected_on_test(run, test_top, cluster)
+            _score_selected_on_test(run, test_top, fits)
     run.publish()
     if run.failures:
         config, error = run.failures[0]
@@ -222,51 +223,88 @@ def _cluster(client: Client, data: SweepData) -> Iterator[ClusterFits]:
         yield cluster
 
 
-def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig], jobs: int,
-                 cluster: ClusterFits | None = None) -> None:
-    """Fit the missing variants, in this process (``jobs == 1``), in a pool of processes, or
+class _ProcessFits:
+    """Groups of variants fitted in this process (``jobs == 1``) or as tasks of a pool of
+    ``jobs`` worker processes ("spawn", one kernel thread each), which starts with the first
+    tasks and serves every phase of the sweep (dev, then test for the variants dev selects):
+    the workers start and load the data once. A task scoring dev stores its records in the
+    sweep folder as they are done (see :func:`_fit_group`). Use it as a context manager:
+    leaving the block on an error or Ctrl-C (or SIGTERM) stops the workers at once."""
+
+    def __init__(self, directory: Path, data: SweepData, jobs: int) -> None:
+        self.directory, self.data, self.jobs = directory, data, jobs
+        self._executor: ProcessPoolExecutor | None = None
+        self._signals = contextlib.ExitStack()
+
+    def __enter__(self) -> _ProcessFits:
+        if self.jobs > 1:
+            self._signals.enter_context(sigterm_as_interrupt())
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        try:
+            if self._executor is not None:
+                if exc_type is None:
+                    self._executor.shutdown(wait=True)
+                else:  # Ctrl-C, SIGTERM, a bug: stop the workers now, keep what is stored
+                    stop_pool(self._executor)
+        finally:
+            self._executor = None
+            self._signals.close()
+
+    def fit(self, groups: Sequence[list[SaffuConfig]], backprop: Backprop | None,
+            splits: tuple[str, ...]) -> Iterator[tuple[list[SaffuConfig], Result]]:
+        """Yield ``(group, result)`` for every group as its task finishes (in this process:
+        ``result()`` fits it); ``result()`` returns the group's records or raises the error."""
+        if self.jobs == 1:
+            for group in groups:
+                yield group, functools.partial(_fit_group, group, self.data, backprop,
+                                               self.directory, splits=splits)
+            return
+        if not groups:
+            return
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker, initargs=(str(self.directory),))
+        pending: dict[Future, list[SaffuConfig]] = {
+            self._executor.submit(_worker_task, group, backprop, str(self.directory), splits): group
+            for group in groups}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield pending.pop(future), future.result
+
+
+def _fit_missing(run: _SweepRun, missing: Sequence[SaffuConfig],
+                 fits: _ProcessFits | ClusterFits) -> None:
+    """Fit and score on dev the missing variants, in this process, in a pool of processes, or
     as tasks on a Dask cluster.
 
-    Variants that differ in ``output_tau`` only are one task (:func:`fit_variants`); in a pool
-    or on a cluster the most expensive tasks go first, so that the run does not end waiting
-    for one of them.
+    Variants that differ in ``output_tau`` only are one task (:func:`fit_variants`); the most
+    expensive tasks go first, so that a parallel run does not end waiting for one of them.
     """
-    groups = output_tau_groups(missing)
-    if cluster is not None:
-        for group, result in cluster.fit(sorted(groups, key=_estimated_cost, reverse=True),
-                                         run.grid.backprop, run.splits):
-            _collect(run, group, lambda result=result: [
-                _store_new(run.directory, record, run.splits) for record in result()])
-        return
-    if jobs == 1:
-        for group in groups:
-            _collect(run, group, lambda group=group: _fit_and_store(
-                group, run.data, run.grid.backprop, run.directory, splits=run.splits))
-        return
-    executor = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(str(run.directory),))
-    try:
-        with sigterm_as_interrupt():
-            pending: dict[Future, list[SaffuConfig]] = {
-                executor.submit(_worker_task, group, run.grid.backprop, str(run.directory),
-                            run.splits): group
-                for group in sorted(groups, key=_estimated_cost, reverse=True)}
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    _collect(run, pending.pop(future), future.result)
-    except BaseException:  # Ctrl-C, SIGTERM, a bug: stop the workers now, keep what is stored
-        stop_pool(executor)
-        raise
-    executor.shutdown(wait=True)
+    groups = sorted(output_tau_groups(missing), key=_estimated_cost, reverse=True)
+    for group, result in fits.fit(groups, run.grid.backprop, run.splits):
+        if not isinstance(fits, _ProcessFits):  # a cluster task's records come back unstored
+            result = functools.partial(_stored, run.directory, result, run.splits)
+        _collect(run, group, result)
 
 
-def _fit_and_store(configs: list[SaffuConfig], data: SweepData, backprop: Backprop | None,
-                   directory: Path, n_jobs: int | None = None,
-                   splits: tuple[str, ...] = SCORED_SPLITS) -> list[dict[str, Any]]:
-    """Fit one group of :func:`output_tau_groups`, storing each record as soon as it is done."""
-    return [_store_new(directory, record, splits)
-            for record in fit_variants(configs, data, backprop=backprop, n_jobs=n_jobs, splits=splits)]
+def _fit_group(configs: list[SaffuConfig], data: SweepData, backprop: Backprop | None,
+               directory: Path, n_jobs: int | None = None,
+               splits: tuple[str, ...] = SCORED_SPLITS) -> list[dict[str, Any]]:
+    """Fit and score one group of :func:`output_tau_groups`; if it is scored on dev (new
+    records), store each record as soon as it is done."""
+    records = fit_variants(configs, data, backprop=backprop, n_jobs=n_jobs, splits=splits)
+    if "dev" not in splits:
+        return list(records)
+    return [_store_new(directory, record, splits) for record in records]
+
+
+def _stored(directory: Path, result: Result, splits: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The records of ``result()``, stored as new records (see :func:`_store_new`)."""
+    return [_store_new(directory, record, splits) for record in result()]
 
 
 def _store_new(directory: Path, record: dict[str, Any], splits: tuple[str, ...]) -> dict[str, Any]:
@@ -284,24 +322,22 @@ def selected_on_dev(records: Sequence[dict[str, Any]], top: int) -> list[dict[st
     return [r for r in records if r["key"] in keys]
 
 
-def _score_selected_on_test(run: _SweepRun, top: int, cluster: ClusterFits | None = None) -> None:
-    """Refit the variants dev selects and score them on test (here or on the cluster),
+def _score_selected_on_test(run: _SweepRun, top: int, fits: _ProcessFits | ClusterFits) -> None:
+    """Refit the variants dev selects and score them on test (as the dev phase ran: here, in
+    the pool or on the cluster; those that differ in ``output_tau`` only as one task),
     updating their stored records."""
     chosen = {r["key"] for r in selected_on_dev(run.completed, top)}
-    configs = {variant_key(c, run.grid.backprop): c for c in run.records}
-    todo = [[configs[key]] for key in chosen
-            if run.records[configs[key]].get("test_perplexity") is None]
+    todo = {variant_key(config, run.grid.backprop): config for config, record in run.records.items()
+            if record["key"] in chosen and record.get("test_perplexity") is None}
     _log(run.verbose, f"scoring test for the {len(chosen)} variants selected on dev "
                       f"({len(todo)} to refit)")
-    fits = cluster.fit(todo, run.grid.backprop, ("test",)) if cluster is not None else \
-        ((group, lambda group=group: [fit_variant(group[0], run.data, backprop=run.grid.backprop,
-                                                  splits=("test",))]) for group in todo)
-    for (config,), result in fits:
-        (fresh,) = result()
-        record = run.records[config]
-        record.update({name: value for name, value in fresh.items()
-                       if name.startswith(("test_", "backprop_test_"))}, test_selected=True)
-        _store(run.directory, record)
+    groups = sorted(output_tau_groups(todo.values()), key=_estimated_cost, reverse=True)
+    for _, result in fits.fit(groups, run.grid.backprop, ("test",)):
+        for fresh in result():
+            record = run.records[todo[fresh["key"]]]
+            record.update({name: value for name, value in fresh.items()
+                           if name.startswith(("test_", "backprop_test_"))}, test_selected=True)
+            _store(run.directory, record)
 
 
 def _collect(run: _SweepRun, group: list[SaffuConfig],
@@ -329,13 +365,15 @@ def _collect(run: _SweepRun, group: list[SaffuConfig],
 
 def _estimated_cost(group: Sequence[SaffuConfig]) -> float:
     """A rough relative cost of fitting and scoring a group: scoring grows with the width of the
-    output layer's input and the number of variants, the passes with the context positions."""
+    output layer's input (the output product, shared by the group's variants, each of which
+    adds a log-sum-exp pass: about a tenth of the product), the passes with the context
+    positions."""
     config = group[0]
     bits = config.bits or 16
     specs = config.context_specs
     width = len(specs) * (config.hidden or bits)
     positions = sum(spec.size for spec in specs)
-    return len(group) * width + positions * bits / 4
+    return (1 + (len(group) - 1) / 10) * width + positions * bits / 4
 
 
 def _label(config: SaffuConfig, grid: Grid) -> str:

@@ -7,9 +7,10 @@ import contextlib
 import math
 import time
 import tracemalloc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from saffu.corpus import TokenizedCorpus
 from saffu.errors import InvalidParameterError
 from saffu.fit import solve_output
 from saffu.model import SaffuConfig, SaffuModel
@@ -17,6 +18,8 @@ from saffu.sweep.data import SweepData
 from saffu.sweep.grid import Backprop, variant_key
 
 SCORED_SPLITS = ("dev", "test")
+Result = Callable[[], list[dict[str, Any]]]
+"""A finished task's records (see :func:`fit_variant`), or its error raised, when called."""
 
 
 @contextlib.contextmanager
@@ -49,8 +52,8 @@ def fit_variant(config: SaffuConfig, data: SweepData, *, backprop: Backprop | No
         what the process held before: NumPy arrays and Python objects, not allocations inside
         the C++ kernels or BLAS), ``{dev,test}_perplexity``
         and ``{dev,test}_bits_per_char`` (test ``None`` without a test split), ``fit_shared``
-        (see :func:`fit_variants`), and with ``backprop`` the same scores after warm
-        fine-tuning (``backprop_*``).
+        and ``eval_shared`` (see :func:`fit_variants`), and with ``backprop`` the same scores
+        after warm fine-tuning (``backprop_*``).
     """
     (record,) = fit_variants([config], data, backprop=backprop, n_jobs=n_jobs, splits=splits)
     return record
@@ -61,12 +64,18 @@ def fit_variants(configs: Sequence[SaffuConfig], data: SweepData, *,
                  splits: Sequence[str] = SCORED_SPLITS) -> Iterator[dict[str, Any]]:
     """Fit and score variants that differ in ``output_tau`` only, yielding each one's record.
 
-    The passes over the corpus do not depend on ``output_tau`` (it scales the output layer's
-    solution only), so they run once, for the first variant; every other variant re-solves the
-    output layer from the same statistics and is scored on its own. Its record (see
-    :func:`fit_variant`) has ``fit_shared`` true and repeats the first variant's fit time and
-    memory: what fitting it alone would cost. ``splits`` are the splits scored (the others'
-    scores are ``None``): a sweep scores dev for every variant and test for those dev selects.
+    The passes over the corpus do not depend on ``output_tau``, and the output layer's solution
+    is ``output_tau`` times the solution at 1 (its bias does not depend on it), so the passes
+    run once, for the first variant, and the variants are scored together
+    (:meth:`~saffu.model.SaffuModel.score_scaled`): one output product per block of rows, the
+    cost of scoring, and one log-sum-exp pass per variant. The records (see
+    :func:`fit_variant`) of the variants after the first have ``fit_shared`` true and repeat
+    the first one's fit time and memory: what fitting it alone would cost. Each record's
+    ``eval_seconds`` and ``eval_cpu_seconds`` are the group's scoring time divided by the
+    number of variants (so that they add up to the time spent), with ``eval_shared`` true
+    when there are several. ``splits`` are the splits scored (the others' scores are
+    ``None``): a sweep scores dev for every variant and test for those dev selects. With
+    ``backprop`` each variant is then fine-tuned from its own explicit fit.
 
     Raises:
         ValueError: the configs differ in more than ``output_tau``.
@@ -74,33 +83,36 @@ def fit_variants(configs: Sequence[SaffuConfig], data: SweepData, *,
     first = configs[0]
     if any(config.replace(output_tau=first.output_tau) != first for config in configs):
         raise InvalidParameterError("fit_variants takes variants that differ in output_tau only")
-    model: SaffuModel | None = None
+    if len(configs) > 1 and any(config.output_tau is None for config in configs):
+        raise InvalidParameterError("a variant whose fit chooses output_tau (None) is fitted alone, "
+                                    "not with others in fit_variants")
     with _tracing_memory():
-        for config in configs:
-            tracemalloc.reset_peak()
-            baseline = tracemalloc.get_traced_memory()[0]
-            fit: dict[str, Any] = {"fit_shared": model is not None}
-            if model is None:
-                wall, cpu = time.perf_counter(), time.process_time()
-                model = SaffuModel(config, tokenizer=data.tokenizer).fit(
-                    data.splits["train"], n_jobs=n_jobs, verbose=0)
-                shared = {"fit_seconds": time.perf_counter() - wall,
-                          "fit_cpu_seconds": time.process_time() - cpu,
-                          "fit_peak_memory_mb": _traced_peak_mb(baseline)}
-            else:
-                model.config = config
-                solve_output(model, model.fit_state.statistics["output"])
-            wall, cpu = time.perf_counter(), time.process_time()
-            scores = _scores(model.score, data, splits=splits)
-            fit.update(eval_seconds=time.perf_counter() - wall,
-                       eval_cpu_seconds=time.process_time() - cpu)
+        tracemalloc.reset_peak()
+        baseline = tracemalloc.get_traced_memory()[0]
+        wall, cpu = time.perf_counter(), time.process_time()
+        model = SaffuModel(first, tokenizer=data.tokenizer).fit(data.splits["train"], n_jobs=n_jobs,
+                                                                verbose=0)
+        shared = {"fit_seconds": time.perf_counter() - wall,
+                  "fit_cpu_seconds": time.process_time() - cpu,
+                  "fit_peak_memory_mb": _traced_peak_mb(baseline)}
+        wall, cpu = time.perf_counter(), time.process_time()
+        scales = [1.0 if config is first else config.output_tau / first.output_tau for config in configs]
+        scores = _scores(lambda corpus: model.score_scaled(corpus, scales), data, len(configs),
+                         splits=splits)
+        scoring = {"eval_seconds": (time.perf_counter() - wall) / len(configs),
+                   "eval_cpu_seconds": (time.process_time() - cpu) / len(configs),
+                   "eval_shared": len(configs) > 1}
+        for config, variant_scores in zip(configs, scores, strict=True):
             if backprop is not None:
-                scores.update(_fine_tune(model, data, backprop, n_jobs, splits))
+                if config is not first:
+                    model.config = config
+                    solve_output(model, model.fit_state.statistics["output"])
+                variant_scores.update(_fine_tune(model, data, backprop, n_jobs, splits))
             yield {"key": variant_key(config, backprop), **config.to_dict(),
                    "parameters": model.n_parameters, "train_tokens": data.splits["train"].n_tokens,
-                   **shared, **fit,
+                   **shared, "fit_shared": config is not first, **scoring,
                    "peak_memory_mb": max(shared["fit_peak_memory_mb"], _traced_peak_mb(baseline)),
-                   **scores}
+                   **variant_scores}
 
 
 def output_tau_groups(configs: Iterable[SaffuConfig]) -> list[list[SaffuConfig]]:
@@ -114,15 +126,18 @@ def output_tau_groups(configs: Iterable[SaffuConfig]) -> list[list[SaffuConfig]]
     return list(groups.values())
 
 
-def _scores(score: Any, data: SweepData, prefix: str = "",
-            splits: Sequence[str] = SCORED_SPLITS) -> dict[str, float | None]:
-    """Perplexity and bits/char on dev and test (``None`` for a split not scored or absent)."""
-    result: dict[str, float | None] = {}
+def _scores(score: Callable[[TokenizedCorpus], list[dict[str, float]]], data: SweepData,
+            count: int, prefix: str = "", splits: Sequence[str] = SCORED_SPLITS,
+            ) -> list[dict[str, float | None]]:
+    """Perplexity and bits/char on dev and test (``None`` for a split not scored or absent) of
+    ``count`` models, which ``score(corpus)`` scores together (one dict per model)."""
+    results: list[dict[str, float | None]] = [{} for _ in range(count)]
     for split in SCORED_SPLITS:
-        values = score(data.splits[split]) if split in splits and split in data.splits else {}
-        for metric in ("perplexity", "bits_per_char"):
-            result[f"{prefix}{split}_{metric}"] = values.get(metric)
-    return result
+        values = score(data.splits[split]) if split in splits and split in data.splits else [{}] * count
+        for result, value in zip(results, values, strict=True):
+            for metric in ("perplexity", "bits_per_char"):
+                result[f"{prefix}{split}_{metric}"] = value.get(metric)
+    return results
 
 
 def _fine_tune(model: SaffuModel, data: SweepData, backprop: Backprop, n_jobs: int | None,
@@ -137,7 +152,7 @@ def _fine_tune(model: SaffuModel, data: SweepData, backprop: Backprop, n_jobs: i
     last = history[-1]
     return {"backprop_seconds": last["seconds"], "backprop_steps": last["step"],
             "backprop_stopped": history.stopped,
-            **_scores(lambda corpus: evaluate(module, corpus), data, "backprop_", splits)}
+            **_scores(lambda corpus: [evaluate(module, corpus)], data, 1, "backprop_", splits)[0]}
 
 
 def pareto_front(records: Sequence[dict[str, Any]], cost: str = "parameters",
