@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from saffu._backend import set_num_threads
 from saffu._io import atomic_write_text, check_output_directory, remove_stale_temporaries
-from saffu._processes import init_worker_signals, sigterm_as_interrupt, stop_pool
+from saffu._processes import init_worker_signals, keep_freed_memory, sigterm_as_interrupt, stop_pool
 from saffu.errors import DiskFullError, InvalidParameterError
 from saffu.model import SaffuConfig
 from saffu.sweep.data import SweepData, _log, _read_json, is_sweep_directory, prepare_data
@@ -46,13 +46,15 @@ _worker_data: SweepData | None = None
 
 
 def _init_worker(directory: str) -> None:
-    """Pool initializer: one kernel/BLAS thread per process, and the shared data loaded once."""
+    """Pool initializer: one kernel/BLAS thread per process, freed memory kept for the next fit
+    (:func:`~saffu._processes.keep_freed_memory`), and the shared data loaded once."""
     from threadpoolctl import threadpool_limits
 
     import saffu.fit  # noqa: F401  (imported here, not inside the first variant's timing)
 
     global _worker_data
     init_worker_signals()
+    keep_freed_memory()
     set_num_threads(1)
     threadpool_limits(1)
     _worker_data = SweepData.load(Path(directory))
