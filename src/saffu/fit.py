@@ -257,21 +257,22 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
     """Σ h_t ⊗ onehot(y_t) with W and U fixed, in bounded batches of targets.
 
     Each context model's block of columns is accumulated on its own (no concatenated copy of
-    the hidden states); the blocks are joined once per chunk. A context model that reads the
-    previous token only (radial1) has one hidden vector per token id, so its block is the
-    bigram counts times that table (:func:`_last_token_block`), with no per-target work.
+    the hidden states) and copied into the statistics once per chunk; the skip inputs are
+    added into their columns in place. A context model that reads the previous token only
+    (radial1) has one hidden vector per token id, so its block is the bigram counts times that
+    table (:func:`_last_token_block`), with no per-target work.
     """
     vectors, aggregation = model.cipher.vectors, model.config.aggregation
-    blocks = [np.zeros((model.vocab_size, layer.hidden_t.shape[0])) for layer in model.layers]
+    widths = [layer.hidden_t.shape[0] for layer in model.layers]
+    skip = SkipInputs(vectors, model.config.skip)
+    FT = np.zeros((model.vocab_size, sum(widths) + skip.width))
+    blocks = [np.zeros((model.vocab_size, width)) for width in widths]
     per_target = [(layer, block) for layer, block in zip(model.layers, blocks, strict=True)
                   if not layer.spec.reads_last_token_only]
-    skip = SkipInputs(vectors, model.config.skip)
-    if skip.lags:
-        blocks.append(np.zeros((model.vocab_size, skip.width)))
     input_mass = sum(_last_token_block(layer, block, ids, pos, vectors, aggregation)
-                     for layer, block in zip(model.layers, blocks, strict=False)
+                     for layer, block in zip(model.layers, blocks, strict=True)
                      if layer.spec.reads_last_token_only)
-    batch = max(1024, OUTPUT_BATCH_FLOATS // max(layer.hidden_t.shape[0] for layer in model.layers))
+    batch = max(1024, OUTPUT_BATCH_FLOATS // max(widths))
     batches = target_batches(pos, batch) if per_target or skip.lags else ()
     rows = [np.empty((batch, layer.hidden_t.shape[0]), dtype=np.float32) for layer, _ in per_target]
     for start, stop in batches:
@@ -280,15 +281,16 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
             hidden = layer.hidden(ids, pos, start, stop, vectors, aggregation, out=out)
             kernels.cooc_dense_onehot(block, hidden, targets)
             input_mass += float(hidden.sum(axis=1).sum(dtype=np.float64))
-        if skip.lags:
+        if skip.lags:  # columns sum(widths) onwards of FT
             x = skip.matrix(previous_tokens(ids, pos, start, stop, skip.lags))
-            kernels.cooc_sparse_onehot(blocks[-1], x.indptr.astype(np.int64), x.indices.astype(np.int64),
-                                       x.data, targets)
+            kernels.cooc_sparse_onehot(FT, x.indptr.astype(np.int64),
+                                       x.indices.astype(np.int64) + sum(widths), x.data, targets)
             input_mass += float(x.data.sum(dtype=np.float64))
+    for block, first in zip(blocks, np.cumsum([0, *widths[:-1]]), strict=True):
+        FT[:, first:first + block.shape[1]] = block
     targets = ids[pos > 0]
     stats = ExplicitStats.from_totals(
-        np.hstack(blocks) if len(blocks) > 1 else blocks[0],
-        np.bincount(targets, minlength=model.vocab_size).astype(np.float64), float(len(targets)),
+        FT, np.bincount(targets, minlength=model.vocab_size).astype(np.float64), float(len(targets)),
         input_mass, check=skip.lags > 0 and _signed_cipher(model))  # softmax outputs: non-negative
     return PassStatistics("output", {"output": stats})
 

@@ -176,7 +176,8 @@ class SkipInputs:
 
         self.lags, self.bits = lags, vectors.shape[1]
         # one zero row at index V stands for "no token"
-        self._rows = sp.csr_matrix(np.vstack([vectors, np.zeros((1, self.bits), dtype=vectors.dtype)]))
+        self._rows = sp.vstack([sp.csr_matrix(vectors), sp.csr_matrix((1, self.bits), dtype=vectors.dtype)],
+                               format="csr")
 
     @property
     def width(self) -> int:
