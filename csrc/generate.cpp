@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -50,16 +51,17 @@ std::vector<float> input_major(const float* output_t, int64_t V, int64_t LD, int
   return by_input;
 }
 
-// out[r, v0 + c] = sum_i H[r, i] OI[i, v0 + c] for R rows and C columns, summed in order of i.
+// out[r, v0 + c] = sum_i H[r * stride + i] OI[i, v0 + c] for R rows, C columns and i < inputs,
+// summed in order of i.
 template <int R, int C>
-inline __attribute__((always_inline)) void product_tile(const float* H, int64_t LD,
-                                                        const float* OI, int64_t Vp, int64_t v0,
-                                                        float* out) {
+inline __attribute__((always_inline)) void product_tile(const float* H, int64_t stride,
+                                                        int64_t inputs, const float* OI,
+                                                        int64_t Vp, int64_t v0, float* out) {
   float acc[R][C] = {};
-  for (int64_t i = 0; i < LD; ++i) {
+  for (int64_t i = 0; i < inputs; ++i) {
     const float* o = OI + i * Vp + v0;
     for (int r = 0; r < R; ++r) {
-      const float h = H[r * LD + i];
+      const float h = H[r * stride + i];
       for (int c = 0; c < C; ++c) acc[r][c] += h * o[c];
     }
   }
@@ -67,49 +69,53 @@ inline __attribute__((always_inline)) void product_tile(const float* H, int64_t 
     for (int c = 0; c < C; ++c) out[r * Vp + v0 + c] = acc[r][c];
 }
 
-// out (rows, Vp) = H (rows, LD) OI (LD, Vp), in tiles of R rows by C columns, and the rows
-// left over (all of them for a single stream) one at a time in tiles of C1 columns, whose
-// independent sums hide the latency of the additions (C and C1 divide kColumnPad, and Vp).
+// out (rows, Vp) = H (rows, inputs; rows `stride` apart) OI (inputs, Vp), in tiles of R rows by
+// C columns, and the rows left over (all of them for a single stream) one at a time in tiles of
+// C1 columns, whose independent sums hide the latency of the additions (C and C1 divide
+// kColumnPad, and Vp).
 template <int R, int C, int C1>
 inline __attribute__((always_inline)) void products_in_tiles(const float* H, int64_t rows,
-                                                             int64_t LD, const float* OI,
-                                                             int64_t Vp, float* out) {
+                                                             int64_t stride, int64_t inputs,
+                                                             const float* OI, int64_t Vp,
+                                                             float* out) {
   const int64_t blocked = rows - rows % R;
   for (int64_t v0 = 0; v0 < Vp; v0 += C)
     for (int64_t r = 0; r < blocked; r += R)
-      product_tile<R, C>(H + r * LD, LD, OI, Vp, v0, out + r * Vp);
+      product_tile<R, C>(H + r * stride, stride, inputs, OI, Vp, v0, out + r * Vp);
   for (int64_t r = blocked; r < rows; ++r)
-    for (int64_t v0 = 0; v0 < Vp; v0 += C1) product_tile<1, C1>(H + r * LD, LD, OI, Vp, v0, out + r * Vp);
+    for (int64_t v0 = 0; v0 < Vp; v0 += C1)
+      product_tile<1, C1>(H + r * stride, stride, inputs, OI, Vp, v0, out + r * Vp);
 }
 
 #if SAFFU_ISA_DISPATCH
 SAFFU_TARGET("avx512f")
-void products_avx512(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
-                     float* out) {
-  products_in_tiles<4, 64, 128>(H, rows, LD, OI, Vp, out);  // 16 zmm accumulators, 8 for one row
+void products_avx512(const float* H, int64_t rows, int64_t stride, int64_t inputs,
+                     const float* OI, int64_t Vp, float* out) {
+  products_in_tiles<4, 64, 128>(H, rows, stride, inputs, OI, Vp, out);  // 16 zmm accumulators, 8 for one row
 }
 
 SAFFU_TARGET("avx2")
-void products_avx2(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
-                   float* out) {
-  products_in_tiles<4, 16, 64>(H, rows, LD, OI, Vp, out);  // 8 ymm accumulators
+void products_avx2(const float* H, int64_t rows, int64_t stride, int64_t inputs, const float* OI,
+                   int64_t Vp, float* out) {
+  products_in_tiles<4, 16, 64>(H, rows, stride, inputs, OI, Vp, out);  // 8 ymm accumulators
 }
 #endif
 
-void products_baseline(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
-                       float* out) {
-  products_in_tiles<4, 8, 32>(H, rows, LD, OI, Vp, out);
+void products_baseline(const float* H, int64_t rows, int64_t stride, int64_t inputs,
+                       const float* OI, int64_t Vp, float* out) {
+  products_in_tiles<4, 8, 32>(H, rows, stride, inputs, OI, Vp, out);
 }
 
 // The blocking differs by instruction set; the sums, and so the results, do not.
-void products(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp, float* out) {
+void products(const float* H, int64_t rows, int64_t stride, int64_t inputs, const float* OI,
+              int64_t Vp, float* out) {
 #if SAFFU_ISA_DISPATCH
   static const bool avx512 = __builtin_cpu_supports("avx512f");
   static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx512) return products_avx512(H, rows, LD, OI, Vp, out);
-  if (avx2) return products_avx2(H, rows, LD, OI, Vp, out);
+  if (avx512) return products_avx512(H, rows, stride, inputs, OI, Vp, out);
+  if (avx2) return products_avx2(H, rows, stride, inputs, OI, Vp, out);
 #endif
-  products_baseline(H, rows, LD, OI, Vp, out);
+  products_baseline(H, rows, stride, inputs, OI, Vp, out);
 }
 
 // ---- Sampling ----
@@ -530,11 +536,118 @@ struct Batch {
   int64_t max_tokens;
   const std::vector<int64_t>& starts;  // (streams + 1,) document bounds in prompts
   const std::vector<int32_t>& positions;  // 0, 1, 2, ...
-  const std::vector<float>& by_input;  // (LD, Vp)
+  const std::vector<float>& by_input;  // (LD, Vp): layer l's block is rows [l D, (l + 1) D)
   int64_t Vp;
+  const std::vector<char>& by_last_token;  // (n_layers,): the layer's h is a function of x_{t-1}
+  int64_t cache_rows;  // rows each thread may cache per such layer
   HiddenSteps& steps;
   int32_t* out;
   int32_t* lengths;
+};
+
+// Whether a context model's hidden state is a function of the previous token alone: a radial
+// window of one token (its attention is softmax over one slot, 1).
+bool reads_last_token_only(const LayerSpec& layer) {
+  return static_cast<ContextKind>(layer.kind) == ContextKind::kRadial && layer.K == 1;
+}
+
+// Rows of Vp floats by token, stored on first use up to `capacity` rows (in blocks, allocated
+// as they fill; a stored row never moves).
+class TokenRows {
+ public:
+  TokenRows(int64_t V, int64_t Vp, int64_t capacity) : slot_(V, -1), Vp_(Vp), capacity_(capacity) {}
+
+  const float* find(int32_t token) const {
+    const int64_t s = slot_[token];
+    return s < 0 ? nullptr : blocks_[s / kBlockRows].get() + (s % kBlockRows) * Vp_;
+  }
+
+  // The row to store token's into, or nullptr when the capacity is used up.
+  float* store(int32_t token) {
+    if (used_ >= capacity_) return nullptr;
+    const int64_t s = used_++;
+    if (s % kBlockRows == 0) blocks_.emplace_back(new float[kBlockRows * Vp_]);
+    slot_[token] = s;
+    return blocks_[s / kBlockRows].get() + (s % kBlockRows) * Vp_;
+  }
+
+ private:
+  static constexpr int64_t kBlockRows = 64;
+  std::vector<int64_t> slot_;  // (V,): -1 if not stored
+  std::vector<std::unique_ptr<float[]>> blocks_;
+  int64_t Vp_, capacity_, used_ = 0;
+};
+
+// Each layer's part h_l O_l^T (Vp,) of the output product, for the rows of a step. Each part is
+// summed on its own, in order of i, whatever the tile (the logits add them in order of l). A
+// layer read by the previous token alone (reads_last_token_only) caches its part by that token:
+// the tokens a step misses are computed in one product (each once), then stored while the
+// capacity lasts (past it, computed every time they occur), so a row does not depend on
+// whether it was cached.
+class OutputParts {
+ public:
+  OutputParts(const Batch& batch, int64_t max_rows)
+      : b_(batch), L_(batch.model.n_layers), D_(batch.model.D), LD_(L_ * D_), Vp_(batch.Vp),
+        pending_(batch.prompts.V, -1) {
+    for (int l = 0; l < L_; ++l) {
+      caches_.emplace_back(b_.by_last_token[l] ? batch.prompts.V : 0, Vp_, batch.cache_rows);
+      buffers_.emplace_back(max_rows * Vp_);
+    }
+    gathered_.resize(max_rows * D_);
+  }
+
+  // The parts of rows (rows, L D) of hidden vectors whose previous tokens are previous[0..rows).
+  void compute(const float* H, int64_t rows, const int32_t* previous) {
+    parts_.resize(rows * L_);
+    for (int l = 0; l < L_; ++l) {
+      const float* OI = b_.by_input.data() + l * D_ * Vp_;
+      float* buffer = buffers_[l].data();
+      if (!b_.by_last_token[l]) {
+        products(H + l * D_, rows, LD_, D_, OI, Vp_, buffer);
+        for (int64_t r = 0; r < rows; ++r) parts_[r * L_ + l] = buffer + r * Vp_;
+        continue;
+      }
+      TokenRows& cache = caches_[l];
+      misses_.clear();
+      for (int64_t r = 0; r < rows; ++r) {
+        const int32_t token = previous[r];
+        const float* row = cache.find(token);
+        parts_[r * L_ + l] = row;
+        if (!row && pending_[token] < 0) {
+          pending_[token] = static_cast<int32_t>(misses_.size());
+          std::copy(H + r * LD_ + l * D_, H + r * LD_ + (l + 1) * D_,
+                    gathered_.data() + misses_.size() * D_);
+          misses_.push_back(token);
+        }
+      }
+      if (misses_.empty()) continue;
+      const int64_t m = static_cast<int64_t>(misses_.size());
+      products(gathered_.data(), m, D_, D_, OI, Vp_, buffer);
+      rows_.resize(m);
+      for (int64_t i = 0; i < m; ++i) {
+        float* stored = cache.store(misses_[i]);
+        if (stored) std::copy(buffer + i * Vp_, buffer + (i + 1) * Vp_, stored);
+        rows_[i] = stored ? stored : buffer + i * Vp_;
+      }
+      for (int64_t r = 0; r < rows; ++r)
+        if (!parts_[r * L_ + l]) parts_[r * L_ + l] = rows_[pending_[previous[r]]];
+      for (int32_t token : misses_) pending_[token] = -1;
+    }
+  }
+
+  // The layers' parts of row r (L,), valid until the next compute.
+  const float* const* of(int64_t r) const { return parts_.data() + r * L_; }
+
+ private:
+  const Batch& b_;
+  int L_;
+  int64_t D_, LD_, Vp_;
+  std::vector<TokenRows> caches_;           // (L,): empty for the layers not cached
+  std::vector<std::vector<float>> buffers_;  // (L,) of (rows, Vp): computed parts, or misses
+  std::vector<float> gathered_;              // (misses, D): the hidden vectors of the misses
+  std::vector<int32_t> pending_;             // (V,): index of a token among the misses, or -1
+  std::vector<int32_t> misses_;
+  std::vector<const float*> rows_, parts_;
 };
 
 // The nonzero bits (column, value) of each token's cipher vector, found on first use.
@@ -559,15 +672,19 @@ class NonzeroBits {
   std::vector<char> known_;
 };
 
-// logits[v] = (products[v] + sum over the last lags tokens' nonzero bits x_j of x_j S[j, v]) +
-// o[v], in the order SaffuModel.logits sums them (the skip rows in CSR order: lag 1's bits
-// ascending, then lag 2's, ...).
-void add_skip_and_bias(const GenerationModel& m, NonzeroBits& nonzero, int64_t V, int64_t bits,
-                       const std::vector<int32_t>& tokens, const float* products, float* skip,
-                       float* logits) {
+// logits[v] = ((parts[0][v] + parts[1][v] + ...) + sum over the last lags tokens' nonzero bits
+// x_j of x_j S[j, v]) + o[v]: the layers' parts added in order of l, then the skip rows in the
+// order SaffuModel.logits sums them (CSR order: lag 1's bits ascending, then lag 2's, ...),
+// then the bias.
+void logits_of(const GenerationModel& m, NonzeroBits& nonzero, int64_t V, int64_t bits,
+               const std::vector<int32_t>& tokens, const float* const* parts, float* skip,
+               float* logits) {
   const int64_t n = static_cast<int64_t>(tokens.size());
+  std::copy(parts[0], parts[0] + V, logits);
+  for (int l = 1; l < m.n_layers; ++l)
+    for (int64_t v = 0; v < V; ++v) logits[v] += parts[l][v];
   if (m.lags == 0) {
-    for (int64_t v = 0; v < V; ++v) logits[v] = products[v] + m.bias[v];
+    for (int64_t v = 0; v < V; ++v) logits[v] += m.bias[v];
     return;
   }
   std::fill(skip, skip + V, 0.0f);
@@ -577,7 +694,7 @@ void add_skip_and_bias(const GenerationModel& m, NonzeroBits& nonzero, int64_t V
       for (int64_t v = 0; v < V; ++v) skip[v] += x * row[v];
     }
   }
-  for (int64_t v = 0; v < V; ++v) logits[v] = (products[v] + skip[v]) + m.bias[v];
+  for (int64_t v = 0; v < V; ++v) logits[v] = (logits[v] + skip[v]) + m.bias[v];
 }
 
 // Runs streams [first, last) to the end, stepping all their active streams together.
@@ -592,26 +709,31 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
     tokens[s].assign(ids + batch.starts[first + s], ids + batch.starts[first + s + 1]);
     tokens[s].reserve(tokens[s].size() + T + 1);
   }
-  std::vector<float> H(count * LD), logit_products(count * batch.Vp), skip(V), logits(V);
+  std::vector<float> H(count * LD), skip(V), logits(V);
   std::vector<int64_t> active;
+  std::vector<int32_t> previous;
+  OutputParts parts(batch, count);
   Sampler sampler(V, batch.sampling, batch.model.banned);
   NonzeroBits nonzero(batch.prompts.E, V, batch.prompts.bits);
   for (int64_t step = 0; step < T; ++step) {
     active.clear();
+    previous.clear();
     for (int64_t s = 0; s < count; ++s)
-      if (!done[s]) active.push_back(s);
+      if (!done[s]) {
+        active.push_back(s);
+        previous.push_back(tokens[s].back());
+      }
     if (active.empty()) break;
     for (size_t a = 0; a < active.size(); ++a) {
       const int64_t s = active[a];
       batch.steps.next(first + s, tokens[s].data(), batch.positions.data(),
                        static_cast<int64_t>(tokens[s].size()), H.data() + a * LD);
     }
-    products(H.data(), static_cast<int64_t>(active.size()), LD, batch.by_input.data(), batch.Vp,
-             logit_products.data());
+    parts.compute(H.data(), static_cast<int64_t>(active.size()), previous.data());
     for (size_t a = 0; a < active.size(); ++a) {
       const int64_t s = active[a], b = first + s;
-      add_skip_and_bias(batch.model, nonzero, V, batch.prompts.bits, tokens[s],
-                        logit_products.data() + a * batch.Vp, skip.data(), logits.data());
+      logits_of(batch.model, nonzero, V, batch.prompts.bits, tokens[s], parts.of(a), skip.data(),
+                logits.data());
       const int32_t token = sampler.sample(logits.data(), batch.uniforms[b * T + step]);
       if (token == batch.sampling.stop_token) {
         done[s] = 1;
@@ -632,7 +754,8 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
 
 void saffu_generate(const Corpus& prompts, const GenerationModel& model, const Sampling& sampling,
                     const double* uniforms, int64_t streams, int64_t max_tokens, int32_t* out,
-                    int32_t* lengths, int n_threads) {
+                    int32_t* lengths, int64_t cache_bytes, int n_threads) {
+  require(cache_bytes >= 0, "cache_bytes must be >= 0");
   require(model.n_layers >= 1 && model.D >= 1, "need at least one context model and D >= 1");
   require(model.lags >= 0, "lags must be >= 0");
   require(prompts.n >= 1 && prompts.pos[0] == 0, "the prompts must begin with a document start");
@@ -661,9 +784,17 @@ void saffu_generate(const Corpus& prompts, const GenerationModel& model, const S
   const std::vector<float> by_input = input_major(model.output_t, V, LD, Vp);
   HiddenSteps steps(prompts.E, V, prompts.bits, model.layers, model.n_layers, model.aggregation,
                     model.D, streams);
+  std::vector<char> by_last_token(model.n_layers);
+  int64_t cached_layers = 0;
+  for (int l = 0; l < model.n_layers; ++l)
+    cached_layers += by_last_token[l] = reads_last_token_only(model.layers[l]);
+  const int threads = effective_threads(n_threads, streams);
+  const int64_t row_bytes = Vp * static_cast<int64_t>(sizeof(float));
+  const int64_t cache_rows =
+      cached_layers ? std::min(V, cache_bytes / row_bytes / (threads * cached_layers)) : 0;
   const Batch batch{prompts, model, sampling, uniforms, max_tokens, starts, positions,
-                    by_input, Vp, steps, out, lengths};
-  parallel_ranges(streams, effective_threads(n_threads, streams),
+                    by_input, Vp, by_last_token, cache_rows, steps, out, lengths};
+  parallel_ranges(streams, threads,
                   [&](int, int64_t first, int64_t last) { run_streams(batch, first, last); });
 }
 

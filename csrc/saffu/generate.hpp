@@ -38,9 +38,11 @@ struct Sampling {
 // (streams, max_tokens) holds each stream's draws in [0, 1): step j of stream b uses
 // uniforms[b, j] (greedy sampling reads none). Writes out (streams, max_tokens), the tokens of
 // each stream followed by -1, and lengths (streams,). Streams are split over n_threads; the
-// tokens of a stream do not depend on the batch it is in or on the thread count.
+// tokens of a stream do not depend on the batch it is in or on the thread count. The output
+// product parts of the layers whose hidden state is a function of the previous token alone (radial,
+// K = 1) are cached per token within cache_bytes in all (0: none); caching changes no result.
 void saffu_generate(const Corpus& prompts, const GenerationModel& model, const Sampling& sampling,
                     const double* uniforms, int64_t streams, int64_t max_tokens, int32_t* out,
-                    int32_t* lengths, int n_threads);
+                    int32_t* lengths, int64_t cache_bytes, int n_threads);
 
 }  // namespace saffu
