@@ -16,6 +16,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -538,100 +539,121 @@ struct Batch {
   const std::vector<int32_t>& positions;  // 0, 1, 2, ...
   const std::vector<float>& by_input;  // (LD, Vp): layer l's block is rows [l D, (l + 1) D)
   int64_t Vp;
-  const std::vector<char>& by_last_token;  // (n_layers,): the layer's h is a function of x_{t-1}
-  int64_t cache_rows;  // rows each thread may cache per such layer
+  const std::vector<int>& windows;  // (n_layers,): window_of each layer (0: not cached)
+  int64_t cache_rows;  // rows each thread may cache, all layers together
   HiddenSteps& steps;
   int32_t* out;
   int32_t* lengths;
 };
 
-// Whether a context model's hidden state is a function of the previous token alone: a radial
-// window of one token (its attention is softmax over one slot, 1).
-bool reads_last_token_only(const LayerSpec& layer) {
-  return static_cast<ContextKind>(layer.kind) == ContextKind::kRadial && layer.K == 1;
+// The window length K of a context model whose hidden state is a function of the last K tokens
+// alone (a radial window: its slots, masked before the document start, are all it reads), if
+// every window's key (window_key) fits in 62 bits; else 0.
+int window_of(const LayerSpec& layer, int64_t V) {
+  if (static_cast<ContextKind>(layer.kind) != ContextKind::kRadial) return 0;
+  double keys = 1.0;
+  for (int k = 0; k < layer.K; ++k) keys *= static_cast<double>(V + 1);
+  return keys < 0x1p62 ? layer.K : 0;
 }
 
-// Rows of Vp floats by token, stored on first use up to `capacity` rows (in blocks, allocated
-// as they fill; a stored row never moves).
-class TokenRows {
- public:
-  TokenRows(int64_t V, int64_t Vp, int64_t capacity) : slot_(V, -1), Vp_(Vp), capacity_(capacity) {}
+// The key of the window of the last K tokens of doc[0..n) (the target at position n): its
+// tokens + 1 as digits base V + 1, 0 for a slot before the document start.
+int64_t window_key(const int32_t* doc, int64_t n, int K, int64_t V) {
+  int64_t key = 0;
+  for (int k = 1; k <= K; ++k) key = key * (V + 1) + (k <= n ? doc[n - k] + 1 : 0);
+  return key;
+}
 
-  const float* find(int32_t token) const {
-    const int64_t s = slot_[token];
-    return s < 0 ? nullptr : blocks_[s / kBlockRows].get() + (s % kBlockRows) * Vp_;
+// Rows of Vp floats by key, stored on first use while a shared count of rows lasts (in blocks,
+// allocated as they fill; a stored row never moves).
+class RowCache {
+ public:
+  RowCache(int64_t Vp, int64_t* rows_left) : Vp_(Vp), rows_left_(rows_left) {}
+
+  const float* find(int64_t key) const {
+    const auto found = slot_.find(key);
+    return found == slot_.end() ? nullptr : row(found->second);
   }
 
-  // The row to store token's into, or nullptr when the capacity is used up.
-  float* store(int32_t token) {
-    if (used_ >= capacity_) return nullptr;
+  // The row to store key's into, or nullptr when the rows are used up.
+  float* store(int64_t key) {
+    if (*rows_left_ <= 0) return nullptr;
+    --*rows_left_;
     const int64_t s = used_++;
     if (s % kBlockRows == 0) blocks_.emplace_back(new float[kBlockRows * Vp_]);
-    slot_[token] = s;
-    return blocks_[s / kBlockRows].get() + (s % kBlockRows) * Vp_;
+    slot_.emplace(key, s);
+    return row(s);
   }
 
  private:
   static constexpr int64_t kBlockRows = 64;
-  std::vector<int64_t> slot_;  // (V,): -1 if not stored
+  float* row(int64_t s) const { return blocks_[s / kBlockRows].get() + (s % kBlockRows) * Vp_; }
+
+  int64_t Vp_;
+  int64_t* rows_left_;
+  std::unordered_map<int64_t, int64_t> slot_;
   std::vector<std::unique_ptr<float[]>> blocks_;
-  int64_t Vp_, capacity_, used_ = 0;
+  int64_t used_ = 0;
 };
 
 // Each layer's part h_l O_l^T (Vp,) of the output product, for the rows of a step. Each part is
 // summed on its own, in order of i, whatever the tile (the logits add them in order of l). A
-// layer read by the previous token alone (reads_last_token_only) caches its part by that token:
-// the tokens a step misses are computed in one product (each once), then stored while the
-// capacity lasts (past it, computed every time they occur), so a row does not depend on
+// layer read by its window of the last K tokens alone (window_of) caches its parts by window:
+// the windows a step misses are computed in one product (each once), then stored while the
+// thread's rows last (past them, computed every time they occur), so a part does not depend on
 // whether it was cached.
 class OutputParts {
  public:
   OutputParts(const Batch& batch, int64_t max_rows)
       : b_(batch), L_(batch.model.n_layers), D_(batch.model.D), LD_(L_ * D_), Vp_(batch.Vp),
-        pending_(batch.prompts.V, -1) {
+        rows_left_(batch.cache_rows) {
     for (int l = 0; l < L_; ++l) {
-      caches_.emplace_back(b_.by_last_token[l] ? batch.prompts.V : 0, Vp_, batch.cache_rows);
+      caches_.emplace_back(Vp_, &rows_left_);
       buffers_.emplace_back(max_rows * Vp_);
     }
     gathered_.resize(max_rows * D_);
   }
 
-  // The parts of rows (rows, L D) of hidden vectors whose previous tokens are previous[0..rows).
-  void compute(const float* H, int64_t rows, const int32_t* previous) {
+  // The parts of rows (rows, L D) of hidden vectors, row r that of the token after
+  // tokens[active[r]].
+  void compute(const float* H, const std::vector<std::vector<int32_t>>& tokens,
+               const std::vector<int64_t>& active) {
+    const int64_t rows = static_cast<int64_t>(active.size());
     parts_.resize(rows * L_);
+    keys_.resize(rows);
     for (int l = 0; l < L_; ++l) {
       const float* OI = b_.by_input.data() + l * D_ * Vp_;
       float* buffer = buffers_[l].data();
-      if (!b_.by_last_token[l]) {
+      const int K = b_.windows[l];
+      if (K == 0) {
         products(H + l * D_, rows, LD_, D_, OI, Vp_, buffer);
         for (int64_t r = 0; r < rows; ++r) parts_[r * L_ + l] = buffer + r * Vp_;
         continue;
       }
-      TokenRows& cache = caches_[l];
-      misses_.clear();
+      RowCache& cache = caches_[l];
+      pending_.clear();
+      int64_t misses = 0;
       for (int64_t r = 0; r < rows; ++r) {
-        const int32_t token = previous[r];
-        const float* row = cache.find(token);
+        const std::vector<int32_t>& doc = tokens[active[r]];
+        const int64_t key = window_key(doc.data(), static_cast<int64_t>(doc.size()), K, b_.prompts.V);
+        keys_[r] = key;
+        const float* row = cache.find(key);
         parts_[r * L_ + l] = row;
-        if (!row && pending_[token] < 0) {
-          pending_[token] = static_cast<int32_t>(misses_.size());
-          std::copy(H + r * LD_ + l * D_, H + r * LD_ + (l + 1) * D_,
-                    gathered_.data() + misses_.size() * D_);
-          misses_.push_back(token);
+        if (!row && pending_.emplace(key, misses).second) {
+          std::copy(H + r * LD_ + l * D_, H + r * LD_ + (l + 1) * D_, gathered_.data() + misses * D_);
+          ++misses;
         }
       }
-      if (misses_.empty()) continue;
-      const int64_t m = static_cast<int64_t>(misses_.size());
-      products(gathered_.data(), m, D_, D_, OI, Vp_, buffer);
-      rows_.resize(m);
-      for (int64_t i = 0; i < m; ++i) {
-        float* stored = cache.store(misses_[i]);
-        if (stored) std::copy(buffer + i * Vp_, buffer + (i + 1) * Vp_, stored);
-        rows_[i] = stored ? stored : buffer + i * Vp_;
-      }
+      if (misses == 0) continue;
+      products(gathered_.data(), misses, D_, D_, OI, Vp_, buffer);
+      for (const auto& [key, index] : pending_)
+        if (float* stored = cache.store(key))
+          std::copy(buffer + index * Vp_, buffer + (index + 1) * Vp_, stored);
       for (int64_t r = 0; r < rows; ++r)
-        if (!parts_[r * L_ + l]) parts_[r * L_ + l] = rows_[pending_[previous[r]]];
-      for (int32_t token : misses_) pending_[token] = -1;
+        if (!parts_[r * L_ + l]) {
+          const float* row = cache.find(keys_[r]);
+          parts_[r * L_ + l] = row ? row : buffer + pending_.at(keys_[r]) * Vp_;
+        }
     }
   }
 
@@ -642,12 +664,13 @@ class OutputParts {
   const Batch& b_;
   int L_;
   int64_t D_, LD_, Vp_;
-  std::vector<TokenRows> caches_;           // (L,): empty for the layers not cached
+  int64_t rows_left_;  // rows this thread may still store, all layers together
+  std::vector<RowCache> caches_;             // (L,): unused for the layers not cached
   std::vector<std::vector<float>> buffers_;  // (L,) of (rows, Vp): computed parts, or misses
   std::vector<float> gathered_;              // (misses, D): the hidden vectors of the misses
-  std::vector<int32_t> pending_;             // (V,): index of a token among the misses, or -1
-  std::vector<int32_t> misses_;
-  std::vector<const float*> rows_, parts_;
+  std::unordered_map<int64_t, int64_t> pending_;  // a step's missed keys: their rows in buffer
+  std::vector<int64_t> keys_;
+  std::vector<const float*> parts_;
 };
 
 // The nonzero bits (column, value) of each token's cipher vector, found on first use.
@@ -711,25 +734,20 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
   }
   std::vector<float> H(count * LD), skip(V), logits(V);
   std::vector<int64_t> active;
-  std::vector<int32_t> previous;
   OutputParts parts(batch, count);
   Sampler sampler(V, batch.sampling, batch.model.banned);
   NonzeroBits nonzero(batch.prompts.E, V, batch.prompts.bits);
   for (int64_t step = 0; step < T; ++step) {
     active.clear();
-    previous.clear();
     for (int64_t s = 0; s < count; ++s)
-      if (!done[s]) {
-        active.push_back(s);
-        previous.push_back(tokens[s].back());
-      }
+      if (!done[s]) active.push_back(s);
     if (active.empty()) break;
     for (size_t a = 0; a < active.size(); ++a) {
       const int64_t s = active[a];
       batch.steps.next(first + s, tokens[s].data(), batch.positions.data(),
                        static_cast<int64_t>(tokens[s].size()), H.data() + a * LD);
     }
-    parts.compute(H.data(), static_cast<int64_t>(active.size()), previous.data());
+    parts.compute(H.data(), tokens, active);
     for (size_t a = 0; a < active.size(); ++a) {
       const int64_t s = active[a], b = first + s;
       logits_of(batch.model, nonzero, V, batch.prompts.bits, tokens[s], parts.of(a), skip.data(),
@@ -784,16 +802,13 @@ void saffu_generate(const Corpus& prompts, const GenerationModel& model, const S
   const std::vector<float> by_input = input_major(model.output_t, V, LD, Vp);
   HiddenSteps steps(prompts.E, V, prompts.bits, model.layers, model.n_layers, model.aggregation,
                     model.D, streams);
-  std::vector<char> by_last_token(model.n_layers);
-  int64_t cached_layers = 0;
-  for (int l = 0; l < model.n_layers; ++l)
-    cached_layers += by_last_token[l] = reads_last_token_only(model.layers[l]);
+  std::vector<int> windows(model.n_layers);
+  for (int l = 0; l < model.n_layers; ++l) windows[l] = window_of(model.layers[l], V);
   const int threads = effective_threads(n_threads, streams);
   const int64_t row_bytes = Vp * static_cast<int64_t>(sizeof(float));
-  const int64_t cache_rows =
-      cached_layers ? std::min(V, cache_bytes / row_bytes / (threads * cached_layers)) : 0;
+  const int64_t cache_rows = cache_bytes / row_bytes / threads;
   const Batch batch{prompts, model, sampling, uniforms, max_tokens, starts, positions,
-                    by_input, Vp, by_last_token, cache_rows, steps, out, lengths};
+                    by_input, Vp, windows, cache_rows, steps, out, lengths};
   parallel_ranges(streams, threads,
                   [&](int, int64_t first, int64_t last) { run_streams(batch, first, last); });
 }
