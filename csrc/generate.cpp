@@ -17,6 +17,7 @@
 #include <limits>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 #include <string>
 #include <vector>
 
@@ -250,6 +251,12 @@ SAFFU_DOUBLE_CLONES double mass_below(const double* depth, const double* e, int6
   return total;
 }
 
+// flags[v] = 1 if begin <= depth[v] < end, else 0 (a vectorized pass: few tokens are kept).
+SAFFU_DOUBLE_CLONES void flag_range(const double* depth, int64_t n, double begin, double end,
+                                    uint8_t* flags) {
+  for (int64_t v = 0; v < n; ++v) flags[v] = (depth[v] >= begin) & (depth[v] < end);
+}
+
 SAFFU_DOUBLE_CLONES int64_t count_below(const double* depth, int64_t n, double level) {
   int64_t count = 0;
   for (int64_t j = 0; j < n; ++j) count += depth[j] < level;
@@ -289,7 +296,6 @@ class Sampler {
     total_ = tempered_masses(logits, ban_.data(), top, s_.temperature, kPerNat, depth_.data(),
                              e_.data(), V_);
     head_ready_ = false;
-    ++draw_;
     if (s_.top_k > 0 && s_.top_k < V_) return sample_top_k(u);
     return sample_all(u);
   }
@@ -298,21 +304,32 @@ class Sampler {
   static constexpr int32_t kBuckets = 1024;  // of 1/16 nat each; the last one holds the rest
   static constexpr double kPerNat = 16.0;
   // The head, sorted once per draw: the tokens within 4 nats of the most likely, where most
-  // draws end (the bucket searches are for the rest).
+  // draws without top-p end (the prefix sums of bucket_masses are for the rest).
   static constexpr int32_t kHead = 64;
-  static constexpr int32_t kFine = 4;  // buckets sorted together after a search
 
   // The depth where bucket `level` begins (every depth lies below the end of the last bucket).
   static double start_of(int32_t level) {
     return level < kBuckets ? level : std::numeric_limits<double>::infinity();
   }
-  // The mass of the buckets below `level` (each level summed once per draw).
-  double mass_below(int32_t level) const {
-    if (mass_draw_[level] != draw_) {
-      mass_[level] = saffu::mass_below(depth_.data(), e_.data(), V_, start_of(level));
-      mass_draw_[level] = draw_;
+  // The mass of the buckets below `level` (bucket_masses of the draw, first).
+  double mass_below(int32_t level) const { return below_[level]; }
+
+  // below_[level] = the mass of the buckets below level, for every level in [0, kBuckets]:
+  // each bucket's mass summed in order of v (in four interleaved partial sums, which keep
+  // successive additions to one bucket apart), then the buckets in order. One pass; every
+  // level's mass is then a look-up, and prefix sums never decrease with the level.
+  void bucket_masses() {
+    constexpr int kParts = 4;
+    std::fill(partial_.begin(), partial_.end(), 0.0);
+    for (int64_t v = 0; v < V_; ++v) {
+      const double d = depth_[v];  // +inf for a banned token (of mass 0): the last bucket
+      const int32_t bucket = d < kBuckets - 1 ? static_cast<int32_t>(d) : kBuckets - 1;
+      partial_[(v % kParts) * kBuckets + bucket] += e_[v];
     }
-    return mass_[level];
+    below_[0] = 0.0;
+    for (int32_t b = 0; b < kBuckets; ++b)
+      below_[b + 1] = below_[b] + ((partial_[b] + partial_[kBuckets + b]) +
+                                   (partial_[2 * kBuckets + b] + partial_[3 * kBuckets + b]));
   }
 
   // The smallest level in (low, stop] for which enough(level) holds (enough grows with the
@@ -334,45 +351,43 @@ class Sampler {
     return high;
   }
 
-  // Levels (first, last] with last - first <= kFine such that the mass below `first` does not
-  // exceed (or, with `reach`, reach) threshold and the mass below `last` does, searched in
-  // (low, stop] (the mass below `low` does not); (stop, stop + 1) if there are none. Stopping
-  // the search at kFine buckets spares passes: the few buckets left are sorted together.
+  // The bucket where the mass crosses threshold: levels (first, first + 1) such that the mass
+  // below `first` does not exceed (or, with `reach`, reach) threshold and the mass below
+  // first + 1 does, searched in (low, stop] (the mass below `low` does not); (stop, stop + 1)
+  // if there are none. A binary search over the prefix sums.
   std::pair<int32_t, int32_t> mass_range(double threshold, int32_t low, int32_t stop,
                                          bool reach) const {
-    auto enough = [&](int32_t level) {
-      const double mass = mass_below(level);
-      return reach ? mass >= threshold : mass > threshold;
-    };
     if (low >= stop) return {stop, stop + 1};
-    int32_t step = kFine, high = std::min(low + step, stop);
-    while (high < stop && !enough(high)) {
-      low = high;
-      step *= 2;
-      high = std::min(low + step, stop);
-    }
-    if (!enough(high)) return {stop, stop + 1};
-    while (high - low > kFine) {
-      const int32_t mid = low + (high - low) / 2;
-      (enough(mid) ? high : low) = mid;
-    }
-    return {low, high};
+    const double* begin = below_.data() + low + 1;
+    const double* end = below_.data() + stop + 1;
+    const double* found = reach ? std::lower_bound(begin, end, threshold)
+                                : std::upper_bound(begin, end, threshold);
+    if (found == end) return {stop, stop + 1};
+    const auto level = static_cast<int32_t>(found - below_.data());
+    return {level - 1, level};
   }
 
   // The tokens of buckets [first, last) in sorted order (descending logit, then ascending id).
   void sorted_tokens(int32_t first, int32_t last, std::vector<int32_t>& tokens) const {
-    const double begin = first, end = start_of(last);
-    tokens.resize(V_);
-    int64_t count = 0;
-    for (int64_t v = 0; v < V_; ++v) {  // branch-free: most tokens are not kept
-      tokens[count] = static_cast<int32_t>(v);
-      count += depth_[v] >= begin && depth_[v] < end;
+    flag_range(depth_.data(), V_, first, start_of(last), flags_.data());
+    tokens.clear();
+    for (int64_t j = 0; j < V_; j += 8) {  // eight flags at once: most tokens are not kept
+      uint64_t eight;
+      std::memcpy(&eight, flags_.data() + j, sizeof eight);
+      if (eight == 0) continue;
+      for (int64_t v = j; v < j + 8; ++v)
+        if (flags_[v]) tokens.push_back(static_cast<int32_t>(v));
     }
-    tokens.resize(count);
-    // the logits' order (double(l) preserves it; banned tokens are in no bucket)
-    std::sort(tokens.begin(), tokens.end(), [&](int32_t a, int32_t c) {
-      return logits_[a] > logits_[c] || (logits_[a] == logits_[c] && a < c);
-    });
+    const auto count = static_cast<int64_t>(tokens.size());
+    // the logits' order (double(l) preserves it; banned tokens are in no bucket), as one
+    // integer per token: the descending order key of its logit (+ 0: -0 ties with +0), then its id
+    keys_.resize(count);
+    for (int64_t i = 0; i < count; ++i) {
+      const auto key = static_cast<uint32_t>(order_key(logits_[tokens[i]] + 0.0f)) ^ 0x80000000u;
+      keys_[i] = static_cast<uint64_t>(~key) << 32 | static_cast<uint32_t>(tokens[i]);
+    }
+    std::sort(keys_.begin(), keys_.end());
+    for (int64_t i = 0; i < count; ++i) tokens[i] = static_cast<int32_t>(keys_[i] & 0xffffffffu);
   }
 
   // The first token in sorted order, among the tokens of buckets below `stop` and then `tail`,
@@ -409,6 +424,13 @@ class Sampler {
     return last;
   }
 
+  // The head's tokens sorted (gathered on first use in a draw).
+  const std::vector<int32_t>& head() {
+    if (!head_ready_) sorted_tokens(0, kHead, head_);
+    head_ready_ = true;
+    return head_;
+  }
+
   // The first token of `tokens` where the cumulative mass exceeds threshold, or -1.
   int32_t first_above(double threshold, const std::vector<int32_t>& tokens) const {
     double cumulative = 0.0;
@@ -417,58 +439,47 @@ class Sampler {
     return -1;
   }
 
-  // The head's tokens sorted (gathered on first use in a draw).
-  const std::vector<int32_t>& head() {
-    if (!head_ready_) sorted_tokens(0, kHead, head_);
-    head_ready_ = true;
-    return head_;
-  }
-
-  // The token where the cumulative mass first exceeds threshold (in sorted order, among every
-  // token, or among those of buckets below `stop` and then `tail`).
-  int32_t draw(double threshold, double head_mass, int32_t stop, const std::vector<int32_t>& tail) {
+  // The token where the cumulative mass over every token first exceeds threshold: in the head
+  // if its mass (a masked sum) exceeds threshold, else (or if rounding leaves the head short)
+  // past it, by the prefix sums.
+  int32_t sample_from_all(double threshold) {
+    const double head_mass = saffu::mass_below(depth_.data(), e_.data(), V_, kHead);
     if (head_mass > threshold) {
-      const int32_t token = stop >= kHead ? first_above(threshold, head()) : -1;
+      const int32_t token = first_above(threshold, head());
       if (token >= 0) return token;
-      return locate(threshold, 0, stop, tail);  // walk the buckets from the start
+      bucket_masses();
+      return locate(threshold, 0, kBuckets, kept_);
     }
-    return locate(threshold, std::min(kHead, stop), stop, tail);
+    bucket_masses();
+    return locate(threshold, kHead, kBuckets, kept_);
   }
 
   // No top-k: probabilities e / total over every token.
   int32_t sample_all(double u) {
     kept_.clear();
-    const double head_mass = mass_below(kHead);
-    if (s_.top_p <= 0.0) return draw(u * total_, head_mass, kBuckets, kept_);
+    if (s_.top_p <= 0.0) return sample_from_all(u * total_);
+    bucket_masses();
     // The nucleus: the shortest sorted prefix whose mass reaches top_p * total; then a draw
-    // from it (a prefix of the head, or the buckets below `bucket` and the tail `kept_`).
+    // from it (the buckets below `bucket` and the tail `kept_`).
     const double target = s_.top_p * total_;
-    double cumulative = 0.0;
-    if (head_mass >= target) {
-      for (int32_t v : head()) {
-        kept_.push_back(v);
-        if ((cumulative += e_[v]) >= target) return draw(u * cumulative, 0.0, 0, kept_);
-      }
-    }
-    const auto [first, last] = mass_range(target, kHead, kBuckets, true);
-    kept_.clear();
-    if (first >= kBuckets) return draw(u * total_, head_mass, kBuckets, kept_);  // keep all
-    cumulative = mass_below(first);
+    const auto [first, last] = mass_range(target, 0, kBuckets, true);
+    if (first >= kBuckets) return locate(u * total_, 0, kBuckets, kept_);  // keep all
+    double cumulative = mass_below(first);
     sorted_tokens(first, last, members_);
     for (int32_t v : members_) {
       kept_.push_back(v);
-      if ((cumulative += e_[v]) >= target) return draw(u * cumulative, head_mass, first, kept_);
+      if ((cumulative += e_[v]) >= target) return locate(u * cumulative, 0, first, kept_);
     }
     for (int32_t bucket = last; bucket < kBuckets; ++bucket) {  // rounding: bucket by bucket
       sorted_tokens(bucket, bucket + 1, members_);
       kept_.clear();
       for (int32_t v : members_) {
         kept_.push_back(v);
-        if ((cumulative += e_[v]) >= target) return draw(u * cumulative, head_mass, bucket, kept_);
+        if ((cumulative += e_[v]) >= target) return locate(u * cumulative, 0, bucket, kept_);
       }
     }
     kept_.clear();
-    return draw(u * total_, head_mass, kBuckets, kept_);
+    return locate(u * total_, 0, kBuckets, kept_);
   }
 
   // With top-k: the k first tokens sorted, then NumPy's arithmetic on them, step by step.
@@ -520,10 +531,11 @@ class Sampler {
   std::vector<double> depth_;
   double total_ = 0.0;
   bool head_ready_ = false;
-  int64_t draw_ = 0;  // draws so far: mass_[level] is valid when mass_draw_[level] == draw_
-  mutable std::vector<double> mass_ = std::vector<double>(kBuckets + 1);
-  mutable std::vector<int64_t> mass_draw_ = std::vector<int64_t>(kBuckets + 1, -1);
+  std::vector<double> partial_ = std::vector<double>(4 * kBuckets);
+  std::vector<double> below_ = std::vector<double>(kBuckets + 1);
   std::vector<int32_t> head_, members_, kept_;
+  mutable std::vector<uint64_t> keys_;  // sorted_tokens' scratch
+  mutable std::vector<uint8_t> flags_ = std::vector<uint8_t>((V_ + 7) / 8 * 8, 0);  // likewise
   std::vector<double> probs_, cdf_;
 };
 
@@ -564,11 +576,17 @@ int64_t window_key(const int32_t* doc, int64_t n, int K, int64_t V) {
   return key;
 }
 
-// Rows of Vp floats by key, stored on first use while a shared count of rows lasts (in blocks,
-// allocated as they fill; a stored row never moves).
+// Rows of Vp floats by key, stored while a shared count of rows lasts (in blocks, allocated as
+// they fill; a stored row never moves): on their first use, or (`second_use`) on their second,
+// which spares storing the keys that never recur (most windows of two tokens or more: storing a
+// row costs a fresh 16 KB of memory and the reads of its later uses).
 class RowCache {
  public:
-  RowCache(int64_t Vp, int64_t* rows_left) : Vp_(Vp), rows_left_(rows_left) {}
+  RowCache(int64_t Vp, int64_t* rows_left, bool second_use)
+      : Vp_(Vp), rows_left_(rows_left), second_use_(second_use) {}
+
+  // Whether a missed key's row should be stored (counts the key's uses).
+  bool admits(int64_t key) { return !second_use_ || !seen_.insert(key).second; }
 
   const float* find(int64_t key) const {
     const auto found = slot_.find(key);
@@ -591,7 +609,9 @@ class RowCache {
 
   int64_t Vp_;
   int64_t* rows_left_;
+  bool second_use_;
   std::unordered_map<int64_t, int64_t> slot_;
+  std::unordered_set<int64_t> seen_;  // with second_use: the keys missed once
   std::vector<std::unique_ptr<float[]>> blocks_;
   int64_t used_ = 0;
 };
@@ -608,7 +628,7 @@ class OutputParts {
       : b_(batch), L_(batch.model.n_layers), D_(batch.model.D), LD_(L_ * D_), Vp_(batch.Vp),
         rows_left_(batch.cache_rows) {
     for (int l = 0; l < L_; ++l) {
-      caches_.emplace_back(Vp_, &rows_left_);
+      caches_.emplace_back(Vp_, &rows_left_, batch.windows[l] >= 2);
       buffers_.emplace_back(max_rows * Vp_);
     }
     gathered_.resize(max_rows * D_);
@@ -647,7 +667,7 @@ class OutputParts {
       if (misses == 0) continue;
       products(gathered_.data(), misses, D_, D_, OI, Vp_, buffer);
       for (const auto& [key, index] : pending_)
-        if (float* stored = cache.store(key))
+        if (float* stored = cache.admits(key) ? cache.store(key) : nullptr)
           std::copy(buffer + index * Vp_, buffer + (index + 1) * Vp_, stored);
       for (int64_t r = 0; r < rows; ++r)
         if (!parts_[r * L_ + l]) {
@@ -697,28 +717,52 @@ class NonzeroBits {
 
 // logits[v] = ((parts[0][v] + parts[1][v] + ...) + sum over the last lags tokens' nonzero bits
 // x_j of x_j S[j, v]) + o[v]: the layers' parts added in order of l, then the skip rows in the
-// order SaffuModel.logits sums them (CSR order: lag 1's bits ascending, then lag 2's, ...),
-// then the bias.
-void logits_of(const GenerationModel& m, NonzeroBits& nonzero, int64_t V, int64_t bits,
-               const std::vector<int32_t>& tokens, const float* const* parts, float* skip,
-               float* logits) {
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  std::copy(parts[0], parts[0] + V, logits);
-  for (int l = 1; l < m.n_layers; ++l)
-    for (int64_t v = 0; v < V; ++v) logits[v] += parts[l][v];
-  if (m.lags == 0) {
-    for (int64_t v = 0; v < V; ++v) logits[v] += m.bias[v];
-    return;
-  }
-  std::fill(skip, skip + V, 0.0f);
-  for (int64_t k = 1; k <= m.lags && k <= n; ++k) {
-    for (const auto& [j, x] : nonzero.of(tokens[n - k])) {
-      const float* row = m.skip_weight + ((k - 1) * bits + j) * V;
-      for (int64_t v = 0; v < V; ++v) skip[v] += x * row[v];
+// order SaffuModel.logits sums them (CSR order: lag 1's bits ascending, then lag 2's, ...; from
+// 0), then the bias; in one pass over blocks of columns.
+class Logits {
+ public:
+  Logits(const GenerationModel& model, const Corpus& prompts)
+      : m_(model), V_(prompts.V), bits_(prompts.bits), nonzero_(prompts.E, prompts.V, prompts.bits) {}
+
+  void write(const std::vector<int32_t>& tokens, const float* const* parts, float* logits) {
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    rows_.clear();
+    for (int64_t k = 1; k <= m_.lags && k <= n; ++k)
+      for (const auto& [j, x] : nonzero_.of(tokens[n - k]))
+        rows_.emplace_back(m_.skip_weight + ((k - 1) * bits_ + j) * V_, x);
+    for (int64_t v0 = 0; v0 < V_; v0 += kBlock) {
+      const int64_t width = std::min(kBlock, V_ - v0);
+      if (width == kBlock)
+        block<kBlock>(parts, v0, logits);
+      else
+        for (int64_t v = v0; v < v0 + width; ++v) block<1>(parts, v, logits);
     }
   }
-  for (int64_t v = 0; v < V; ++v) logits[v] = (logits[v] + skip[v]) + m.bias[v];
-}
+
+ private:
+  static constexpr int64_t kBlock = 64;
+
+  template <int64_t C>
+  inline __attribute__((always_inline)) void block(const float* const* parts, int64_t v0,
+                                                   float* logits) const {
+    float sum[C], skip[C] = {};
+    for (int64_t c = 0; c < C; ++c) sum[c] = parts[0][v0 + c];
+    for (int l = 1; l < m_.n_layers; ++l)
+      for (int64_t c = 0; c < C; ++c) sum[c] += parts[l][v0 + c];
+    if (rows_.empty()) {
+      for (int64_t c = 0; c < C; ++c) logits[v0 + c] = sum[c] + m_.bias[v0 + c];
+      return;
+    }
+    for (const auto& [row, x] : rows_)
+      for (int64_t c = 0; c < C; ++c) skip[c] += x * row[v0 + c];
+    for (int64_t c = 0; c < C; ++c) logits[v0 + c] = (sum[c] + skip[c]) + m_.bias[v0 + c];
+  }
+
+  const GenerationModel& m_;
+  int64_t V_, bits_;
+  NonzeroBits nonzero_;
+  std::vector<std::pair<const float*, float>> rows_;  // the skip rows of a step, with their x_j
+};
 
 // Runs streams [first, last) to the end, stepping all their active streams together.
 void run_streams(const Batch& batch, int64_t first, int64_t last) {
@@ -732,11 +776,11 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
     tokens[s].assign(ids + batch.starts[first + s], ids + batch.starts[first + s + 1]);
     tokens[s].reserve(tokens[s].size() + T + 1);
   }
-  std::vector<float> H(count * LD), skip(V), logits(V);
+  std::vector<float> H(count * LD), logits(V);
   std::vector<int64_t> active;
   OutputParts parts(batch, count);
   Sampler sampler(V, batch.sampling, batch.model.banned);
-  NonzeroBits nonzero(batch.prompts.E, V, batch.prompts.bits);
+  Logits logits_of(batch.model, batch.prompts);
   for (int64_t step = 0; step < T; ++step) {
     active.clear();
     for (int64_t s = 0; s < count; ++s)
@@ -750,8 +794,7 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
     parts.compute(H.data(), tokens, active);
     for (size_t a = 0; a < active.size(); ++a) {
       const int64_t s = active[a], b = first + s;
-      logits_of(batch.model, nonzero, V, batch.prompts.bits, tokens[s], parts.of(a), skip.data(),
-                logits.data());
+      logits_of.write(tokens[s], parts.of(a), logits.data());
       const int32_t token = sampler.sample(logits.data(), batch.uniforms[b * T + step]);
       if (token == batch.sampling.stop_token) {
         done[s] = 1;
