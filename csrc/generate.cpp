@@ -717,52 +717,28 @@ class NonzeroBits {
 
 // logits[v] = ((parts[0][v] + parts[1][v] + ...) + sum over the last lags tokens' nonzero bits
 // x_j of x_j S[j, v]) + o[v]: the layers' parts added in order of l, then the skip rows in the
-// order SaffuModel.logits sums them (CSR order: lag 1's bits ascending, then lag 2's, ...; from
-// 0), then the bias; in one pass over blocks of columns.
-class Logits {
- public:
-  Logits(const GenerationModel& model, const Corpus& prompts)
-      : m_(model), V_(prompts.V), bits_(prompts.bits), nonzero_(prompts.E, prompts.V, prompts.bits) {}
-
-  void write(const std::vector<int32_t>& tokens, const float* const* parts, float* logits) {
-    const int64_t n = static_cast<int64_t>(tokens.size());
-    rows_.clear();
-    for (int64_t k = 1; k <= m_.lags && k <= n; ++k)
-      for (const auto& [j, x] : nonzero_.of(tokens[n - k]))
-        rows_.emplace_back(m_.skip_weight + ((k - 1) * bits_ + j) * V_, x);
-    for (int64_t v0 = 0; v0 < V_; v0 += kBlock) {
-      const int64_t width = std::min(kBlock, V_ - v0);
-      if (width == kBlock)
-        block<kBlock>(parts, v0, logits);
-      else
-        for (int64_t v = v0; v < v0 + width; ++v) block<1>(parts, v, logits);
+// order SaffuModel.logits sums them (CSR order: lag 1's bits ascending, then lag 2's, ...),
+// then the bias.
+void logits_of(const GenerationModel& m, NonzeroBits& nonzero, int64_t V, int64_t bits,
+               const std::vector<int32_t>& tokens, const float* const* parts, float* skip,
+               float* logits) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  std::copy(parts[0], parts[0] + V, logits);
+  for (int l = 1; l < m.n_layers; ++l)
+    for (int64_t v = 0; v < V; ++v) logits[v] += parts[l][v];
+  if (m.lags == 0) {
+    for (int64_t v = 0; v < V; ++v) logits[v] += m.bias[v];
+    return;
+  }
+  std::fill(skip, skip + V, 0.0f);
+  for (int64_t k = 1; k <= m.lags && k <= n; ++k) {
+    for (const auto& [j, x] : nonzero.of(tokens[n - k])) {
+      const float* row = m.skip_weight + ((k - 1) * bits + j) * V;
+      for (int64_t v = 0; v < V; ++v) skip[v] += x * row[v];
     }
   }
-
- private:
-  static constexpr int64_t kBlock = 64;
-
-  template <int64_t C>
-  inline __attribute__((always_inline)) void block(const float* const* parts, int64_t v0,
-                                                   float* logits) const {
-    float sum[C], skip[C] = {};
-    for (int64_t c = 0; c < C; ++c) sum[c] = parts[0][v0 + c];
-    for (int l = 1; l < m_.n_layers; ++l)
-      for (int64_t c = 0; c < C; ++c) sum[c] += parts[l][v0 + c];
-    if (rows_.empty()) {
-      for (int64_t c = 0; c < C; ++c) logits[v0 + c] = sum[c] + m_.bias[v0 + c];
-      return;
-    }
-    for (const auto& [row, x] : rows_)
-      for (int64_t c = 0; c < C; ++c) skip[c] += x * row[v0 + c];
-    for (int64_t c = 0; c < C; ++c) logits[v0 + c] = (sum[c] + skip[c]) + m_.bias[v0 + c];
-  }
-
-  const GenerationModel& m_;
-  int64_t V_, bits_;
-  NonzeroBits nonzero_;
-  std::vector<std::pair<const float*, float>> rows_;  // the skip rows of a step, with their x_j
-};
+  for (int64_t v = 0; v < V; ++v) logits[v] = (logits[v] + skip[v]) + m.bias[v];
+}
 
 // Runs streams [first, last) to the end, stepping all their active streams together.
 void run_streams(const Batch& batch, int64_t first, int64_t last) {
@@ -776,11 +752,11 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
     tokens[s].assign(ids + batch.starts[first + s], ids + batch.starts[first + s + 1]);
     tokens[s].reserve(tokens[s].size() + T + 1);
   }
-  std::vector<float> H(count * LD), logits(V);
+  std::vector<float> H(count * LD), skip(V), logits(V);
   std::vector<int64_t> active;
   OutputParts parts(batch, count);
   Sampler sampler(V, batch.sampling, batch.model.banned);
-  Logits logits_of(batch.model, batch.prompts);
+  NonzeroBits nonzero(batch.prompts.E, V, batch.prompts.bits);
   for (int64_t step = 0; step < T; ++step) {
     active.clear();
     for (int64_t s = 0; s < count; ++s)
@@ -794,7 +770,8 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
     parts.compute(H.data(), tokens, active);
     for (size_t a = 0; a < active.size(); ++a) {
       const int64_t s = active[a], b = first + s;
-      logits_of.write(tokens[s], parts.of(a), logits.data());
+      logits_of(batch.model, nonzero, V, batch.prompts.bits, tokens[s], parts.of(a), skip.data(),
+                logits.data());
       const int32_t token = sampler.sample(logits.data(), batch.uniforms[b * T + step]);
       if (token == batch.sampling.stop_token) {
         done[s] = 1;
