@@ -262,34 +262,51 @@ def test_the_kernel_backends_agree(settings, layers):
     assert all(result == results["numpy"] for result in results.values()), results
 
 
-def _kernel_tokens(model: SaffuModel, prompts: list[str], cache_bytes: int, **settings):
-    """The kernel's (out, lengths) for prompts, 60 steps, drawing with default_rng(0)."""
-    ids = [np.array([2, *model.tokenizer.encode(p).tolist()], dtype=np.int32) for p in prompts]
-    pos = np.concatenate([np.arange(len(row), dtype=np.int32) for row in ids])
-    out = np.empty((len(prompts), 60), dtype=np.int32)
-    lengths = np.empty(len(prompts), dtype=np.int32)
-    settings = {"temperature": 1.0, "top_k": 0, "top_p": 0.0, **settings}
-    kernels.saffu_generate(np.concatenate(ids), pos, uniforms=np.random.default_rng(0).random(
-        out.shape), out=out, lengths=lengths, stop_token=3, cache_bytes=cache_bytes,
-        **generation._kernel_weights(model), **settings)
-    return out.tolist(), lengths.tolist()
-
-
-@pytest.mark.parametrize("settings", [dict(), dict(temperature=0.0), dict(top_p=0.9)])
+@pytest.mark.parametrize("settings", [dict(seed=0), dict(temperature=0.0), dict(seed=1, top_p=0.9),
+                                      dict(seed=2, top_k=5, temperature=0.8)])
 def test_cached_rows_change_no_token(model, settings):
-    """The models hold a radial1 context model (the default extra_contexts): its output rows are
-    cached by the previous token. Without the cache, with room for one row per thread (the
-    rest computed every step), or for every token, on one and on two threads: the same tokens."""
-    kinds, sizes = generation._kernel_weights(model)["kinds"], generation._kernel_weights(model)["sizes"]
-    assert ((kinds == 0) & (sizes == 1)).any()
+    """The models hold a radial1 context model (the default extra_contexts) and a radial one:
+    their output rows are cached by window. Without the cache, with room for one or three rows
+    per thread (the rest computed every step), or for every window, on one and on two threads:
+    the same tokens."""
+    kinds = generation._kernel_weights(model)["kinds"]
+    assert (kinds == 0).sum() >= 2
     row_bytes = -(-model.vocab_size // 128) * 128 * 4
     prompts = PROMPTS * 3
-    uncached = _kernel_tokens(model, prompts, 0, **settings)
+    uncached = tokens(model, prompts, max_tokens=60, cache_bytes=0, **settings)
     for threads in (1, 2):
         with saffu._backend.threads(threads):
             for cache_bytes in (row_bytes * threads, row_bytes * 3 * threads, 256 << 20):
-                assert _kernel_tokens(model, prompts, cache_bytes, **settings) == uncached, \
-                    (threads, cache_bytes)
+                assert tokens(model, prompts, max_tokens=60, cache_bytes=cache_bytes,
+                              **settings) == uncached, (threads, cache_bytes)
+    with pytest.raises(ValueError, match="cache_bytes"):
+        tokens(model, prompts, max_tokens=5, cache_bytes=-1)
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=1.0), dict(temperature=0.5, top_p=0.9),
+                                      dict(temperature=2.0, top_p=0.5), dict(top_p=0.99),
+                                      dict(temperature=1.5, top_k=50, top_p=0.95)])
+def test_the_kernel_backends_agree_on_a_wide_vocabulary(settings):
+    """V = 600 with logits spread over ~30 nats: draws end in many buckets (the head, the bucket
+    masses' search past it, the nucleus cut) on every backend alike."""
+    inputs = _random_inputs(seed=5, max_tokens=40)
+    rng = np.random.default_rng(5)
+    V, bits = 600, inputs["E"].shape[1]
+    E = (rng.random((V, bits)) < 0.3).astype(np.float32)
+    E[E.sum(1) == 0, 0] = 1.0
+    E /= E.sum(1, keepdims=True)
+    banned = np.zeros(V, dtype=bool)
+    banned[[0, 1, 2]] = True
+    inputs.update(E=E, banned=banned, output_t=(rng.normal(size=(V, 12)) * 4).astype(np.float32),
+                  skip_weight=rng.normal(size=(2 * bits, V)).astype(np.float32),
+                  bias=(rng.normal(size=V) * 3).astype(np.float32),
+                  **{"top_k": 0, "top_p": 0.0, **settings})
+    results = {}
+    for name in BACKENDS:
+        run = {**inputs, "out": inputs["out"].copy(), "lengths": inputs["lengths"].copy()}
+        saffu._backend.backend_module(name).saffu_generate(**run, cache_bytes=1 << 20, n_threads=1)
+        results[name] = (run["out"].tolist(), run["lengths"].tolist())
+    assert all(result == results["numpy"] for result in results.values()), settings
 
 
 @pytest.mark.parametrize("change, message", [

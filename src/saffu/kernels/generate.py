@@ -17,6 +17,8 @@ from saffu.kernels.saffu_pass import (
     _check_vectors,
 )
 
+CACHE_BYTES = 256 << 20  # the default memory for the C++ kernel's cached output rows
+
 _I32 = np.dtype(np.int32)
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -55,7 +57,7 @@ def saffu_generate(
     stop_token: int,
     out: np.ndarray,
     lengths: np.ndarray,
-    cache_bytes: int = 256 << 20,
+    cache_bytes: int = CACHE_BYTES,
 ) -> None:
     """Sample up to ``max_tokens`` tokens after each prompt, all streams in one call.
 
