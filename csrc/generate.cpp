@@ -1,14 +1,16 @@
 // Sampling continuations of prompts, all streams of a batch in one call (contract:
 // docs/internals.md, "Generation"). Per step and stream: the hidden vectors from the kept window
-// state (HiddenSteps, bit-equal to saffu_forward), the logits h O^T + x_skip S + o in float32,
-// then one token drawn from the tempered, top-k / top-p cut distribution by inverting its CDF
-// (the rule of saffu.model.sample_token) in float64.
+// state (HiddenSteps, bit-equal to saffu_forward), the logits sum_l h_l O_l^T + x_skip S + o in
+// float32 (the parts h_l O_l^T of the radial context models cached by window), then one token
+// drawn from the tempered, top-k / top-p cut distribution by inverting its CDF (the rule of
+// saffu.model.sample_token) in float64.
 //
 // Determinism: this file is compiled without floating-point contraction (no FMA; and with
 // -fno-trapping-math, which changes no result but lets float selects vectorize), and every
-// logit is summed in the same order (i = 0, 1, ... over the hidden inputs, then the skip inputs,
-// then the bias) whatever the block it is computed in; so a stream's tokens do not depend on the
-// batch it runs in, the thread count or the instruction set.
+// logit is summed in the same order (each context model's part over i = 0, 1, ... of its
+// inputs, the parts in order of l, then the skip inputs, then the bias) whatever the block it
+// is computed in and whether its part was cached; so a stream's tokens do not depend on the
+// batch it runs in, the thread count, the cache or the instruction set.
 #include "saffu/generate.hpp"
 
 #include <algorithm>
@@ -270,9 +272,11 @@ SAFFU_DOUBLE_CLONES int64_t count_below(const double* depth, int64_t n, double l
 //
 // Only a short sorted prefix is needed: the tokens fall in buckets of 1/16 nat of their depth
 // 16 (l_max - l) / temperature (bucket b: depth in [b, b + 1); the last one holds the rest),
-// which follow the sorted order; the bucket where the cumulative
-// mass crosses a threshold is found by searching the mass below a bucket level (one vectorized
-// pass per level), and only its tokens are sorted. The masses are summed in another order than
+// which follow the sorted order. A draw without top-p first tries the head (the tokens within
+// 4 nats of the most likely: a masked sum for its mass, then its tokens sorted); otherwise the
+// bucket where the cumulative mass crosses the threshold (the nucleus target, or the draw) is
+// found by a binary search over the prefix sums of the buckets' masses (one pass), and only
+// its tokens are sorted. The masses are summed in another order than
 // NumPy's (differences of about 1e-16 relative, which decide a draw only when u lies that close
 // to a CDF boundary); with top_k, the sorted top k are summed exactly as NumPy sums them.
 class Sampler {

@@ -1,7 +1,8 @@
 // Sampling continuations of prompts (csrc/generate.cpp; contract: docs/internals.md,
 // "Generation"). All streams of a batch run in one call: per step, each stream's hidden vectors
-// come from its kept window state (HiddenSteps), the output products of the active streams are
-// one blocked (streams x D) by (D x V) product, and each stream samples its next token from
+// come from its kept window state (HiddenSteps), each context model's part of the output
+// products of the active streams is one blocked (streams x D) by (D x V) product (or, for a
+// radial model, a cached row per window of tokens), and each stream samples its next token from
 // its own uniforms, drawn up front by the caller.
 #pragma once
 
