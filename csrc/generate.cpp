@@ -259,6 +259,13 @@ SAFFU_DOUBLE_CLONES void flag_range(const double* depth, int64_t n, double begin
   for (int64_t v = 0; v < n; ++v) flags[v] = (depth[v] >= begin) & (depth[v] < end);
 }
 
+// bucket[v] = min(floor(depth[v]), last) (a vectorized pass; depth >= 0, +inf for a banned
+// token).
+SAFFU_DOUBLE_CLONES void buckets_of(const double* depth, int64_t n, int32_t last, int32_t* bucket) {
+  for (int64_t v = 0; v < n; ++v)
+    bucket[v] = depth[v] < last ? static_cast<int32_t>(depth[v]) : last;
+}
+
 SAFFU_DOUBLE_CLONES int64_t count_below(const double* depth, int64_t n, double level) {
   int64_t count = 0;
   for (int64_t j = 0; j < n; ++j) count += depth[j] < level;
@@ -325,11 +332,8 @@ class Sampler {
   void bucket_masses() {
     constexpr int kParts = 4;
     std::fill(partial_.begin(), partial_.end(), 0.0);
-    for (int64_t v = 0; v < V_; ++v) {
-      const double d = depth_[v];  // +inf for a banned token (of mass 0): the last bucket
-      const int32_t bucket = d < kBuckets - 1 ? static_cast<int32_t>(d) : kBuckets - 1;
-      partial_[(v % kParts) * kBuckets + bucket] += e_[v];
-    }
+    buckets_of(depth_.data(), V_, kBuckets - 1, bucket_.data());  // banned: the last, mass 0
+    for (int64_t v = 0; v < V_; ++v) partial_[(v % kParts) * kBuckets + bucket_[v]] += e_[v];
     below_[0] = 0.0;
     for (int32_t b = 0; b < kBuckets; ++b)
       below_[b + 1] = below_[b] + ((partial_[b] + partial_[kBuckets + b]) +
@@ -537,6 +541,7 @@ class Sampler {
   bool head_ready_ = false;
   std::vector<double> partial_ = std::vector<double>(4 * kBuckets);
   std::vector<double> below_ = std::vector<double>(kBuckets + 1);
+  std::vector<int32_t> bucket_ = std::vector<int32_t>(V_);  // bucket_masses' scratch
   std::vector<int32_t> head_, members_, kept_;
   mutable std::vector<uint64_t> keys_;  // sorted_tokens' scratch
   mutable std::vector<uint8_t> flags_ = std::vector<uint8_t>((V_ + 7) / 8 * 8, 0);  // likewise
