@@ -724,6 +724,21 @@ class NonzeroBits {
   std::vector<char> known_;
 };
 
+// The vector loops of logits_of, for each instruction set (the same sums on each).
+// dst[v] += src[v]
+SAFFU_DOUBLE_CLONES void add_to(float* dst, const float* src, int64_t n) {
+  for (int64_t v = 0; v < n; ++v) dst[v] += src[v];
+}
+// dst[v] += x row[v]
+SAFFU_DOUBLE_CLONES void add_scaled(float* dst, float x, const float* row, int64_t n) {
+  for (int64_t v = 0; v < n; ++v) dst[v] += x * row[v];
+}
+// logits[v] = (logits[v] + skip[v]) + bias[v]
+SAFFU_DOUBLE_CLONES void add_skip_and_bias(float* logits, const float* skip, const float* bias,
+                                           int64_t n) {
+  for (int64_t v = 0; v < n; ++v) logits[v] = (logits[v] + skip[v]) + bias[v];
+}
+
 // logits[v] = ((parts[0][v] + parts[1][v] + ...) + sum over the last lags tokens' nonzero bits
 // x_j of x_j S[j, v]) + o[v]: the layers' parts added in order of l, then the skip rows in the
 // order SaffuModel.logits sums them (CSR order: lag 1's bits ascending, then lag 2's, ...),
@@ -733,20 +748,13 @@ void logits_of(const GenerationModel& m, NonzeroBits& nonzero, int64_t V, int64_
                float* logits) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   std::copy(parts[0], parts[0] + V, logits);
-  for (int l = 1; l < m.n_layers; ++l)
-    for (int64_t v = 0; v < V; ++v) logits[v] += parts[l][v];
-  if (m.lags == 0) {
-    for (int64_t v = 0; v < V; ++v) logits[v] += m.bias[v];
-    return;
-  }
+  for (int l = 1; l < m.n_layers; ++l) add_to(logits, parts[l], V);
+  if (m.lags == 0) return add_to(logits, m.bias, V);
   std::fill(skip, skip + V, 0.0f);
-  for (int64_t k = 1; k <= m.lags && k <= n; ++k) {
-    for (const auto& [j, x] : nonzero.of(tokens[n - k])) {
-      const float* row = m.skip_weight + ((k - 1) * bits + j) * V;
-      for (int64_t v = 0; v < V; ++v) skip[v] += x * row[v];
-    }
-  }
-  for (int64_t v = 0; v < V; ++v) logits[v] = (logits[v] + skip[v]) + m.bias[v];
+  for (int64_t k = 1; k <= m.lags && k <= n; ++k)
+    for (const auto& [j, x] : nonzero.of(tokens[n - k]))
+      add_scaled(skip, x, m.skip_weight + ((k - 1) * bits + j) * V, V);
+  add_skip_and_bias(logits, skip, m.bias, V);
 }
 
 // Runs streams [first, last) to the end, stepping all their active streams together.
