@@ -239,7 +239,7 @@ void generate_py(const carray<int32_t>& ids, const carray<int32_t>& pos, const c
                  const carray<float>& skip_weight, const carray<float>& bias,
                  const carray<bool>& banned, const carray<double>& uniforms, double temperature,
                  int64_t top_k, double top_p, int32_t stop_token, carray<int32_t> out,
-                 carray<int32_t> lengths, int n_threads) {
+                 carray<int32_t> lengths, int64_t cache_bytes, int n_threads) {
   const Corpus c = corpus_of(ids, pos, E);
   require(kinds.ndim() == 1 && has_shape(sizes, {kinds.shape(0)}) && kinds.shape(0) >= 1,
           "kinds and sizes must be 1-D arrays of the same length >= 1 (one per context model)");
@@ -278,7 +278,7 @@ void generate_py(const carray<int32_t>& ids, const carray<int32_t>& pos, const c
   const Sampling sampling{temperature, top_k, top_p, stop_token};
   without_gil([&] {
     saffu_generate(c, model, sampling, uniforms.data(), uniforms.shape(0), uniforms.shape(1),
-                   out.mutable_data(), lengths.mutable_data(), n_threads);
+                   out.mutable_data(), lengths.mutable_data(), cache_bytes, n_threads);
   });
 }
 
@@ -290,9 +290,10 @@ void def_generate(py::module_& m) {
         py::arg("bias").noconvert(), py::arg("banned").noconvert(),
         py::arg("uniforms").noconvert(), py::arg("temperature"), py::arg("top_k"),
         py::arg("top_p"), py::arg("stop_token"), py::arg("out").noconvert(),
-        py::arg("lengths").noconvert(), py::arg("n_threads"),
+        py::arg("lengths").noconvert(), py::arg("cache_bytes"), py::arg("n_threads"),
         "Samples up to max_tokens tokens after each document of (ids, pos) into out (streams, "
-        "max_tokens), -1 after each stream's last token; lengths (streams,).");
+        "max_tokens), -1 after each stream's last token; lengths (streams,). cache_bytes bounds "
+        "the cached output rows of the layers read by the previous token alone.");
 }
 
 }  // namespace

@@ -1,20 +1,25 @@
 // Sampling continuations of prompts, all streams of a batch in one call (contract:
 // docs/internals.md, "Generation"). Per step and stream: the hidden vectors from the kept window
-// state (HiddenSteps, bit-equal to saffu_forward), the logits h O^T + x_skip S + o in float32,
-// then one token drawn from the tempered, top-k / top-p cut distribution by inverting its CDF
-// (the rule of saffu.model.sample_token) in float64.
+// state (HiddenSteps, bit-equal to saffu_forward), the logits sum_l h_l O_l^T + x_skip S + o in
+// float32 (the parts h_l O_l^T of the radial context models cached by window), then one token
+// drawn from the tempered, top-k / top-p cut distribution by inverting its CDF (the rule of
+// saffu.model.sample_token) in float64.
 //
 // Determinism: this file is compiled without floating-point contraction (no FMA; and with
 // -fno-trapping-math, which changes no result but lets float selects vectorize), and every
-// logit is summed in the same order (i = 0, 1, ... over the hidden inputs, then the skip inputs,
-// then the bias) whatever the block it is computed in; so a stream's tokens do not depend on the
-// batch it runs in, the thread count or the instruction set.
+// logit is summed in the same order (each context model's part over i = 0, 1, ... of its
+// inputs, the parts in order of l, then the skip inputs, then the bias) whatever the block it
+// is computed in and whether its part was cached; so a stream's tokens do not depend on the
+// batch it runs in, the thread count, the cache or the instruction set.
 #include "saffu/generate.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <unordered_map>
+#include <unordered_set>
 #include <string>
 #include <vector>
 
@@ -50,16 +55,17 @@ std::vector<float> input_major(const float* output_t, int64_t V, int64_t LD, int
   return by_input;
 }
 
-// out[r, v0 + c] = sum_i H[r, i] OI[i, v0 + c] for R rows and C columns, summed in order of i.
+// out[r, v0 + c] = sum_i H[r * stride + i] OI[i, v0 + c] for R rows, C columns and i < inputs,
+// summed in order of i.
 template <int R, int C>
-inline __attribute__((always_inline)) void product_tile(const float* H, int64_t LD,
-                                                        const float* OI, int64_t Vp, int64_t v0,
-                                                        float* out) {
+inline __attribute__((always_inline)) void product_tile(const float* H, int64_t stride,
+                                                        int64_t inputs, const float* OI,
+                                                        int64_t Vp, int64_t v0, float* out) {
   float acc[R][C] = {};
-  for (int64_t i = 0; i < LD; ++i) {
+  for (int64_t i = 0; i < inputs; ++i) {
     const float* o = OI + i * Vp + v0;
     for (int r = 0; r < R; ++r) {
-      const float h = H[r * LD + i];
+      const float h = H[r * stride + i];
       for (int c = 0; c < C; ++c) acc[r][c] += h * o[c];
     }
   }
@@ -67,49 +73,53 @@ inline __attribute__((always_inline)) void product_tile(const float* H, int64_t 
     for (int c = 0; c < C; ++c) out[r * Vp + v0 + c] = acc[r][c];
 }
 
-// out (rows, Vp) = H (rows, LD) OI (LD, Vp), in tiles of R rows by C columns, and the rows
-// left over (all of them for a single stream) one at a time in tiles of C1 columns, whose
-// independent sums hide the latency of the additions (C and C1 divide kColumnPad, and Vp).
+// out (rows, Vp) = H (rows, inputs; rows `stride` apart) OI (inputs, Vp), in tiles of R rows by
+// C columns, and the rows left over (all of them for a single stream) one at a time in tiles of
+// C1 columns, whose independent sums hide the latency of the additions (C and C1 divide
+// kColumnPad, and Vp).
 template <int R, int C, int C1>
 inline __attribute__((always_inline)) void products_in_tiles(const float* H, int64_t rows,
-                                                             int64_t LD, const float* OI,
-                                                             int64_t Vp, float* out) {
+                                                             int64_t stride, int64_t inputs,
+                                                             const float* OI, int64_t Vp,
+                                                             float* out) {
   const int64_t blocked = rows - rows % R;
   for (int64_t v0 = 0; v0 < Vp; v0 += C)
     for (int64_t r = 0; r < blocked; r += R)
-      product_tile<R, C>(H + r * LD, LD, OI, Vp, v0, out + r * Vp);
+      product_tile<R, C>(H + r * stride, stride, inputs, OI, Vp, v0, out + r * Vp);
   for (int64_t r = blocked; r < rows; ++r)
-    for (int64_t v0 = 0; v0 < Vp; v0 += C1) product_tile<1, C1>(H + r * LD, LD, OI, Vp, v0, out + r * Vp);
+    for (int64_t v0 = 0; v0 < Vp; v0 += C1)
+      product_tile<1, C1>(H + r * stride, stride, inputs, OI, Vp, v0, out + r * Vp);
 }
 
 #if SAFFU_ISA_DISPATCH
 SAFFU_TARGET("avx512f")
-void products_avx512(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
-                     float* out) {
-  products_in_tiles<4, 64, 128>(H, rows, LD, OI, Vp, out);  // 16 zmm accumulators, 8 for one row
+void products_avx512(const float* H, int64_t rows, int64_t stride, int64_t inputs,
+                     const float* OI, int64_t Vp, float* out) {
+  products_in_tiles<4, 64, 128>(H, rows, stride, inputs, OI, Vp, out);  // 16 zmm accumulators, 8 for one row
 }
 
 SAFFU_TARGET("avx2")
-void products_avx2(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
-                   float* out) {
-  products_in_tiles<4, 16, 64>(H, rows, LD, OI, Vp, out);  // 8 ymm accumulators
+void products_avx2(const float* H, int64_t rows, int64_t stride, int64_t inputs, const float* OI,
+                   int64_t Vp, float* out) {
+  products_in_tiles<4, 16, 64>(H, rows, stride, inputs, OI, Vp, out);  // 8 ymm accumulators
 }
 #endif
 
-void products_baseline(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp,
-                       float* out) {
-  products_in_tiles<4, 8, 32>(H, rows, LD, OI, Vp, out);
+void products_baseline(const float* H, int64_t rows, int64_t stride, int64_t inputs,
+                       const float* OI, int64_t Vp, float* out) {
+  products_in_tiles<4, 8, 32>(H, rows, stride, inputs, OI, Vp, out);
 }
 
 // The blocking differs by instruction set; the sums, and so the results, do not.
-void products(const float* H, int64_t rows, int64_t LD, const float* OI, int64_t Vp, float* out) {
+void products(const float* H, int64_t rows, int64_t stride, int64_t inputs, const float* OI,
+              int64_t Vp, float* out) {
 #if SAFFU_ISA_DISPATCH
   static const bool avx512 = __builtin_cpu_supports("avx512f");
   static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx512) return products_avx512(H, rows, LD, OI, Vp, out);
-  if (avx2) return products_avx2(H, rows, LD, OI, Vp, out);
+  if (avx512) return products_avx512(H, rows, stride, inputs, OI, Vp, out);
+  if (avx2) return products_avx2(H, rows, stride, inputs, OI, Vp, out);
 #endif
-  products_baseline(H, rows, LD, OI, Vp, out);
+  products_baseline(H, rows, stride, inputs, OI, Vp, out);
 }
 
 // ---- Sampling ----
@@ -243,6 +253,19 @@ SAFFU_DOUBLE_CLONES double mass_below(const double* depth, const double* e, int6
   return total;
 }
 
+// flags[v] = 1 if begin <= depth[v] < end, else 0 (a vectorized pass: few tokens are kept).
+SAFFU_DOUBLE_CLONES void flag_range(const double* depth, int64_t n, double begin, double end,
+                                    uint8_t* flags) {
+  for (int64_t v = 0; v < n; ++v) flags[v] = (depth[v] >= begin) & (depth[v] < end);
+}
+
+// bucket[v] = min(floor(depth[v]), last) (a vectorized pass; depth >= 0, +inf for a banned
+// token).
+SAFFU_DOUBLE_CLONES void buckets_of(const double* depth, int64_t n, int32_t last, int32_t* bucket) {
+  for (int64_t v = 0; v < n; ++v)
+    bucket[v] = depth[v] < last ? static_cast<int32_t>(depth[v]) : last;
+}
+
 SAFFU_DOUBLE_CLONES int64_t count_below(const double* depth, int64_t n, double level) {
   int64_t count = 0;
   for (int64_t j = 0; j < n; ++j) count += depth[j] < level;
@@ -256,9 +279,11 @@ SAFFU_DOUBLE_CLONES int64_t count_below(const double* depth, int64_t n, double l
 //
 // Only a short sorted prefix is needed: the tokens fall in buckets of 1/16 nat of their depth
 // 16 (l_max - l) / temperature (bucket b: depth in [b, b + 1); the last one holds the rest),
-// which follow the sorted order; the bucket where the cumulative
-// mass crosses a threshold is found by searching the mass below a bucket level (one vectorized
-// pass per level), and only its tokens are sorted. The masses are summed in another order than
+// which follow the sorted order. A draw without top-p first tries the head (the tokens within
+// 4 nats of the most likely: a masked sum for its mass, then its tokens sorted); otherwise the
+// bucket where the cumulative mass crosses the threshold (the nucleus target, or the draw) is
+// found by a binary search over the prefix sums of the buckets' masses (one pass), and only
+// its tokens are sorted. The masses are summed in another order than
 // NumPy's (differences of about 1e-16 relative, which decide a draw only when u lies that close
 // to a CDF boundary); with top_k, the sorted top k are summed exactly as NumPy sums them.
 class Sampler {
@@ -282,7 +307,6 @@ class Sampler {
     total_ = tempered_masses(logits, ban_.data(), top, s_.temperature, kPerNat, depth_.data(),
                              e_.data(), V_);
     head_ready_ = false;
-    ++draw_;
     if (s_.top_k > 0 && s_.top_k < V_) return sample_top_k(u);
     return sample_all(u);
   }
@@ -291,21 +315,29 @@ class Sampler {
   static constexpr int32_t kBuckets = 1024;  // of 1/16 nat each; the last one holds the rest
   static constexpr double kPerNat = 16.0;
   // The head, sorted once per draw: the tokens within 4 nats of the most likely, where most
-  // draws end (the bucket searches are for the rest).
+  // draws without top-p end (the prefix sums of bucket_masses are for the rest).
   static constexpr int32_t kHead = 64;
-  static constexpr int32_t kFine = 4;  // buckets sorted together after a search
 
   // The depth where bucket `level` begins (every depth lies below the end of the last bucket).
   static double start_of(int32_t level) {
     return level < kBuckets ? level : std::numeric_limits<double>::infinity();
   }
-  // The mass of the buckets below `level` (each level summed once per draw).
-  double mass_below(int32_t level) const {
-    if (mass_draw_[level] != draw_) {
-      mass_[level] = saffu::mass_below(depth_.data(), e_.data(), V_, start_of(level));
-      mass_draw_[level] = draw_;
-    }
-    return mass_[level];
+  // The mass of the buckets below `level` (bucket_masses of the draw, first).
+  double mass_below(int32_t level) const { return below_[level]; }
+
+  // below_[level] = the mass of the buckets below level, for every level in [0, kBuckets]:
+  // each bucket's mass summed in order of v (in four interleaved partial sums, which keep
+  // successive additions to one bucket apart), then the buckets in order. One pass; every
+  // level's mass is then a look-up, and prefix sums never decrease with the level.
+  void bucket_masses() {
+    constexpr int kParts = 4;
+    std::fill(partial_.begin(), partial_.end(), 0.0);
+    buckets_of(depth_.data(), V_, kBuckets - 1, bucket_.data());  // banned: the last, mass 0
+    for (int64_t v = 0; v < V_; ++v) partial_[(v % kParts) * kBuckets + bucket_[v]] += e_[v];
+    below_[0] = 0.0;
+    for (int32_t b = 0; b < kBuckets; ++b)
+      below_[b + 1] = below_[b] + ((partial_[b] + partial_[kBuckets + b]) +
+                                   (partial_[2 * kBuckets + b] + partial_[3 * kBuckets + b]));
   }
 
   // The smallest level in (low, stop] for which enough(level) holds (enough grows with the
@@ -327,45 +359,43 @@ class Sampler {
     return high;
   }
 
-  // Levels (first, last] with last - first <= kFine such that the mass below `first` does not
-  // exceed (or, with `reach`, reach) threshold and the mass below `last` does, searched in
-  // (low, stop] (the mass below `low` does not); (stop, stop + 1) if there are none. Stopping
-  // the search at kFine buckets spares passes: the few buckets left are sorted together.
+  // The bucket where the mass crosses threshold: levels (first, first + 1) such that the mass
+  // below `first` does not exceed (or, with `reach`, reach) threshold and the mass below
+  // first + 1 does, searched in (low, stop] (the mass below `low` does not); (stop, stop + 1)
+  // if there are none. A binary search over the prefix sums.
   std::pair<int32_t, int32_t> mass_range(double threshold, int32_t low, int32_t stop,
                                          bool reach) const {
-    auto enough = [&](int32_t level) {
-      const double mass = mass_below(level);
-      return reach ? mass >= threshold : mass > threshold;
-    };
     if (low >= stop) return {stop, stop + 1};
-    int32_t step = kFine, high = std::min(low + step, stop);
-    while (high < stop && !enough(high)) {
-      low = high;
-      step *= 2;
-      high = std::min(low + step, stop);
-    }
-    if (!enough(high)) return {stop, stop + 1};
-    while (high - low > kFine) {
-      const int32_t mid = low + (high - low) / 2;
-      (enough(mid) ? high : low) = mid;
-    }
-    return {low, high};
+    const double* begin = below_.data() + low + 1;
+    const double* end = below_.data() + stop + 1;
+    const double* found = reach ? std::lower_bound(begin, end, threshold)
+                                : std::upper_bound(begin, end, threshold);
+    if (found == end) return {stop, stop + 1};
+    const auto level = static_cast<int32_t>(found - below_.data());
+    return {level - 1, level};
   }
 
   // The tokens of buckets [first, last) in sorted order (descending logit, then ascending id).
   void sorted_tokens(int32_t first, int32_t last, std::vector<int32_t>& tokens) const {
-    const double begin = first, end = start_of(last);
-    tokens.resize(V_);
-    int64_t count = 0;
-    for (int64_t v = 0; v < V_; ++v) {  // branch-free: most tokens are not kept
-      tokens[count] = static_cast<int32_t>(v);
-      count += depth_[v] >= begin && depth_[v] < end;
+    flag_range(depth_.data(), V_, first, start_of(last), flags_.data());
+    tokens.clear();
+    for (int64_t j = 0; j < V_; j += 8) {  // eight flags at once: most tokens are not kept
+      uint64_t eight;
+      std::memcpy(&eight, flags_.data() + j, sizeof eight);
+      if (eight == 0) continue;
+      for (int64_t v = j; v < j + 8; ++v)
+        if (flags_[v]) tokens.push_back(static_cast<int32_t>(v));
     }
-    tokens.resize(count);
-    // the logits' order (double(l) preserves it; banned tokens are in no bucket)
-    std::sort(tokens.begin(), tokens.end(), [&](int32_t a, int32_t c) {
-      return logits_[a] > logits_[c] || (logits_[a] == logits_[c] && a < c);
-    });
+    const auto count = static_cast<int64_t>(tokens.size());
+    // the logits' order (double(l) preserves it; banned tokens are in no bucket), as one
+    // integer per token: the descending order key of its logit (+ 0: -0 ties with +0), then its id
+    keys_.resize(count);
+    for (int64_t i = 0; i < count; ++i) {
+      const auto key = static_cast<uint32_t>(order_key(logits_[tokens[i]] + 0.0f)) ^ 0x80000000u;
+      keys_[i] = static_cast<uint64_t>(~key) << 32 | static_cast<uint32_t>(tokens[i]);
+    }
+    std::sort(keys_.begin(), keys_.end());
+    for (int64_t i = 0; i < count; ++i) tokens[i] = static_cast<int32_t>(keys_[i] & 0xffffffffu);
   }
 
   // The first token in sorted order, among the tokens of buckets below `stop` and then `tail`,
@@ -402,6 +432,13 @@ class Sampler {
     return last;
   }
 
+  // The head's tokens sorted (gathered on first use in a draw).
+  const std::vector<int32_t>& head() {
+    if (!head_ready_) sorted_tokens(0, kHead, head_);
+    head_ready_ = true;
+    return head_;
+  }
+
   // The first token of `tokens` where the cumulative mass exceeds threshold, or -1.
   int32_t first_above(double threshold, const std::vector<int32_t>& tokens) const {
     double cumulative = 0.0;
@@ -410,58 +447,47 @@ class Sampler {
     return -1;
   }
 
-  // The head's tokens sorted (gathered on first use in a draw).
-  const std::vector<int32_t>& head() {
-    if (!head_ready_) sorted_tokens(0, kHead, head_);
-    head_ready_ = true;
-    return head_;
-  }
-
-  // The token where the cumulative mass first exceeds threshold (in sorted order, among every
-  // token, or among those of buckets below `stop` and then `tail`).
-  int32_t draw(double threshold, double head_mass, int32_t stop, const std::vector<int32_t>& tail) {
+  // The token where the cumulative mass over every token first exceeds threshold: in the head
+  // if its mass (a masked sum) exceeds threshold, else (or if rounding leaves the head short)
+  // past it, by the prefix sums.
+  int32_t sample_from_all(double threshold) {
+    const double head_mass = saffu::mass_below(depth_.data(), e_.data(), V_, kHead);
     if (head_mass > threshold) {
-      const int32_t token = stop >= kHead ? first_above(threshold, head()) : -1;
+      const int32_t token = first_above(threshold, head());
       if (token >= 0) return token;
-      return locate(threshold, 0, stop, tail);  // walk the buckets from the start
+      bucket_masses();
+      return locate(threshold, 0, kBuckets, kept_);
     }
-    return locate(threshold, std::min(kHead, stop), stop, tail);
+    bucket_masses();
+    return locate(threshold, kHead, kBuckets, kept_);
   }
 
   // No top-k: probabilities e / total over every token.
   int32_t sample_all(double u) {
     kept_.clear();
-    const double head_mass = mass_below(kHead);
-    if (s_.top_p <= 0.0) return draw(u * total_, head_mass, kBuckets, kept_);
+    if (s_.top_p <= 0.0) return sample_from_all(u * total_);
+    bucket_masses();
     // The nucleus: the shortest sorted prefix whose mass reaches top_p * total; then a draw
-    // from it (a prefix of the head, or the buckets below `bucket` and the tail `kept_`).
+    // from it (the buckets below `bucket` and the tail `kept_`).
     const double target = s_.top_p * total_;
-    double cumulative = 0.0;
-    if (head_mass >= target) {
-      for (int32_t v : head()) {
-        kept_.push_back(v);
-        if ((cumulative += e_[v]) >= target) return draw(u * cumulative, 0.0, 0, kept_);
-      }
-    }
-    const auto [first, last] = mass_range(target, kHead, kBuckets, true);
-    kept_.clear();
-    if (first >= kBuckets) return draw(u * total_, head_mass, kBuckets, kept_);  // keep all
-    cumulative = mass_below(first);
+    const auto [first, last] = mass_range(target, 0, kBuckets, true);
+    if (first >= kBuckets) return locate(u * total_, 0, kBuckets, kept_);  // keep all
+    double cumulative = mass_below(first);
     sorted_tokens(first, last, members_);
     for (int32_t v : members_) {
       kept_.push_back(v);
-      if ((cumulative += e_[v]) >= target) return draw(u * cumulative, head_mass, first, kept_);
+      if ((cumulative += e_[v]) >= target) return locate(u * cumulative, 0, first, kept_);
     }
     for (int32_t bucket = last; bucket < kBuckets; ++bucket) {  // rounding: bucket by bucket
       sorted_tokens(bucket, bucket + 1, members_);
       kept_.clear();
       for (int32_t v : members_) {
         kept_.push_back(v);
-        if ((cumulative += e_[v]) >= target) return draw(u * cumulative, head_mass, bucket, kept_);
+        if ((cumulative += e_[v]) >= target) return locate(u * cumulative, 0, bucket, kept_);
       }
     }
     kept_.clear();
-    return draw(u * total_, head_mass, kBuckets, kept_);
+    return locate(u * total_, 0, kBuckets, kept_);
   }
 
   // With top-k: the k first tokens sorted, then NumPy's arithmetic on them, step by step.
@@ -513,10 +539,12 @@ class Sampler {
   std::vector<double> depth_;
   double total_ = 0.0;
   bool head_ready_ = false;
-  int64_t draw_ = 0;  // draws so far: mass_[level] is valid when mass_draw_[level] == draw_
-  mutable std::vector<double> mass_ = std::vector<double>(kBuckets + 1);
-  mutable std::vector<int64_t> mass_draw_ = std::vector<int64_t>(kBuckets + 1, -1);
+  std::vector<double> partial_ = std::vector<double>(4 * kBuckets);
+  std::vector<double> below_ = std::vector<double>(kBuckets + 1);
+  std::vector<int32_t> bucket_ = std::vector<int32_t>(V_);  // bucket_masses' scratch
   std::vector<int32_t> head_, members_, kept_;
+  mutable std::vector<uint64_t> keys_;  // sorted_tokens' scratch
+  mutable std::vector<uint8_t> flags_ = std::vector<uint8_t>((V_ + 7) / 8 * 8, 0);  // likewise
   std::vector<double> probs_, cdf_;
 };
 
@@ -530,11 +558,148 @@ struct Batch {
   int64_t max_tokens;
   const std::vector<int64_t>& starts;  // (streams + 1,) document bounds in prompts
   const std::vector<int32_t>& positions;  // 0, 1, 2, ...
-  const std::vector<float>& by_input;  // (LD, Vp)
+  const std::vector<float>& by_input;  // (LD, Vp): layer l's block is rows [l D, (l + 1) D)
   int64_t Vp;
+  const std::vector<int>& windows;  // (n_layers,): window_of each layer (0: not cached)
+  int64_t cache_rows;  // rows each thread may cache, all layers together
   HiddenSteps& steps;
   int32_t* out;
   int32_t* lengths;
+};
+
+// The window length K of a context model whose hidden state is a function of the last K tokens
+// alone (a radial window: its slots, masked before the document start, are all it reads), if
+// every window's key (window_key) fits in 62 bits; else 0.
+int window_of(const LayerSpec& layer, int64_t V) {
+  if (static_cast<ContextKind>(layer.kind) != ContextKind::kRadial) return 0;
+  double keys = 1.0;
+  for (int k = 0; k < layer.K; ++k) keys *= static_cast<double>(V + 1);
+  return keys < 0x1p62 ? layer.K : 0;
+}
+
+// The key of the window of the last K tokens of doc[0..n) (the target at position n): its
+// tokens + 1 as digits base V + 1, 0 for a slot before the document start.
+int64_t window_key(const int32_t* doc, int64_t n, int K, int64_t V) {
+  int64_t key = 0;
+  for (int k = 1; k <= K; ++k) key = key * (V + 1) + (k <= n ? doc[n - k] + 1 : 0);
+  return key;
+}
+
+// Rows of Vp floats by key, stored while a shared count of rows lasts (in blocks, allocated as
+// they fill; a stored row never moves): on their first use, or (`second_use`) on their second,
+// which spares storing the keys that never recur (most windows of two tokens or more: storing a
+// row costs a fresh 16 KB of memory and the reads of its later uses).
+class RowCache {
+ public:
+  RowCache(int64_t Vp, int64_t* rows_left, bool second_use)
+      : Vp_(Vp), rows_left_(rows_left), second_use_(second_use) {}
+
+  // Whether a missed key's row should be stored (counts the key's uses).
+  bool admits(int64_t key) { return !second_use_ || !seen_.insert(key).second; }
+
+  const float* find(int64_t key) const {
+    const auto found = slot_.find(key);
+    return found == slot_.end() ? nullptr : row(found->second);
+  }
+
+  // The row to store key's into, or nullptr when the rows are used up.
+  float* store(int64_t key) {
+    if (*rows_left_ <= 0) return nullptr;
+    --*rows_left_;
+    const int64_t s = used_++;
+    if (s % kBlockRows == 0) blocks_.emplace_back(new float[kBlockRows * Vp_]);
+    slot_.emplace(key, s);
+    return row(s);
+  }
+
+ private:
+  static constexpr int64_t kBlockRows = 64;
+  float* row(int64_t s) const { return blocks_[s / kBlockRows].get() + (s % kBlockRows) * Vp_; }
+
+  int64_t Vp_;
+  int64_t* rows_left_;
+  bool second_use_;
+  std::unordered_map<int64_t, int64_t> slot_;
+  std::unordered_set<int64_t> seen_;  // with second_use: the keys missed once
+  std::vector<std::unique_ptr<float[]>> blocks_;
+  int64_t used_ = 0;
+};
+
+// Each layer's part h_l O_l^T (Vp,) of the output product, for the rows of a step. Each part is
+// summed on its own, in order of i, whatever the tile (the logits add them in order of l). A
+// layer read by its window of the last K tokens alone (window_of) caches its parts by window:
+// the windows a step misses are computed in one product (each once), then stored while the
+// thread's rows last (past them, computed every time they occur), so a part does not depend on
+// whether it was cached.
+class OutputParts {
+ public:
+  OutputParts(const Batch& batch, int64_t max_rows)
+      : b_(batch), L_(batch.model.n_layers), D_(batch.model.D), LD_(L_ * D_), Vp_(batch.Vp),
+        rows_left_(batch.cache_rows) {
+    for (int l = 0; l < L_; ++l) {
+      caches_.emplace_back(Vp_, &rows_left_, batch.windows[l] >= 2);
+      buffers_.emplace_back(max_rows * Vp_);
+    }
+    gathered_.resize(max_rows * D_);
+  }
+
+  // The parts of rows (rows, L D) of hidden vectors, row r that of the token after
+  // tokens[active[r]].
+  void compute(const float* H, const std::vector<std::vector<int32_t>>& tokens,
+               const std::vector<int64_t>& active) {
+    const int64_t rows = static_cast<int64_t>(active.size());
+    parts_.resize(rows * L_);
+    keys_.resize(rows);
+    for (int l = 0; l < L_; ++l) {
+      const float* OI = b_.by_input.data() + l * D_ * Vp_;
+      float* buffer = buffers_[l].data();
+      const int K = b_.windows[l];
+      if (K == 0) {
+        products(H + l * D_, rows, LD_, D_, OI, Vp_, buffer);
+        for (int64_t r = 0; r < rows; ++r) parts_[r * L_ + l] = buffer + r * Vp_;
+        continue;
+      }
+      RowCache& cache = caches_[l];
+      pending_.clear();
+      int64_t misses = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const std::vector<int32_t>& doc = tokens[active[r]];
+        const int64_t key = window_key(doc.data(), static_cast<int64_t>(doc.size()), K, b_.prompts.V);
+        keys_[r] = key;
+        const float* row = cache.find(key);
+        parts_[r * L_ + l] = row;
+        if (!row && pending_.emplace(key, misses).second) {
+          std::copy(H + r * LD_ + l * D_, H + r * LD_ + (l + 1) * D_, gathered_.data() + misses * D_);
+          ++misses;
+        }
+      }
+      if (misses == 0) continue;
+      products(gathered_.data(), misses, D_, D_, OI, Vp_, buffer);
+      for (const auto& [key, index] : pending_)
+        if (float* stored = cache.admits(key) ? cache.store(key) : nullptr)
+          std::copy(buffer + index * Vp_, buffer + (index + 1) * Vp_, stored);
+      for (int64_t r = 0; r < rows; ++r)
+        if (!parts_[r * L_ + l]) {
+          const float* row = cache.find(keys_[r]);
+          parts_[r * L_ + l] = row ? row : buffer + pending_.at(keys_[r]) * Vp_;
+        }
+    }
+  }
+
+  // The layers' parts of row r (L,), valid until the next compute.
+  const float* const* of(int64_t r) const { return parts_.data() + r * L_; }
+
+ private:
+  const Batch& b_;
+  int L_;
+  int64_t D_, LD_, Vp_;
+  int64_t rows_left_;  // rows this thread may still store, all layers together
+  std::vector<RowCache> caches_;             // (L,): unused for the layers not cached
+  std::vector<std::vector<float>> buffers_;  // (L,) of (rows, Vp): computed parts, or misses
+  std::vector<float> gathered_;              // (misses, D): the hidden vectors of the misses
+  std::unordered_map<int64_t, int64_t> pending_;  // a step's missed keys: their rows in buffer
+  std::vector<int64_t> keys_;
+  std::vector<const float*> parts_;
 };
 
 // The nonzero bits (column, value) of each token's cipher vector, found on first use.
@@ -559,25 +724,37 @@ class NonzeroBits {
   std::vector<char> known_;
 };
 
-// logits[v] = (products[v] + sum over the last lags tokens' nonzero bits x_j of x_j S[j, v]) +
-// o[v], in the order SaffuModel.logits sums them (the skip rows in CSR order: lag 1's bits
-// ascending, then lag 2's, ...).
-void add_skip_and_bias(const GenerationModel& m, NonzeroBits& nonzero, int64_t V, int64_t bits,
-                       const std::vector<int32_t>& tokens, const float* products, float* skip,
-                       float* logits) {
+// The vector loops of logits_of, for each instruction set (the same sums on each).
+// dst[v] += src[v]
+SAFFU_DOUBLE_CLONES void add_to(float* dst, const float* src, int64_t n) {
+  for (int64_t v = 0; v < n; ++v) dst[v] += src[v];
+}
+// dst[v] += x row[v]
+SAFFU_DOUBLE_CLONES void add_scaled(float* dst, float x, const float* row, int64_t n) {
+  for (int64_t v = 0; v < n; ++v) dst[v] += x * row[v];
+}
+// logits[v] = (logits[v] + skip[v]) + bias[v]
+SAFFU_DOUBLE_CLONES void add_skip_and_bias(float* logits, const float* skip, const float* bias,
+                                           int64_t n) {
+  for (int64_t v = 0; v < n; ++v) logits[v] = (logits[v] + skip[v]) + bias[v];
+}
+
+// logits[v] = ((parts[0][v] + parts[1][v] + ...) + sum over the last lags tokens' nonzero bits
+// x_j of x_j S[j, v]) + o[v]: the layers' parts added in order of l, then the skip rows in the
+// order SaffuModel.logits sums them (CSR order: lag 1's bits ascending, then lag 2's, ...),
+// then the bias.
+void logits_of(const GenerationModel& m, NonzeroBits& nonzero, int64_t V, int64_t bits,
+               const std::vector<int32_t>& tokens, const float* const* parts, float* skip,
+               float* logits) {
   const int64_t n = static_cast<int64_t>(tokens.size());
-  if (m.lags == 0) {
-    for (int64_t v = 0; v < V; ++v) logits[v] = products[v] + m.bias[v];
-    return;
-  }
+  std::copy(parts[0], parts[0] + V, logits);
+  for (int l = 1; l < m.n_layers; ++l) add_to(logits, parts[l], V);
+  if (m.lags == 0) return add_to(logits, m.bias, V);
   std::fill(skip, skip + V, 0.0f);
-  for (int64_t k = 1; k <= m.lags && k <= n; ++k) {
-    for (const auto& [j, x] : nonzero.of(tokens[n - k])) {
-      const float* row = m.skip_weight + ((k - 1) * bits + j) * V;
-      for (int64_t v = 0; v < V; ++v) skip[v] += x * row[v];
-    }
-  }
-  for (int64_t v = 0; v < V; ++v) logits[v] = (products[v] + skip[v]) + m.bias[v];
+  for (int64_t k = 1; k <= m.lags && k <= n; ++k)
+    for (const auto& [j, x] : nonzero.of(tokens[n - k]))
+      add_scaled(skip, x, m.skip_weight + ((k - 1) * bits + j) * V, V);
+  add_skip_and_bias(logits, skip, m.bias, V);
 }
 
 // Runs streams [first, last) to the end, stepping all their active streams together.
@@ -592,8 +769,9 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
     tokens[s].assign(ids + batch.starts[first + s], ids + batch.starts[first + s + 1]);
     tokens[s].reserve(tokens[s].size() + T + 1);
   }
-  std::vector<float> H(count * LD), logit_products(count * batch.Vp), skip(V), logits(V);
+  std::vector<float> H(count * LD), skip(V), logits(V);
   std::vector<int64_t> active;
+  OutputParts parts(batch, count);
   Sampler sampler(V, batch.sampling, batch.model.banned);
   NonzeroBits nonzero(batch.prompts.E, V, batch.prompts.bits);
   for (int64_t step = 0; step < T; ++step) {
@@ -606,12 +784,11 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
       batch.steps.next(first + s, tokens[s].data(), batch.positions.data(),
                        static_cast<int64_t>(tokens[s].size()), H.data() + a * LD);
     }
-    products(H.data(), static_cast<int64_t>(active.size()), LD, batch.by_input.data(), batch.Vp,
-             logit_products.data());
+    parts.compute(H.data(), tokens, active);
     for (size_t a = 0; a < active.size(); ++a) {
       const int64_t s = active[a], b = first + s;
-      add_skip_and_bias(batch.model, nonzero, V, batch.prompts.bits, tokens[s],
-                        logit_products.data() + a * batch.Vp, skip.data(), logits.data());
+      logits_of(batch.model, nonzero, V, batch.prompts.bits, tokens[s], parts.of(a), skip.data(),
+                logits.data());
       const int32_t token = sampler.sample(logits.data(), batch.uniforms[b * T + step]);
       if (token == batch.sampling.stop_token) {
         done[s] = 1;
@@ -632,7 +809,8 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
 
 void saffu_generate(const Corpus& prompts, const GenerationModel& model, const Sampling& sampling,
                     const double* uniforms, int64_t streams, int64_t max_tokens, int32_t* out,
-                    int32_t* lengths, int n_threads) {
+                    int32_t* lengths, int64_t cache_bytes, int n_threads) {
+  require(cache_bytes >= 0, "cache_bytes must be >= 0");
   require(model.n_layers >= 1 && model.D >= 1, "need at least one context model and D >= 1");
   require(model.lags >= 0, "lags must be >= 0");
   require(prompts.n >= 1 && prompts.pos[0] == 0, "the prompts must begin with a document start");
@@ -661,9 +839,14 @@ void saffu_generate(const Corpus& prompts, const GenerationModel& model, const S
   const std::vector<float> by_input = input_major(model.output_t, V, LD, Vp);
   HiddenSteps steps(prompts.E, V, prompts.bits, model.layers, model.n_layers, model.aggregation,
                     model.D, streams);
+  std::vector<int> windows(model.n_layers);
+  for (int l = 0; l < model.n_layers; ++l) windows[l] = window_of(model.layers[l], V);
+  const int threads = effective_threads(n_threads, streams);
+  const int64_t row_bytes = Vp * static_cast<int64_t>(sizeof(float));
+  const int64_t cache_rows = cache_bytes / row_bytes / threads;
   const Batch batch{prompts, model, sampling, uniforms, max_tokens, starts, positions,
-                    by_input, Vp, steps, out, lengths};
-  parallel_ranges(streams, effective_threads(n_threads, streams),
+                    by_input, Vp, windows, cache_rows, steps, out, lengths};
+  parallel_ranges(streams, threads,
                   [&](int, int64_t first, int64_t last) { run_streams(batch, first, last); });
 }
 

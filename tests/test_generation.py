@@ -217,8 +217,13 @@ def test_text_stream_pieces_join_to_the_continuation(model):
 # --- the kernel ---------------------------------------------------------------------------------
 
 
-def _random_inputs(seed: int = 0, streams: int = 3, max_tokens: int = 12):
-    """A random model (two context models: radial 2, document; skip 2) and prompts."""
+RADIAL2_DOCUMENT = ((0, 2), (2, 1))
+WITH_RADIAL1 = ((0, 1), (0, 2), (0, 1), (2, 1))  # radial1 layers first and third: cached rows
+
+
+def _random_inputs(seed: int = 0, streams: int = 3, max_tokens: int = 12,
+                   layers: tuple[tuple[int, int], ...] = RADIAL2_DOCUMENT):
+    """A random model (context models (kind, K) of ``layers``, cat; skip 2) and prompts."""
     rng = np.random.default_rng(seed)
     V, bits, D = 40, 8, 6
     E = (rng.random((V, bits)) < 0.3).astype(np.float32)
@@ -229,11 +234,13 @@ def _random_inputs(seed: int = 0, streams: int = 3, max_tokens: int = 12):
     pos = np.concatenate([np.arange(len(p) + 1) for p in prompts]).astype(np.int32)
     banned = np.zeros(V, dtype=bool)
     banned[[0, 1, 2, 11]] = True
+    sizes = [K for _, K in layers]
     return dict(
-        ids=ids, pos=pos, kinds=np.array([0, 2], dtype=np.int32), sizes=np.array([2, 1], dtype=np.int32),
-        E=E, W=rng.normal(size=5).astype(np.float32), aggregation=1,
-        UT=rng.normal(size=D * 2 * bits + D * bits).astype(np.float32),
-        output_t=(rng.normal(size=(V, 2 * D)) * 3).astype(np.float32),
+        ids=ids, pos=pos, kinds=np.array([kind for kind, _ in layers], dtype=np.int32),
+        sizes=np.array(sizes, dtype=np.int32), E=E,
+        W=rng.normal(size=sum(K * K for K in sizes)).astype(np.float32), aggregation=1,
+        UT=rng.normal(size=D * bits * sum(sizes)).astype(np.float32),
+        output_t=(rng.normal(size=(V, len(layers) * D)) * 3).astype(np.float32),
         skip_weight=rng.normal(size=(2 * bits, V)).astype(np.float32),
         bias=rng.normal(size=V).astype(np.float32), banned=banned,
         uniforms=rng.random((len(prompts), max_tokens)), temperature=0.9, top_k=0, top_p=0.0,
@@ -241,17 +248,65 @@ def _random_inputs(seed: int = 0, streams: int = 3, max_tokens: int = 12):
         lengths=np.empty(len(prompts), dtype=np.int32))
 
 
+@pytest.mark.parametrize("layers", [RADIAL2_DOCUMENT, WITH_RADIAL1])
 @pytest.mark.parametrize("settings", [dict(), dict(top_k=4), dict(top_p=0.7), dict(temperature=0.0),
                                       dict(top_k=6, top_p=0.8, temperature=2.0)])
-def test_the_kernel_backends_agree(settings):
+def test_the_kernel_backends_agree(settings, layers):
     results = {}
     for name in BACKENDS:
-        inputs = {**_random_inputs(), **settings}
+        inputs = {**_random_inputs(layers=layers, max_tokens=30), **settings}
         kernels_module = saffu._backend.backend_module(name)
-        kernels_module.saffu_generate(**inputs, n_threads=2)
+        kernels_module.saffu_generate(**inputs, cache_bytes=1 << 20, n_threads=2)
         results[name] = (inputs["out"].tolist(), inputs["lengths"].tolist())
         assert (inputs["out"] >= 0).sum() == inputs["lengths"].sum()
     assert all(result == results["numpy"] for result in results.values()), results
+
+
+@pytest.mark.parametrize("settings", [dict(seed=0), dict(temperature=0.0), dict(seed=1, top_p=0.9),
+                                      dict(seed=2, top_k=5, temperature=0.8)])
+def test_cached_rows_change_no_token(model, settings):
+    """The models hold a radial1 context model (the default extra_contexts) and a radial one:
+    their output rows are cached by window. Without the cache, with room for one or three rows
+    per thread (the rest computed every step), or for every window, on one and on two threads:
+    the same tokens."""
+    kinds = generation._kernel_weights(model)["kinds"]
+    assert (kinds == 0).sum() >= 2
+    row_bytes = -(-model.vocab_size // 128) * 128 * 4
+    prompts = PROMPTS * 3
+    uncached = tokens(model, prompts, max_tokens=60, cache_bytes=0, **settings)
+    for threads in (1, 2):
+        with saffu._backend.threads(threads):
+            for cache_bytes in (row_bytes * threads, row_bytes * 3 * threads, 256 << 20):
+                assert tokens(model, prompts, max_tokens=60, cache_bytes=cache_bytes,
+                              **settings) == uncached, (threads, cache_bytes)
+    with pytest.raises(ValueError, match="cache_bytes"):
+        tokens(model, prompts, max_tokens=5, cache_bytes=-1)
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=1.0), dict(temperature=0.5, top_p=0.9),
+                                      dict(temperature=2.0, top_p=0.5), dict(top_p=0.99),
+                                      dict(temperature=1.5, top_k=50, top_p=0.95)])
+def test_the_kernel_backends_agree_on_a_wide_vocabulary(settings):
+    """V = 600 with logits spread over ~30 nats: draws end in many buckets (the head, the bucket
+    masses' search past it, the nucleus cut) on every backend alike."""
+    inputs = _random_inputs(seed=5, max_tokens=40)
+    rng = np.random.default_rng(5)
+    V, bits = 600, inputs["E"].shape[1]
+    E = (rng.random((V, bits)) < 0.3).astype(np.float32)
+    E[E.sum(1) == 0, 0] = 1.0
+    E /= E.sum(1, keepdims=True)
+    banned = np.zeros(V, dtype=bool)
+    banned[[0, 1, 2]] = True
+    inputs.update(E=E, banned=banned, output_t=(rng.normal(size=(V, 12)) * 4).astype(np.float32),
+                  skip_weight=rng.normal(size=(2 * bits, V)).astype(np.float32),
+                  bias=(rng.normal(size=V) * 3).astype(np.float32),
+                  **{"top_k": 0, "top_p": 0.0, **settings})
+    results = {}
+    for name in BACKENDS:
+        run = {**inputs, "out": inputs["out"].copy(), "lengths": inputs["lengths"].copy()}
+        saffu._backend.backend_module(name).saffu_generate(**run, cache_bytes=1 << 20, n_threads=1)
+        results[name] = (run["out"].tolist(), run["lengths"].tolist())
+    assert all(result == results["numpy"] for result in results.values()), settings
 
 
 @pytest.mark.parametrize("change, message", [
@@ -266,6 +321,7 @@ def test_the_kernel_backends_agree(settings):
     (dict(ids=np.array([5, 2], dtype=np.int32), pos=np.array([1, 0], dtype=np.int32)), "pos"),
     (dict(ids=np.array([2, 40], dtype=np.int32), pos=np.array([0, 1], dtype=np.int32)), "out of range"),
     (dict(out=np.empty((3, 11), dtype=np.int32)), "out"),
+    (dict(cache_bytes=-1), "cache_bytes"),
 ])
 def test_the_kernel_refuses_bad_inputs(change, message):
     with pytest.raises(ValueError, match=message):
@@ -278,4 +334,4 @@ def test_the_cpp_core_refuses_what_it_cannot_sample():
     inputs = _random_inputs()
     inputs["banned"][:] = True
     with pytest.raises(ValueError, match="every token is banned"):
-        saffu._backend.backend_module("cpp").saffu_generate(**inputs, n_threads=1)
+        saffu._backend.backend_module("cpp").saffu_generate(**inputs, cache_bytes=0, n_threads=1)

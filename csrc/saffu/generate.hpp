@@ -1,7 +1,8 @@
 // Sampling continuations of prompts (csrc/generate.cpp; contract: docs/internals.md,
 // "Generation"). All streams of a batch run in one call: per step, each stream's hidden vectors
-// come from its kept window state (HiddenSteps), the output products of the active streams are
-// one blocked (streams x D) by (D x V) product, and each stream samples its next token from
+// come from its kept window state (HiddenSteps), each context model's part of the output
+// products of the active streams is one blocked (streams x D) by (D x V) product (or, for a
+// radial model, a cached row per window of tokens), and each stream samples its next token from
 // its own uniforms, drawn up front by the caller.
 #pragma once
 
@@ -38,9 +39,11 @@ struct Sampling {
 // (streams, max_tokens) holds each stream's draws in [0, 1): step j of stream b uses
 // uniforms[b, j] (greedy sampling reads none). Writes out (streams, max_tokens), the tokens of
 // each stream followed by -1, and lengths (streams,). Streams are split over n_threads; the
-// tokens of a stream do not depend on the batch it is in or on the thread count.
+// tokens of a stream do not depend on the batch it is in or on the thread count. The output
+// product parts of the layers whose hidden state is a function of the previous token alone (radial,
+// K = 1) are cached per token within cache_bytes in all (0: none); caching changes no result.
 void saffu_generate(const Corpus& prompts, const GenerationModel& model, const Sampling& sampling,
                     const double* uniforms, int64_t streams, int64_t max_tokens, int32_t* out,
-                    int32_t* lengths, int n_threads);
+                    int32_t* lengths, int64_t cache_bytes, int n_threads);
 
 }  // namespace saffu

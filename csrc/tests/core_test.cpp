@@ -281,17 +281,22 @@ void test_generate() {
                                      banned};
   const std::vector<double> uniforms(4, 0.5);
   std::vector<int32_t> out(4, 7), lengths(1, 7);
-  saffu::saffu_generate(tiny.view(), model, saffu::Sampling{0.0, 0, 0.0, 2}, uniforms.data(), 1, 4,
-                        out.data(), lengths.data(), 1);
-  CHECK(lengths[0] == 4 && out == std::vector<int32_t>({1, 1, 1, 1}));
+  for (const int64_t cache_bytes : {int64_t{0}, int64_t{1} << 20}) {  // the radial1 rows cached
+    saffu::saffu_generate(tiny.view(), model, saffu::Sampling{0.0, 0, 0.0, 2}, uniforms.data(), 1,
+                          4, out.data(), lengths.data(), cache_bytes, 1);
+    CHECK(lengths[0] == 4 && out == std::vector<int32_t>({1, 1, 1, 1}));
+  }
   banned[1] = true;  // then token 2, the stop token, is the most likely
   saffu::saffu_generate(tiny.view(), model, saffu::Sampling{1.0, 0, 0.0, 2}, uniforms.data(), 1, 4,
-                        out.data(), lengths.data(), 1);
+                        out.data(), lengths.data(), 1 << 20, 1);
   CHECK(lengths[0] <= 4 && std::count(out.begin(), out.end(), 1) == 0);
   banned[0] = banned[2] = true;
   CHECK_THROWS(std::invalid_argument,
                saffu::saffu_generate(tiny.view(), model, saffu::Sampling{1.0, 0, 0.0, 2},
-                                     uniforms.data(), 1, 4, out.data(), lengths.data(), 1));
+                                     uniforms.data(), 1, 4, out.data(), lengths.data(), 0, 1));
+  CHECK_THROWS(std::invalid_argument,
+               saffu::saffu_generate(tiny.view(), model, saffu::Sampling{0.0, 0, 0.0, 2},
+                                     uniforms.data(), 1, 4, out.data(), lengths.data(), -1, 1));
 }
 
 int main() {

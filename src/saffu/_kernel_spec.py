@@ -25,7 +25,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
                       "n_threads"),
     "saffu_generate": ("ids", "pos", "kinds", "sizes", "E", "W", "aggregation", "UT", "output_t",
                        "skip_weight", "bias", "banned", "uniforms", "temperature", "top_k", "top_p",
-                       "stop_token", "out", "lengths", "n_threads"),
+                       "stop_token", "out", "lengths", "cache_bytes", "n_threads"),
 }
 
 __all__ = ["KERNELS"]

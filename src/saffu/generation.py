@@ -9,6 +9,10 @@
   for every stream when ``seed`` is None), so it equals ``generate(prompts[i], seed=seed + i)``.
   A stream's draws are ``rng.random(max_tokens)``, taken up front: step j uses draw j, the
   draw ``rng.choice`` would take (greedy sampling takes none).
+- Memory: the C++ kernel caches the output product rows of the radial context models (the
+  default's ``radial1`` reads the previous token alone) by their window of tokens, within
+  ``cache_bytes`` per call (default 256 MB; ``generate_in_chunks(..., cache_bytes=0)`` caches
+  none). The cache changes no token, only the speed.
 - :func:`reference_generate`: the per-token path of saffu ≤ 0.x (every step rebuilds the
   context and calls the forward pass, the output product and :func:`sample_token` from
   Python), kept as the oracle of the tests and the baseline of ``bench/generate.py``.
@@ -16,7 +20,8 @@
 Exactness: with the ``numpy`` backend the kernel repeats the reference path's NumPy operations,
 so the texts are equal. The ``cpp`` and ``numba`` kernels compute the same hidden states bit
 for bit but sum the float32 output product in a fixed order of their own (the reference path
-takes BLAS's), and the C++ kernel sums the float64 probabilities in another order; a token can
+takes BLAS's; the C++ kernel sums each context model's part on its own, then adds the parts),
+and the C++ kernel sums the float64 probabilities in another order; a token can
 then differ only where two logits lie within rounding (about 1e-6) of each other near the draw,
 or the draw lies within about 1e-7 of a CDF boundary (tests/test_generation.py checks equality
 on fixed models and seeds).
@@ -31,6 +36,7 @@ import numpy as np
 
 from saffu import kernels
 from saffu.errors import InvalidParameterError
+from saffu.kernels.generate import CACHE_BYTES
 from saffu.kinds import Aggregation
 from saffu.tokenize import EOD, PAD, SOD
 from saffu.validation import check_int, check_real
@@ -111,30 +117,33 @@ def _kernel_weights(model: Any) -> dict[str, Any]:
 def generate_in_chunks(model: Any, prompts: Sequence[str], *, max_tokens: int = 100,
                        temperature: float = 1.0, top_k: int | None = None,
                        top_p: float | None = None, seed: int | None = None,
-                       chunk: int | None = None) -> Iterator[list[np.ndarray]]:
+                       chunk: int | None = None,
+                       cache_bytes: int = CACHE_BYTES) -> Iterator[list[np.ndarray]]:
     """The tokens each stream adds, ``chunk`` steps per kernel call (default: all in one call).
 
     Yields, after each call, one int32 array per prompt: the tokens that stream added in the
     call (empty once it has stopped at ``<eod>``). The concatenated yields do not depend on
-    ``chunk``: each call restarts from the streams' tokens so far, with their next draws.
+    ``chunk``, nor on ``cache_bytes`` (bytes the C++ kernel may use per call for cached output
+    rows, 0 for none): each call restarts from the streams' tokens so far, with their next draws.
     """
     model._require_fitted()
     check_sampling(max_tokens, temperature, top_k, top_p, seed)
     check_int("chunk", chunk, 1, optional=True)
+    check_int("cache_bytes", cache_bytes, 0)
     return _chunks(model, _prompt_ids(model, prompts), max_tokens, temperature, top_k, top_p,
-                   seed, chunk or max_tokens)
+                   seed, chunk or max_tokens, cache_bytes)
 
 
 def _chunks(model: Any, prompt_ids: list[np.ndarray], max_tokens: int, temperature: float,
-            top_k: int | None, top_p: float | None, seed: int | None,
-            chunk: int) -> Iterator[list[np.ndarray]]:
+            top_k: int | None, top_p: float | None, seed: int | None, chunk: int,
+            cache_bytes: int = CACHE_BYTES) -> Iterator[list[np.ndarray]]:
     uniforms = np.zeros((len(prompt_ids), max_tokens))
     if temperature > 0:
         for row, rng in zip(uniforms, stream_rngs(seed, len(prompt_ids)), strict=True):
             row[:] = rng.random(max_tokens)
     weights = _kernel_weights(model)
     settings = {"temperature": float(temperature), "top_k": top_k or 0, "top_p": top_p or 0.0,
-                "stop_token": EOD}
+                "stop_token": EOD, "cache_bytes": cache_bytes}
     contexts = [[SOD, *ids.tolist()] for ids in prompt_ids]
     active = list(range(len(prompt_ids)))
     for first in range(0, max_tokens, chunk):

@@ -134,8 +134,9 @@ def _generate(ids, starts, kinds, sizes, E, W, aggregation, UT_by_input, w_first
 
 def saffu_generate(ids, pos, kinds, sizes, E, W, aggregation, UT, output_t, skip_weight, bias,
                    banned, uniforms, temperature, top_k, top_p, stop_token, out, lengths,
-                   n_threads) -> None:
-    """See docs/internals.md, "Generation"; writes ``out`` and ``lengths``."""
+                   cache_bytes, n_threads) -> None:
+    """See docs/internals.md, "Generation"; writes ``out`` and ``lengths``. ``cache_bytes`` is
+    ignored (this kernel caches no output rows)."""
     D = output_t.shape[1] // kinds.size
     slices = flat_layer_slices(sizes.tolist(), aggregation, E.shape[1], D)
     # each layer's UT input-major (Z, D), as saffu_forward's Numba kernel takes it

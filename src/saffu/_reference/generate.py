@@ -4,7 +4,7 @@ One stream and one token at a time, each step rebuilding the whole context and c
 logits with the same NumPy operations as :meth:`saffu.model.SaffuModel.logits` (hidden states of
 the reference ``saffu_forward``, ``h @ output_tᵀ``, the skip rows in CSR order, the bias), then
 drawing the token as :func:`saffu.model.sample_token` draws it with ``rng.choice``, from the given
-uniform. ``n_threads`` is ignored.
+uniform. ``cache_bytes`` and ``n_threads`` are ignored.
 """
 
 from __future__ import annotations
@@ -63,9 +63,10 @@ def _logits(context: list[int], kinds, sizes, E, W, aggregation, UT, output_t, s
 
 def saffu_generate(ids, pos, kinds, sizes, E, W, aggregation, UT, output_t, skip_weight, bias,
                    banned, uniforms, temperature, top_k, top_p, stop_token, out, lengths,
-                   n_threads=1) -> None:
+                   cache_bytes=0, n_threads=1) -> None:
     """Up to ``uniforms.shape[1]`` tokens after each document of (ids, pos) into ``out`` (-1 after
-    the last), their counts into ``lengths``; stops a stream at ``stop_token``."""
+    the last), their counts into ``lengths``; stops a stream at ``stop_token``. ``cache_bytes``
+    is ignored."""
     starts = [*np.flatnonzero(pos == 0).tolist(), len(ids)]
     out[:] = -1
     for b in range(len(starts) - 1):

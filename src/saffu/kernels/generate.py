@@ -17,6 +17,8 @@ from saffu.kernels.saffu_pass import (
     _check_vectors,
 )
 
+CACHE_BYTES = 256 << 20  # the default memory for the C++ kernel's cached output rows
+
 _I32 = np.dtype(np.int32)
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -55,6 +57,7 @@ def saffu_generate(
     stop_token: int,
     out: np.ndarray,
     lengths: np.ndarray,
+    cache_bytes: int = CACHE_BYTES,
 ) -> None:
     """Sample up to ``max_tokens`` tokens after each prompt, all streams in one call.
 
@@ -82,6 +85,10 @@ def saffu_generate(
         stop_token: the id that ends a stream, in [0, V).
         out: (streams, max_tokens) int32, written: each stream's tokens, then -1.
         lengths: (streams,) int32, written: the number of tokens of each stream.
+        cache_bytes: >= 0, the memory (bytes, all threads together) the C++ kernel may use to
+            cache the output product rows ``h_l O_lᵀ`` of the context models whose hidden state
+            is a function of the previous token alone (radial, K = 1), by that token; 0 caches
+            none. Caching changes no result; the other backends ignore it.
     """
     V, bits = _check_vectors(E)
     n = _check_token_arrays(ids, pos)
@@ -122,6 +129,8 @@ def saffu_generate(
         raise InvalidParameterError(f"stop_token = {stop_token} is out of range [0, {V})")
     _check_array("out", out, _I32, 2, uniforms.shape, writeable=True)
     _check_array("lengths", lengths, _I32, 1, (streams,), writeable=True)
+    cache_bytes = _check_int("cache_bytes", cache_bytes, minimum=0)
     backend_module().saffu_generate(ids, pos, kinds, sizes, E, W, aggregation, UT, output_t,
                                     skip_weight, bias, banned, uniforms, float(temperature), top_k,
-                                    float(top_p), stop_token, out, lengths, get_num_threads())
+                                    float(top_p), stop_token, out, lengths, cache_bytes,
+                                    get_num_threads())
