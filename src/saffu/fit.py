@@ -33,10 +33,11 @@ from saffu.corpus import TokenizedCorpus
 from saffu.errors import InvalidParameterError, ModelFormatError, NotFittedError
 from saffu.explicit import ExplicitStats
 from saffu.kinds import Aggregation
-from saffu.layers import ContextLayer, SkipInputs, previous_tokens, split_output, target_batches
+from saffu.layers import ContextLayer, SkipInputs, previous_tokens, split_output, target_batches, transposed
 from saffu.temperature import choose_tau, output_pass_choosing_tau
 from saffu.tokenize import Tokenizer, make_tokenizer
 
+NORMALIZER_ROWS = 1024  # input tokens per block of the experts' log-normalizers (16 MB of logits, V 4096)
 OUTPUT_BATCH_FLOATS = 2**24  # floats of h (64 MB) held at once while accumulating the output statistics
 # (the output pass's kernel set-up is per batch: 2**22 made it 2x slower, bench/RESULTS.md)
 
@@ -196,11 +197,21 @@ def solve_experts(model: SaffuModel, stats: PassStatistics) -> None:
         for k in range(size):
             solved = stats.stats[f"{i}.{k}"].solve(alpha=model.config.alpha, form="bias")
             experts.weight_t[k], experts.bias[k] = solved.weight_t, solved.bias
-            # The normalizer depends only on (position, input token): one product per position,
-            # sparse because cipher vectors have few nonzero bits.
-            experts.log_normalizer[k] = kernels.logsumexp_rows(
-                np.ascontiguousarray(vectors @ solved.weight_t.T), solved.bias)
+            experts.log_normalizer[k] = _log_normalizers(vectors, solved.weight_t, solved.bias)
         model.fit_state.experts[i] = experts
+
+
+def _log_normalizers(vectors: sp.csr_matrix, weight_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """(V,) float64: ``logsumexp_y(x_v · w_y + b_y)`` for every input token v of one expert.
+
+    The normalizer depends only on (position, input token): one product per position, sparse
+    because cipher vectors (``vectors`` (V, bits)) have few nonzero bits; ``weight_t`` (V, bits)
+    and ``bias`` (V,) are the expert's. In blocks of rows, so that the (V, V) logits are never
+    held at once (each block's buffer is reused instead of page-faulted in anew).
+    """
+    by_input = transposed(weight_t)  # (bits, V): the product reads it row by row
+    return np.concatenate([kernels.logsumexp_rows(vectors[first:first + NORMALIZER_ROWS] @ by_input, bias)
+                           for first in range(0, vectors.shape[0], NORMALIZER_ROWS)])
 
 
 def accumulate_attention(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> PassStatistics:

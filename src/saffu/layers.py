@@ -29,7 +29,9 @@ from saffu.errors import InvalidParameterError
 from saffu.kinds import Aggregation, ContextKind
 
 __all__ = ["Aggregation", "ContextKind", "ContextLayer", "ContextSpec", "SkipInputs",
-           "previous_tokens", "split_output", "target_batches", "unique_rows"]
+           "previous_tokens", "split_output", "target_batches", "transposed", "unique_rows"]
+
+TRANSPOSE_BAND = 64  # rows of a matrix copied at once by transposed()
 
 
 @dataclass(frozen=True)
@@ -201,4 +203,15 @@ def split_output(model, weight_t: np.ndarray) -> tuple[np.ndarray, np.ndarray | 
     output_t = np.ascontiguousarray(weight_t[:, :width], dtype=np.float32)
     if not model.config.skip:
         return output_t, None
-    return output_t, np.ascontiguousarray(weight_t[:, width:].T, dtype=np.float32)
+    return output_t, transposed(weight_t[:, width:], np.float32)
+
+
+def transposed(matrix: np.ndarray, dtype: np.dtype | type | None = None) -> np.ndarray:
+    """``matrix.T`` as a C-contiguous copy (of ``dtype``), copied in bands of rows: each band's
+    rows are read contiguously and its columns written into cache-resident pieces (about twice
+    as fast as ``np.ascontiguousarray(matrix.T)`` for the (V, S·bits) skip block)."""
+    rows, columns = matrix.shape
+    result = np.empty((columns, rows), dtype=matrix.dtype if dtype is None else dtype)
+    for first in range(0, rows, TRANSPOSE_BAND):
+        result[:, first:first + TRANSPOSE_BAND] = matrix[first:first + TRANSPOSE_BAND].T
+    return result
