@@ -7,7 +7,8 @@
 - :class:`ContextLayer`: the weights of one context model and its forward pass ``h = softmax(z U)``.
 - :class:`SkipInputs` and :func:`previous_tokens`: the previous tokens' cipher vectors that the
   output layer may read beside the hidden vectors (``SaffuConfig.skip``).
-- :func:`target_batches` and :func:`unique_rows`: the batching helpers of fitting and scoring.
+- :func:`target_batches`, :func:`unique_rows` and :func:`distinct_inputs`: the batching helpers
+  of fitting and scoring.
 
 Adding a context-model kind: a member of :class:`ContextKind` (name and kernel code), its window
 rule in each backend (``csrc/saffu_pass.cpp``, ``saffu._numba.saffu_pass``,
@@ -29,7 +30,8 @@ from saffu.errors import InvalidParameterError
 from saffu.kinds import Aggregation, ContextKind
 
 __all__ = ["Aggregation", "ContextKind", "ContextLayer", "ContextSpec", "SkipInputs",
-           "previous_tokens", "split_output", "target_batches", "transposed", "unique_rows"]
+           "distinct_inputs", "previous_tokens", "split_output", "target_batches", "transposed",
+           "unique_rows"]
 
 TRANSPOSE_BAND = 64  # rows of a matrix copied at once by transposed()
 
@@ -153,6 +155,21 @@ def unique_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inverse = np.fromiter((index.setdefault(row, len(index)) for row in map(bytes, matrix)),
                           dtype=np.intp, count=len(matrix))
     return matrix[np.unique(inverse, return_index=True)[1]], inverse
+
+
+def distinct_inputs(hidden: np.ndarray, previous: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct output-layer inputs of m targets: a target's input is its hidden state
+    (m, W) float32 and its previous tokens (m, S) (the skip inputs; S may be 0).
+
+    Returns:
+        ``(hidden (u, W) float32, previous (u, S) int32, rows (m,))``: the u distinct inputs in
+        order of first appearance, and for each target the index of its input among them.
+    """
+    width = hidden.shape[1]
+    # one row per target, the previous tokens after the hidden state (ids < 2^24 are exact in float32)
+    inputs = np.hstack([hidden, previous.astype(np.float32)]) if previous.shape[1] else hidden
+    unique, rows = unique_rows(inputs)
+    return np.ascontiguousarray(unique[:, :width]), unique[:, width:].astype(np.int32), rows
 
 
 def previous_tokens(ids: np.ndarray, pos: np.ndarray, start: int, stop: int, lags: int) -> np.ndarray:

@@ -39,9 +39,10 @@ from saffu.layers import (
     ContextLayer,
     ContextSpec,
     SkipInputs,
+    distinct_inputs,
     previous_tokens,
     target_batches,
-    unique_rows,
+    unique_rows,  # noqa: F401  (re-exported: saffu.model.unique_rows)
 )
 from saffu.tokenize import PAD, SOD, UNK, Tokenizer
 from saffu.validation import check_real, is_int
@@ -220,29 +221,25 @@ class SaffuModel:
         batch = max(BATCH_TARGETS, SCORE_BATCH_FLOATS // max(self.output_t.shape[1], 1))
         pieces = []
         for start, stop in target_batches(pos, batch):
-            hidden = self.hidden_states(ids, pos, start, stop)
-            # a row is a hidden state and its previous tokens (ids < 2^24 are exact in float32)
-            inputs = np.hstack([hidden, self.previous_tokens(ids, pos, start, stop).astype(np.float32)]) \
-                if self.config.skip else hidden
-            rows, row_of = unique_rows(inputs)
-            pieces.append(self._log_proba_of(rows, hidden.shape[1], row_of,
+            hidden, previous, row_of = distinct_inputs(self.hidden_states(ids, pos, start, stop),
+                                                       self.previous_tokens(ids, pos, start, stop))
+            pieces.append(self._log_proba_of(hidden, previous, row_of,
                                              ids[start:stop][pos[start:stop] > 0], scales))
         result = np.concatenate(pieces, axis=1) if pieces else np.zeros((len(scales), 0))
         return result[0] if output_scales is None else result
 
-    def _log_proba_of(self, rows: np.ndarray, width: int, row_of: np.ndarray,
+    def _log_proba_of(self, hidden: np.ndarray, previous: np.ndarray, row_of: np.ndarray,
                       targets: np.ndarray, scales: tuple[float, ...]) -> np.ndarray:
-        """(k, n) log p(targets[i] | rows[row_of[i]]) (float64) with the output weights times each
-        of the k ``scales``; rows (hidden state: ``width`` columns, then the previous tokens) in
-        batches."""
+        """(k, n) log p(targets[i] | input row_of[i]) (float64) with the output weights times each
+        of the k ``scales``; the distinct inputs (``hidden`` (u, W), ``previous`` (u, S): see
+        :func:`~saffu.layers.distinct_inputs`) in batches."""
         result = np.empty((len(scales), len(targets)))
         order = np.argsort(row_of, kind="stable")
-        firsts = range(0, len(rows), OUTPUT_ROWS)
-        bounds = np.searchsorted(row_of[order], [*firsts, len(rows)])
+        firsts = range(0, len(hidden), OUTPUT_ROWS)
+        bounds = np.searchsorted(row_of[order], [*firsts, len(hidden)])
         for batch, first in enumerate(firsts):
-            block = rows[first:first + OUTPUT_ROWS]
-            products = self.output_products(np.ascontiguousarray(block[:, :width]),
-                                            block[:, width:].astype(np.int32))
+            products = self.output_products(hidden[first:first + OUTPUT_ROWS],
+                                            previous[first:first + OUTPUT_ROWS])
             chosen = order[bounds[batch]:bounds[batch + 1]]
             local, y = row_of[chosen] - first, targets[chosen]
             scaled = None if all(scale == 1.0 for scale in scales) else np.empty_like(products)

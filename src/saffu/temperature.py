@@ -37,7 +37,7 @@ import numpy as np
 from saffu import kernels
 from saffu.corpus import CHUNK_TOKENS, TokenizedCorpus
 from saffu.explicit import ExplicitStats
-from saffu.layers import split_output, unique_rows
+from saffu.layers import distinct_inputs, split_output
 
 if TYPE_CHECKING:
     from saffu.fit import PassStatistics, Stage
@@ -208,11 +208,7 @@ def held_out_inputs(model: SaffuModel, held_out: TokenizedCorpus) -> HeldOut:
         states.append(model.hidden_states(ids, pos))
         previous.append(model.previous_tokens(ids, pos))
         targets.append(ids[pos > 0].astype(np.int64))
-    hidden, tokens = np.concatenate(states), np.concatenate(previous)
-    # a row is a hidden state and its previous tokens (ids < 2^24 are exact in float32)
-    inputs, rows = unique_rows(np.hstack([hidden, tokens.astype(np.float32)]))
-    width = hidden.shape[1]
-    hidden, tokens = np.ascontiguousarray(inputs[:, :width]), inputs[:, width:].astype(np.int32)
+    hidden, tokens, rows = distinct_inputs(np.concatenate(states), np.concatenate(previous))
 
     def products(weight_t: np.ndarray) -> np.ndarray:
         return model.output_products(hidden, tokens, split_output(model, weight_t))

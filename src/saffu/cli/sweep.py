@@ -17,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep = subparsers.add_parser(
         "sweep", help="fit and score many model variants (the roadmap)",
         description="Fit every variant of a grid file explicitly on the train documents and score "
-                    "it on dev (and test); results go to --out, one file per variant, so an "
-                    "interrupted sweep resumes where it stopped.")
+                    "it on dev, and on test the variants dev selects (--test-top); results go to "
+                    "--out, one file per variant, so an interrupted sweep resumes where it stopped.")
     sweep.add_argument("corpus", nargs="*", help="train files, directories or glob patterns")
     sweep.add_argument("--grid", default=None, metavar="GRID.toml",
                        help="grid file (default: the roadmap shipped with saffu)")
