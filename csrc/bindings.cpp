@@ -16,6 +16,7 @@
 #include "saffu/cooc.hpp"
 #include "saffu/generate.hpp"
 #include "saffu/output.hpp"
+#include "saffu/pretokenize.hpp"
 #include "saffu/saffu_pass.hpp"
 #include "saffu/solve.hpp"
 
@@ -231,6 +232,35 @@ void def_output(py::module_& m) {
         "out[i] = log(sum_j exp(logits[i, j] + bias[j])).");
 }
 
+// ---- Pre-tokenizer ----
+
+void bytelevel_pieces_py(const carray<uint32_t>& code_points, const carray<uint8_t>& classes,
+                         const carray<int64_t>& doc_starts, carray<int64_t> piece_bounds,
+                         carray<int32_t> piece_ids, carray<int32_t> first_piece,
+                         carray<int64_t> counts, int n_threads) {
+  const int64_t n = code_points.ndim() == 1 ? code_points.shape(0) : -1;
+  require(n >= 0 && has_shape(classes, {n}) && doc_starts.ndim() == 1 && doc_starts.shape(0) >= 1 &&
+              has_shape(piece_bounds, {n + 1}) && has_shape(piece_ids, {n}) &&
+              has_shape(first_piece, {n}) && has_shape(counts, {2}),
+          "bytelevel_pieces: expected code_points (n,), classes (n,), doc_starts (d + 1,), "
+          "piece_bounds (n + 1,), piece_ids (n,), first_piece (n,), counts (2,)");
+  (void)n_threads;  // one pass over the text: a fraction of the tokenizer's merges
+  without_gil([&] {
+    bytelevel_pieces(code_points.data(), classes.data(), n, doc_starts.data(),
+                     doc_starts.shape(0) - 1, piece_bounds.mutable_data(), piece_ids.mutable_data(),
+                     first_piece.mutable_data(), counts.mutable_data());
+  });
+}
+
+void def_pretokenize(py::module_& m) {
+  m.def("bytelevel_pieces", &bytelevel_pieces_py, py::arg("code_points").noconvert(),
+        py::arg("classes").noconvert(), py::arg("doc_starts").noconvert(),
+        py::arg("piece_bounds").noconvert(), py::arg("piece_ids").noconvert(),
+        py::arg("first_piece").noconvert(), py::arg("counts").noconvert(), py::arg("n_threads"),
+        "The pieces of the GPT-2 pre-tokenizer pattern in each document, numbered by distinct "
+        "piece in order of first appearance; counts = {pieces, distinct pieces}.");
+}
+
 // ---- Generation ----
 
 void generate_py(const carray<int32_t>& ids, const carray<int32_t>& pos, const carray<int32_t>& kinds,
@@ -307,6 +337,7 @@ PYBIND11_MODULE(_core, m) {
   saffu::def_solve<double>(m);
   saffu::def_saffu_pass(m);
   saffu::def_output(m);
+  saffu::def_pretokenize(m);
   saffu::def_generate(m);
 #ifdef VERSION_INFO
   m.attr("__version__") = VERSION_INFO;

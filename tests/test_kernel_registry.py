@@ -13,7 +13,7 @@ import pytest
 import saffu
 from saffu import kernels
 from saffu._backend import backend_module
-from saffu._kernel_spec import KERNELS
+from saffu._kernel_spec import ALLOCATED_BY_WRAPPER, KERNELS
 
 STUBS = Path(saffu.__file__).with_name("_core.pyi")
 
@@ -40,10 +40,11 @@ def test_every_backend_has_every_kernel_with_the_same_parameters(backend, name):
 
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_the_wrappers_take_the_kernel_parameters_but_the_thread_count(name):
-    """The wrapper sets n_threads; it may also allocate the output array (logsumexp_rows)."""
+    """The wrapper sets n_threads; it may also allocate output arrays (ALLOCATED_BY_WRAPPER)."""
     assert KERNELS[name][-1] == "n_threads"
     wrapper = tuple(inspect.signature(getattr(kernels, name)).parameters)
-    assert wrapper in (KERNELS[name][:-1], tuple(p for p in KERNELS[name][:-1] if p != "out"))
+    allocated = ALLOCATED_BY_WRAPPER.get(name, ())
+    assert wrapper == tuple(p for p in KERNELS[name][:-1] if p not in allocated)
 
 
 def test_the_stubs_list_every_kernel_with_its_parameters():

@@ -14,6 +14,7 @@
 #include "saffu/generate.hpp"
 #include "saffu/output.hpp"
 #include "saffu/parallel.hpp"
+#include "saffu/pretokenize.hpp"
 #include "saffu/saffu_pass.hpp"
 #include "saffu/solve.hpp"
 
@@ -119,6 +120,29 @@ void test_logsumexp_rows() {
   CHECK(std::isnan(out[1]));
   CHECK_THROWS(std::invalid_argument,
                saffu::logsumexp_rows(logits.data(), 2, 0, bias.data(), out.data(), 1));
+}
+
+// Two documents "it's  a" and " a": pieces "it" "'s" " " " a" | " a" (ASCII classes by hand).
+void test_bytelevel_pieces() {
+  const std::string text = "it's  a a";
+  std::vector<uint32_t> cp(text.begin(), text.end());
+  std::vector<uint8_t> cls;
+  for (char c : text)
+    cls.push_back(c == ' ' ? saffu::kSpace : c == '\'' ? saffu::kOther : saffu::kLetter);
+  const std::vector<int64_t> doc_starts = {0, 7, 9};
+  std::vector<int64_t> bounds(10), counts(2);
+  std::vector<int32_t> ids(9), first(9);
+  saffu::bytelevel_pieces(cp.data(), cls.data(), 9, doc_starts.data(), 2, bounds.data(),
+                          ids.data(), first.data(), counts.data());
+  CHECK(counts[0] == 5 && counts[1] == 4);
+  CHECK((std::vector<int64_t>(bounds.begin(), bounds.begin() + 6) ==
+         std::vector<int64_t>{0, 2, 4, 5, 7, 9}));
+  CHECK((std::vector<int32_t>(ids.begin(), ids.begin() + 5) == std::vector<int32_t>{0, 1, 2, 3, 3}));
+  CHECK(first[3] == 3);
+  cls[2] = 4;
+  CHECK_THROWS(std::invalid_argument,
+               saffu::bytelevel_pieces(cp.data(), cls.data(), 9, doc_starts.data(), 2,
+                                       bounds.data(), ids.data(), first.data(), counts.data()));
 }
 
 // One document "a b c" (ids 0 1 2, positions 0 1 2); E rows (1, 0), (0, 2), (1, 1).
@@ -304,6 +328,7 @@ int main() {
   test_cooc_sparse_onehot();
   test_explicit_solve();
   test_logsumexp_rows();
+  test_bytelevel_pieces();
   test_expert_stats();
   test_attention_stats();
   test_hidden_stats_and_forward();

@@ -95,7 +95,7 @@ def get_backend() -> str:
         if requested:
             set_backend(requested)
         else:
-            _active = available_backends()[0]
+            _active = next(name for name in BACKENDS if _import(name) is not None)  # numpy always
             if _active != "cpp" and "cpp" not in _warned_broken:
                 _warn_missing_core(_active)
     return _active

@@ -16,6 +16,8 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "cooc_sparse_onehot": ("FT", "indptr", "indices", "weights", "targets", "n_threads"),
     "explicit_solve": ("FT", "out", "alpha", "tau", "shrink", "n_threads"),
     "logsumexp_rows": ("logits", "bias", "out", "n_threads"),
+    "bytelevel_pieces": ("code_points", "classes", "doc_starts", "piece_bounds", "piece_ids",
+                         "first_piece", "counts", "n_threads"),
     "saffu_expert_stats": ("ids", "pos", "kind", "K", "E", "FT", "T", "n_threads"),
     "saffu_attention_stats": ("ids", "pos", "kind", "K", "E", "expert_UT", "expert_b", "expert_logz",
                               "FT", "n_threads"),
@@ -28,4 +30,11 @@ KERNELS: dict[str, tuple[str, ...]] = {
                        "stop_token", "out", "lengths", "cache_bytes", "n_threads"),
 }
 
-__all__ = ["KERNELS"]
+ALLOCATED_BY_WRAPPER: dict[str, tuple[str, ...]] = {
+    "logsumexp_rows": ("out",),
+    "bytelevel_pieces": ("piece_bounds", "piece_ids", "first_piece", "counts"),
+}
+"""Output arrays that the ``saffu.kernels`` wrapper allocates (and leaves out of its own
+parameters) instead of taking them from the caller."""
+
+__all__ = ["ALLOCATED_BY_WRAPPER", "KERNELS"]

@@ -24,7 +24,7 @@ from typing import Generic, Literal, TypeVar
 import numpy as np
 
 from saffu.errors import InvalidParameterError
-from saffu.tokenize import EOD, SOD, Tokenizer, count_tokens
+from saffu.tokenize import EOD, SOD, Tokenizer, character_batches, count_tokens
 
 PathLike = str | os.PathLike[str]
 Errors = Literal["strict", "replace"]
@@ -262,7 +262,7 @@ def encode_corpus(tokenizer: Tokenizer, documents: Iterable[str], *,
         raise InvalidParameterError(f"chunk_tokens must be a positive integer, got {chunk_tokens!r}")
     pending: list[np.ndarray] = []
     n_pending = n_documents = 0
-    for batch in _batches(_checked(documents), max_characters=chunk_tokens):
+    for batch in character_batches(_checked(documents), chunk_tokens):
         for body in tokenizer.encode_batch(batch):
             n_documents += 1
             if pending and n_pending + len(body) + 2 > chunk_tokens:
@@ -273,20 +273,6 @@ def encode_corpus(tokenizer: Tokenizer, documents: Iterable[str], *,
     if n_documents == 0:
         raise InvalidParameterError("the corpus is empty: there are no documents to encode")
     yield _pack(pending)
-
-
-def _batches(documents: Iterable[str], max_characters: int) -> Iterator[list[str]]:
-    """Consecutive lists of documents of about ``max_characters`` characters (at least one)."""
-    batch: list[str] = []
-    size = 0
-    for document in documents:
-        batch.append(document)
-        size += len(document)
-        if size >= max_characters:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
 
 
 def _pack(bodies: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

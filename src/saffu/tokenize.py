@@ -20,6 +20,7 @@ drops whitespace and maps rare words to ``<unk>``, so it is not an exact round t
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -33,6 +34,7 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from saffu import kernels
 from saffu._io import atomic_write_text
 from saffu.errors import InvalidParameterError, NotFittedError
 
@@ -264,14 +266,20 @@ class BPETokenizer(Tokenizer):
 
     def _learn(self, documents: Iterable[str]) -> HFTokenizer:
         hf = HFTokenizer(models.BPE())
-        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        # The trainer gets the documents already split into byte-level words (compiled, below):
+        # it only splits them at the spaces between words, and learns what it would learn from
+        # the documents themselves with the byte-level pre-tokenizer (tests/test_tokenize.py).
+        hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        hf.train_from_iterator(_byte_level_words(documents), trainer=self._trainer())
+        hf.pre_tokenizer = _byte_level()
         hf.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
+        return hf
+
+    def _trainer(self) -> trainers.BpeTrainer:
+        return trainers.BpeTrainer(
             vocab_size=self.vocab_size_target, min_frequency=self.min_frequency,
             special_tokens=list(SPECIAL_TOKENS),
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-        hf.train_from_iterator(documents, trainer=trainer)
-        return hf
 
     def _adopt(self, hf: HFTokenizer) -> None:
         for token_id, token in enumerate(SPECIAL_TOKENS):
@@ -280,19 +288,43 @@ class BPETokenizer(Tokenizer):
                                             f"has {hf.token_to_id(token)}")
         hf.encode_special_tokens = True  # a literal "<eod>" in the text is just text
         self._hf = self._learned = hf
+        self._splits_bytelevel_pieces = _splits_bytelevel_pieces(hf)
 
     def encode(self, text: str) -> np.ndarray:
         self._require_fitted()
         _check_text(text)
-        return np.asarray(self._hf.encode(text, add_special_tokens=False).ids, dtype=np.int32)
+        return self.encode_batch([text])[0]
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Token ids of each text. A tokenizer that pre-tokenizes as saffu trains it (byte-level,
+        no normalizer) splits the texts into pieces in compiled code and runs the merges once per
+        distinct piece (the same ids as Hugging Face's own encoding, several times faster)."""
         self._require_fitted()
         texts = list(texts)
         for i, text in enumerate(texts):
             _check_text(text, f"texts[{i}]")
-        encodings = self._hf.encode_batch_fast(texts, add_special_tokens=False)
-        return [np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings]
+        if not self._splits_bytelevel_pieces:
+            encodings = self._hf.encode_batch_fast(texts, add_special_tokens=False)
+            return [np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings]
+        return [ids for batch in character_batches(texts, CHARACTERS_PER_BATCH)
+                for ids in self._encode_by_pieces(batch)]
+
+    def _encode_by_pieces(self, texts: list[str]) -> list[np.ndarray]:
+        joined, doc_starts, pieces = _pieces_of(texts)
+        bounds = pieces.bounds
+        distinct = [joined[a:b] for a, b in zip(bounds[pieces.first].tolist(),
+                                                 bounds[pieces.first + 1].tolist(), strict=True)]
+        encodings = self._hf.encode_batch_fast(distinct, add_special_tokens=False)
+        lengths = np.fromiter((len(encoding.ids) for encoding in encodings), np.int64, len(distinct))
+        flat = np.fromiter(itertools.chain.from_iterable(encoding.ids for encoding in encodings),
+                           np.int32, int(lengths.sum()))
+        piece_lengths = lengths[pieces.ids]  # tokens of each piece
+        token_starts = np.zeros(len(piece_lengths) + 1, np.int64)
+        np.cumsum(piece_lengths, out=token_starts[1:])
+        shift = _exclusive_cumsum(lengths)[pieces.ids] - token_starts[:-1]
+        tokens = flat[np.repeat(shift, piece_lengths) + np.arange(token_starts[-1])]
+        doc_tokens = token_starts[np.searchsorted(bounds, doc_starts)].tolist()
+        return [tokens[a:b] for a, b in itertools.pairwise(doc_tokens)]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         self._require_fitted()
@@ -327,6 +359,135 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def _vocabulary_from_json(cls, data: Any) -> HFTokenizer:
         return HFTokenizer.from_str(json.dumps(data))
+
+
+# --- byte-level pieces ------------------------------------------------------------------------
+# Hugging Face's byte-level pre-tokenizer splits text by the GPT-2 regex, then maps each piece's
+# UTF-8 bytes to printable characters. saffu.kernels.bytelevel_pieces does the split in compiled
+# code; the class of each character under the regex (letter, number, space, other) is asked of
+# the pre-tokenizer itself, once per character, so the split agrees with it on any text.
+
+_BYTE_LEVEL_OPTIONS = {"add_prefix_space": False, "use_regex": True}
+CHARACTERS_PER_BATCH = 1 << 22  # texts split and encoded together (transient memory ~24 B/char)
+PIECES_PER_WORD_BATCH = 1 << 16  # words per string handed to the trainer (its threads split them)
+
+
+def _byte_level() -> pre_tokenizers.ByteLevel:
+    return pre_tokenizers.ByteLevel(**_BYTE_LEVEL_OPTIONS)
+
+
+def _splits_bytelevel_pieces(hf: HFTokenizer) -> bool:
+    """Whether ``hf`` splits text exactly as :func:`_pieces_of` does: saffu's byte-level
+    pre-tokenizer, no normalizer, and no added tokens but the special ones (which
+    ``encode_special_tokens`` leaves inside the text)."""
+    document = json.loads(hf.to_str())
+    pre_tokenizer = dict(document.get("pre_tokenizer") or {})
+    pre_tokenizer.pop("trim_offsets", None)  # offsets only, not ids
+    return (document.get("normalizer") is None
+            and pre_tokenizer == {"type": "ByteLevel", **_BYTE_LEVEL_OPTIONS}
+            and all(token.get("special") for token in document.get("added_tokens", [])))
+
+
+class _CharacterClasses:
+    """The class of each code point under the pre-tokenizer's regex (``saffu.kernels.LETTER``,
+    ``NUMBER``, ``SPACE``, ``OTHER``), asked of Hugging Face's pre-tokenizer for each code point
+    the first time a text holds it, and kept for the process."""
+
+    UNKNOWN = 255
+
+    def __init__(self) -> None:
+        self._table = np.full(0x110000, self.UNKNOWN, dtype=np.uint8)
+        self._probe = _byte_level()
+
+    def of(self, code_points: np.ndarray) -> np.ndarray:
+        """(n,) uint8: the class of each of ``code_points`` (n,) uint32."""
+        classes = self._table[code_points]
+        unknown = classes == self.UNKNOWN
+        if unknown.any():
+            for code_point in np.unique(code_points[unknown]).tolist():
+                self._table[code_point] = self._class_of(chr(code_point))
+            classes = self._table[code_points]
+        return classes
+
+    def _class_of(self, char: str) -> int:
+        # A letter continues a run of letters ("a" + char is one piece), and so on; a space
+        # continues none of the three runs.
+        for cls, lead in ((kernels.LETTER, "a"), (kernels.NUMBER, "1"), (kernels.OTHER, "!")):
+            if len(self._probe.pre_tokenize_str(lead + char)) == 1:
+                return cls
+        return kernels.SPACE
+
+
+_CLASSES: _CharacterClasses | None = None
+
+
+def _pieces_of(texts: Sequence[str]) -> tuple[str, np.ndarray, kernels.Pieces]:
+    """``(joined, doc_starts, pieces)``: the texts joined, their (d + 1,) code-point offsets,
+    and the byte-level pre-tokenizer's pieces of each text."""
+    global _CLASSES
+    if _CLASSES is None:
+        _CLASSES = _CharacterClasses()
+    joined = "".join(texts)
+    code_points = _code_points(joined)
+    doc_starts = np.zeros(len(texts) + 1, np.int64)
+    np.cumsum([len(text) for text in texts], out=doc_starts[1:])
+    return joined, doc_starts, kernels.bytelevel_pieces(code_points, _CLASSES.of(code_points),
+                                                        doc_starts)
+
+
+def _byte_level_words(documents: Iterable[str]) -> Iterator[str]:
+    """The byte-level words of ``documents`` (what the pre-tokenizer makes of them: each piece's
+    UTF-8 bytes as printable characters), separated by spaces, in strings of
+    ``PIECES_PER_WORD_BATCH`` words; documents are read in batches of about ``CHARACTERS_PER_BATCH``
+    characters."""
+    for batch in character_batches(documents, CHARACTERS_PER_BATCH):
+        joined, _, pieces = _pieces_of(batch)
+        raw = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
+        byte_bounds = pieces.bounds
+        if len(raw) != len(joined):  # not all ASCII: piece bounds in bytes
+            byte_bounds = np.zeros(len(joined) + 1, np.int64)
+            np.cumsum(_utf8_lengths(_code_points(joined)), out=byte_bounds[1:])
+            byte_bounds = byte_bounds[pieces.bounds]
+        n_words = len(pieces.ids)
+        # Each word's bytes move right by the number of words before it; a space follows each.
+        words = np.full(len(raw) + n_words, ord(" "), dtype="<u4")
+        words[np.arange(len(raw)) + np.repeat(np.arange(n_words), np.diff(byte_bounds))] = \
+            _BYTE_CHARACTERS[raw]
+        cuts = [0, *(byte_bounds[PIECES_PER_WORD_BATCH::PIECES_PER_WORD_BATCH]
+                     + np.arange(PIECES_PER_WORD_BATCH, n_words + 1, PIECES_PER_WORD_BATCH)).tolist()]
+        if cuts[-1] != len(words):
+            cuts.append(len(words))
+        for a, b in itertools.pairwise(cuts):
+            yield words[a:b].tobytes().decode("utf-32-le")
+
+
+def _byte_characters() -> np.ndarray:
+    """(256,) uint32: the printable character byte-level BPE writes for each byte (GPT-2's
+    table: printable Latin-1 bytes stand for themselves, the others for U+0100 onwards)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    table = np.empty(256, dtype="<u4")
+    table[printable] = printable
+    others = sorted(set(range(256)) - set(printable))
+    table[others] = 256 + np.arange(len(others))
+    return table
+
+
+_BYTE_CHARACTERS = _byte_characters()
+
+
+def character_batches(documents: Iterable[str], max_characters: int) -> Iterator[list[str]]:
+    """Consecutive lists of documents of about ``max_characters`` characters (at least one)."""
+    batch: list[str] = []
+    size = 0
+    for document in documents:
+        batch.append(document)
+        size += len(document)
+        if size >= max_characters:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 # --- vocabulary-list tokenizers (char, word) --------------------------------------------------
@@ -388,8 +549,11 @@ def _code_points(text: str) -> np.ndarray:
 
 def _utf8_lengths(code_points: np.ndarray) -> np.ndarray:
     """Bytes of the UTF-8 encoding of each code point."""
-    return (1 + (code_points >= 0x80).astype(np.int64) + (code_points >= 0x800)
-            + (code_points >= 0x10000))
+    lengths = (code_points >= 0x80).astype(np.int64)
+    lengths += 1
+    lengths += code_points >= 0x800
+    lengths += code_points >= 0x10000
+    return lengths
 
 
 def _exclusive_cumsum(lengths: np.ndarray) -> np.ndarray:

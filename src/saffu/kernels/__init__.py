@@ -7,6 +7,7 @@ backend (``saffu._backend``) with the configured thread count.
 from saffu.kernels.cooc import cooc_dense_dense, cooc_dense_onehot, cooc_sparse_onehot, explicit_solve
 from saffu.kernels.generate import saffu_generate
 from saffu.kernels.output import logsumexp_rows
+from saffu.kernels.pretokenize import LETTER, NUMBER, OTHER, SPACE, Pieces, bytelevel_pieces
 from saffu.kernels.saffu_pass import (
     saffu_attention_stats,
     saffu_expert_stats,
@@ -15,6 +16,12 @@ from saffu.kernels.saffu_pass import (
 )
 
 __all__ = [
+    "LETTER",
+    "NUMBER",
+    "OTHER",
+    "SPACE",
+    "Pieces",
+    "bytelevel_pieces",
     "cooc_dense_dense",
     "cooc_dense_onehot",
     "cooc_sparse_onehot",
