@@ -212,8 +212,9 @@ inline double lane_sum(const double* x, int64_t n) {
 }
 
 // For each token x = (l - top) / temperature with l = logits + ban (NumPy's operations; no
-// division when the temperature is 1, where it changes nothing), its bucket depth -16 x and its
-// mass e = exp(x); returns the sum of the masses.
+// division when the temperature is 1, where it changes nothing; l added in float32, which is
+// exact for ban = 0 or -inf and spares a conversion), its bucket depth -16 x and its mass
+// e = exp(x); returns the sum of the masses.
 template <bool kDivide>
 inline __attribute__((always_inline)) double tempered(const float* __restrict logits,
                                                       const float* __restrict ban, double top,
@@ -221,7 +222,7 @@ inline __attribute__((always_inline)) double tempered(const float* __restrict lo
                                                       double* __restrict depth,
                                                       double* __restrict e, int64_t n) {
   for (int64_t v = 0; v < n; ++v) {
-    const double l = static_cast<double>(logits[v]) + ban[v];
+    const double l = static_cast<double>(logits[v] + ban[v]);
     const double x = kDivide ? (l - top) / temperature : l - top;
     depth[v] = -x * per_nat;
     e[v] = exp_nonpositive(x);
