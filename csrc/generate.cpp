@@ -778,24 +778,6 @@ void logits_of(const GenerationModel& m, NonzeroBits& nonzero, int64_t V, int64_
   add_skip_and_bias(logits, skip, m.bias, V);
 }
 
-// Touches the rows logits_of will read for the stream of `tokens` (its layers' parts, its skip
-// rows), one prefetch per 4 KB page, while the stream before it is sampled: the rows lie far
-// apart in the row cache and the skip weights, most of them in memory, and the page's first
-// line starts the hardware's prefetch of the rest. (A prefetch of every line stalled on the
-// misses in flight.)
-void prefetch_rows(const GenerationModel& m, NonzeroBits& nonzero, int64_t V, int64_t bits,
-                   const std::vector<int32_t>& tokens, const float* const* parts) {
-  constexpr int64_t kPage = 4096 / sizeof(float);
-  auto prefetch = [&](const float* row) {
-    for (int64_t v = 0; v < V; v += kPage) __builtin_prefetch(row + v, 0, 2);
-  };
-  for (int l = 0; l < m.n_layers; ++l) prefetch(parts[l]);
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  for (int64_t k = 1; k <= m.lags && k <= n; ++k)
-    for (const auto& [j, x] : nonzero.of(tokens[n - k]))
-      prefetch(m.skip_weight + ((k - 1) * bits + j) * V);
-}
-
 // Runs streams [first, last) to the end, stepping all their active streams together.
 void run_streams(const Batch& batch, int64_t first, int64_t last) {
   const int64_t V = batch.prompts.V, LD = batch.model.n_layers * batch.model.D;
@@ -828,9 +810,6 @@ void run_streams(const Batch& batch, int64_t first, int64_t last) {
       const int64_t s = active[a], b = first + s;
       logits_of(batch.model, nonzero, V, batch.prompts.bits, tokens[s], parts.of(a), skip.data(),
                 logits.data());
-      if (a + 1 < active.size())
-        prefetch_rows(batch.model, nonzero, V, batch.prompts.bits, tokens[active[a + 1]],
-                      parts.of(a + 1));
       const int32_t token = sampler.sample(logits.data(), batch.uniforms[b * T + step]);
       if (token == batch.sampling.stop_token) {
         done[s] = 1;
