@@ -39,87 +39,107 @@
 namespace saffu {
 namespace {
 
-constexpr int kColumnPad = 128;  // the input-major output weights have Vp = V rounded up
+constexpr int kColumnPad = 128;  // the output weights' columns are padded to Vp = V rounded up
+constexpr int kPanel = 64;        // ... and packed in panels of 64 columns (kColumnPad's divisor)
 
-// ---- Output products ----
-
-// The output weights input-major (LD, Vp), columns past V zero: a hidden input adds one row.
-std::vector<float> input_major(const float* output_t, int64_t V, int64_t LD, int64_t Vp) {
-  std::vector<float> by_input(LD * Vp, 0.0f);
-  constexpr int64_t kTile = 32;
-  for (int64_t v0 = 0; v0 < V; v0 += kTile)
-    for (int64_t i0 = 0; i0 < LD; i0 += kTile)
-      for (int64_t v = v0; v < std::min(v0 + kTile, V); ++v)
-        for (int64_t i = i0; i < std::min(i0 + kTile, LD); ++i)
-          by_input[i * Vp + v] = output_t[v * LD + i];
-  return by_input;
+// The output weights of each context model in column panels: layer l's block (D Vp floats at
+// l D Vp) holds panel p (D, kPanel) of its inputs i and columns v = p kPanel + c at
+// p D kPanel + i kPanel + c, columns past V zero. A product tile reads its panel in order (a
+// panel is 64 KB for D = 256: it stays in L2 across the row blocks; row-major (LD, Vp) rows
+// 16 KB apart fell into a few cache sets and came from L3 for every block of rows).
+std::vector<float> input_panels(const float* output_t, int64_t V, int L, int64_t D, int64_t Vp) {
+  std::vector<float> panels(L * D * Vp, 0.0f);
+  const int64_t LD = L * D;
+  for (int l = 0; l < L; ++l)
+    for (int64_t v = 0; v < V; ++v) {
+      float* column = panels.data() + l * D * Vp + v / kPanel * D * kPanel + v % kPanel;
+      const float* weights = output_t + v * LD + l * D;
+      for (int64_t i = 0; i < D; ++i) column[i * kPanel] = weights[i];
+    }
+  return panels;
 }
 
-// out[r, v0 + c] = sum_i H[r * stride + i] OI[i, v0 + c] for R rows, C columns and i < inputs,
-// summed in order of i.
+// out[r Vp + c] = sum_i H[r * stride + i] panel[i kPanel + c] for R rows and C columns of a
+// panel (from its column `panel`, `out` likewise offset), i < inputs, summed in order of i.
 template <int R, int C>
 inline __attribute__((always_inline)) void product_tile(const float* H, int64_t stride,
-                                                        int64_t inputs, const float* OI,
-                                                        int64_t Vp, int64_t v0, float* out) {
+                                                        int64_t inputs, const float* panel,
+                                                        int64_t Vp, float* out) {
   float acc[R][C] = {};
   for (int64_t i = 0; i < inputs; ++i) {
-    const float* o = OI + i * Vp + v0;
+    const float* o = panel + i * kPanel;
     for (int r = 0; r < R; ++r) {
       const float h = H[r * stride + i];
       for (int c = 0; c < C; ++c) acc[r][c] += h * o[c];
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) out[r * Vp + v0 + c] = acc[r][c];
+    for (int c = 0; c < C; ++c) out[r * Vp + c] = acc[r][c];
 }
 
-// out (rows, Vp) = H (rows, inputs; rows `stride` apart) OI (inputs, Vp), in tiles of R rows by
-// C columns, and the rows left over (all of them for a single stream) one at a time in tiles of
-// C1 columns, whose independent sums hide the latency of the additions (C and C1 divide
-// kColumnPad, and Vp).
-template <int R, int C, int C1>
+// The tiles of R rows by C columns (C divides kPanel) of one panel, columns [v0, v0 + kPanel).
+template <int R, int C>
+inline __attribute__((always_inline)) void panel_tiles(const float* H, int64_t stride,
+                                                       int64_t inputs, const float* panel,
+                                                       int64_t Vp, int64_t v0, float* out) {
+  for (int c0 = 0; c0 < kPanel; c0 += C)
+    product_tile<R, C>(H, stride, inputs, panel + c0, Vp, out + v0 + c0);
+}
+
+// out (rows, Vp) = H (rows, inputs; rows `stride` apart) times the panels P of one context
+// model: panel by panel (each read from L2 by every block of rows), in tiles of R = 4 rows by
+// C columns, the rows left over in one tile of 1-3 rows.
+template <int C>
 inline __attribute__((always_inline)) void products_in_tiles(const float* H, int64_t rows,
                                                              int64_t stride, int64_t inputs,
-                                                             const float* OI, int64_t Vp,
+                                                             const float* P, int64_t Vp,
                                                              float* out) {
+  constexpr int R = 4;
   const int64_t blocked = rows - rows % R;
-  for (int64_t v0 = 0; v0 < Vp; v0 += C)
+  const float* left = H + blocked * stride;
+  for (int64_t v0 = 0; v0 < Vp; v0 += kPanel) {
+    const float* panel = P + v0 * inputs;
     for (int64_t r = 0; r < blocked; r += R)
-      product_tile<R, C>(H + r * stride, stride, inputs, OI, Vp, v0, out + r * Vp);
-  for (int64_t r = blocked; r < rows; ++r)
-    for (int64_t v0 = 0; v0 < Vp; v0 += C1)
-      product_tile<1, C1>(H + r * stride, stride, inputs, OI, Vp, v0, out + r * Vp);
+      panel_tiles<R, C>(H + r * stride, stride, inputs, panel, Vp, v0, out + r * Vp);
+    float* out_left = out + blocked * Vp;
+    switch (rows - blocked) {
+      case 3: panel_tiles<3, C>(left, stride, inputs, panel, Vp, v0, out_left); break;
+      case 2: panel_tiles<2, C>(left, stride, inputs, panel, Vp, v0, out_left); break;
+      case 1: panel_tiles<1, C>(left, stride, inputs, panel, Vp, v0, out_left); break;
+      default: break;
+    }
+  }
 }
 
 #if SAFFU_ISA_DISPATCH
 SAFFU_TARGET("avx512f")
 void products_avx512(const float* H, int64_t rows, int64_t stride, int64_t inputs,
-                     const float* OI, int64_t Vp, float* out) {
-  products_in_tiles<4, 64, 128>(H, rows, stride, inputs, OI, Vp, out);  // 16 zmm accumulators, 8 for one row
+                     const float* P, int64_t Vp, float* out) {
+  products_in_tiles<64>(H, rows, stride, inputs, P, Vp, out);  // 16 zmm accumulators
 }
 
 SAFFU_TARGET("avx2")
-void products_avx2(const float* H, int64_t rows, int64_t stride, int64_t inputs, const float* OI,
+void products_avx2(const float* H, int64_t rows, int64_t stride, int64_t inputs, const float* P,
                    int64_t Vp, float* out) {
-  products_in_tiles<4, 16, 64>(H, rows, stride, inputs, OI, Vp, out);  // 8 ymm accumulators
+  products_in_tiles<16>(H, rows, stride, inputs, P, Vp, out);  // 8 ymm accumulators
 }
 #endif
 
 void products_baseline(const float* H, int64_t rows, int64_t stride, int64_t inputs,
-                       const float* OI, int64_t Vp, float* out) {
-  products_in_tiles<4, 8, 32>(H, rows, stride, inputs, OI, Vp, out);
+                       const float* P, int64_t Vp, float* out) {
+  products_in_tiles<8>(H, rows, stride, inputs, P, Vp, out);
 }
 
 // The blocking differs by instruction set; the sums, and so the results, do not.
-void products(const float* H, int64_t rows, int64_t stride, int64_t inputs, const float* OI,
+void products(const float* H, int64_t rows, int64_t stride, int64_t inputs, const float* P,
               int64_t Vp, float* out) {
 #if SAFFU_ISA_DISPATCH
   static const bool avx512 = __builtin_cpu_supports("avx512f");
   static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx512) return products_avx512(H, rows, stride, inputs, OI, Vp, out);
-  if (avx2) return products_avx2(H, rows, stride, inputs, OI, Vp, out);
+  if (avx512) return products_avx512(H, rows, stride, inputs, P, Vp, out);
+  if (avx2) return products_avx2(H, rows, stride, inputs, P, Vp, out);
 #endif
-  products_baseline(H, rows, stride, inputs, OI, Vp, out);
+  products_baseline(H, rows, stride, inputs, P, Vp, out);
 }
 
 // ---- Sampling ----
@@ -192,8 +212,9 @@ inline double lane_sum(const double* x, int64_t n) {
 }
 
 // For each token x = (l - top) / temperature with l = logits + ban (NumPy's operations; no
-// division when the temperature is 1, where it changes nothing), its bucket depth -16 x and its
-// mass e = exp(x); returns the sum of the masses.
+// division when the temperature is 1, where it changes nothing; l added in float32, which is
+// exact for ban = 0 or -inf and spares a conversion), its bucket depth -16 x and its mass
+// e = exp(x); returns the sum of the masses.
 template <bool kDivide>
 inline __attribute__((always_inline)) double tempered(const float* __restrict logits,
                                                       const float* __restrict ban, double top,
@@ -201,7 +222,7 @@ inline __attribute__((always_inline)) double tempered(const float* __restrict lo
                                                       double* __restrict depth,
                                                       double* __restrict e, int64_t n) {
   for (int64_t v = 0; v < n; ++v) {
-    const double l = static_cast<double>(logits[v]) + ban[v];
+    const double l = static_cast<double>(logits[v] + ban[v]);
     const double x = kDivide ? (l - top) / temperature : l - top;
     depth[v] = -x * per_nat;
     e[v] = exp_nonpositive(x);
@@ -558,7 +579,7 @@ struct Batch {
   int64_t max_tokens;
   const std::vector<int64_t>& starts;  // (streams + 1,) document bounds in prompts
   const std::vector<int32_t>& positions;  // 0, 1, 2, ...
-  const std::vector<float>& by_input;  // (LD, Vp): layer l's block is rows [l D, (l + 1) D)
+  const std::vector<float>& by_input;  // input_panels: layer l's block at l D Vp
   int64_t Vp;
   const std::vector<int>& windows;  // (n_layers,): window_of each layer (0: not cached)
   int64_t cache_rows;  // rows each thread may cache, all layers together
@@ -834,9 +855,10 @@ void saffu_generate(const Corpus& prompts, const GenerationModel& model, const S
   std::vector<int32_t> positions(longest + max_tokens + 1);
   for (size_t j = 0; j < positions.size(); ++j) positions[j] = static_cast<int32_t>(j);
 
-  const int64_t V = prompts.V, LD = model.n_layers * model.D;
+  const int64_t V = prompts.V;
   const int64_t Vp = (V + kColumnPad - 1) / kColumnPad * kColumnPad;
-  const std::vector<float> by_input = input_major(model.output_t, V, LD, Vp);
+  const std::vector<float> by_input =
+      input_panels(model.output_t, V, model.n_layers, model.D, Vp);
   HiddenSteps steps(prompts.E, V, prompts.bits, model.layers, model.n_layers, model.aggregation,
                     model.D, streams);
   std::vector<int> windows(model.n_layers);

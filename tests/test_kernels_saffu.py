@@ -444,3 +444,16 @@ def test_compiled_module_rejects_wrong_shapes_and_dtypes():
             np.empty((2, D), np.float32),
             1,
         )
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_the_finiteness_check_refuses_any_bad_entry_and_accepts_an_overflowing_sum(bad):
+    from saffu.kernels.saffu_pass import _check_finite
+
+    large = np.full((3, 5), np.finfo(np.float32).max, np.float32)  # its sum overflows to inf
+    _check_finite(large=large, negative=-large)
+    for index in [(0, 0), (1, 3), (2, 4)]:
+        corrupted = large.copy()
+        corrupted[index] = bad
+        with pytest.raises(ValueError, match="corrupted must be finite"):
+            _check_finite(corrupted=corrupted)

@@ -29,8 +29,13 @@ _F64 = np.dtype(np.float64)
 
 
 def _check_finite(**arrays: np.ndarray) -> None:
+    """Refuses an array holding NaN or infinity. Its sum is finite only if every entry is (NaN
+    and infinities propagate through a sum): one pass without a temporary array, the entrywise
+    test only where the sum is not finite (an overflow of finite entries, or a bad entry)."""
     for name, a in arrays.items():
-        if not np.isfinite(a).all():
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = a.sum()
+        if not np.isfinite(total) and not np.isfinite(a).all():
             raise InvalidParameterError(f"{name} must be finite (it holds NaN or infinity)")
 
 
