@@ -16,6 +16,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "cooc_sparse_onehot": ("FT", "indptr", "indices", "weights", "targets", "n_threads"),
     "explicit_solve": ("FT", "out", "alpha", "tau", "shrink", "n_threads"),
     "logsumexp_rows": ("logits", "bias", "out", "n_threads"),
+    "logsumexp_rows_scaled": ("logits", "scale", "bias", "out", "n_threads"),
     "saffu_expert_stats": ("ids", "pos", "kind", "K", "E", "FT", "T", "n_threads"),
     "saffu_attention_stats": ("ids", "pos", "kind", "K", "E", "expert_UT", "expert_b", "expert_logz",
                               "FT", "n_threads"),

@@ -33,7 +33,8 @@ from saffu.corpus import TokenizedCorpus
 from saffu.errors import InvalidParameterError, ModelFormatError, NotFittedError
 from saffu.explicit import ExplicitStats
 from saffu.kinds import Aggregation
-from saffu.layers import ContextLayer, SkipInputs, previous_tokens, split_output, target_batches, transposed
+from saffu.layers import (ContextLayer, SkipInputs, pair_counts, previous_tokens, split_output, target_batches,
+                          transposed)
 from saffu.temperature import choose_tau, output_pass_choosing_tau
 from saffu.tokenize import Tokenizer, make_tokenizer
 
@@ -268,10 +269,12 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
     """Σ h_t ⊗ onehot(y_t) with W and U fixed, in bounded batches of targets.
 
     Each context model's block of columns is accumulated on its own (no concatenated copy of
-    the hidden states) and copied into the statistics once per chunk; the skip inputs are
-    added into their columns in place. A context model that reads the previous token only
-    (radial1) has one hidden vector per token id, so its block is the bigram counts times that
-    table (:func:`_last_token_block`), with no per-target work.
+    the hidden states) and copied into the statistics once per chunk. A context model that
+    reads the previous token only (radial1) has one hidden vector per token id, so its block is
+    the bigram counts times that table (:func:`_last_token_block`), with no per-target work;
+    the skip inputs' columns likewise are the (target, previous token) counts times the cipher
+    vectors (:meth:`SkipInputs.target_sums`). The input mass of a block is the sum of its
+    entries.
     """
     vectors, aggregation = model.cipher.vectors, model.config.aggregation
     widths = [layer.hidden_t.shape[0] for layer in model.layers]
@@ -284,22 +287,23 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
                      for layer, block in zip(model.layers, blocks, strict=True)
                      if layer.spec.reads_last_token_only)
     batch = max(1024, OUTPUT_BATCH_FLOATS // max(widths))
-    batches = target_batches(pos, batch) if per_target or skip.lags else ()
     rows = [np.empty((batch, layer.hidden_t.shape[0]), dtype=np.float32) for layer, _ in per_target]
-    for start, stop in batches:
+    for start, stop in target_batches(pos, batch) if per_target else ():
         targets = ids[start:stop][pos[start:stop] > 0].astype(np.int64)
         for (layer, block), out in zip(per_target, rows, strict=True):
             hidden = layer.hidden(ids, pos, start, stop, vectors, aggregation, out=out)
             kernels.cooc_dense_onehot(block, hidden, targets)
-            input_mass += float(hidden.sum(axis=1).sum(dtype=np.float64))
-        if skip.lags:  # columns sum(widths) onwards of FT
-            x = skip.matrix(previous_tokens(ids, pos, start, stop, skip.lags))
-            kernels.cooc_sparse_onehot(FT, x.indptr.astype(np.int64),
-                                       x.indices.astype(np.int64) + sum(widths), x.data, targets)
-            input_mass += float(x.data.sum(dtype=np.float64))
+    input_mass += sum(float(block.sum()) for _, block in per_target)
     for block, first in zip(blocks, np.cumsum([0, *widths[:-1]]), strict=True):
         FT[:, first:first + block.shape[1]] = block
     targets = ids[pos > 0]
+    if skip.lags:  # columns sum(widths) onwards of FT
+        sums = skip.target_sums(previous_tokens(ids, pos, 0, len(ids), skip.lags), targets,
+                                model.vocab_size)
+        kernels.cooc_sparse_onehot(FT, sums.indptr.astype(np.int64),
+                                   sums.indices.astype(np.int64) + sum(widths), sums.data,
+                                   np.arange(model.vocab_size, dtype=np.int64))
+        input_mass += float(sums.data.sum())
     stats = ExplicitStats.from_totals(
         FT, np.bincount(targets, minlength=model.vocab_size).astype(np.float64), float(len(targets)),
         input_mass, check=skip.lags > 0 and _signed_cipher(model))  # softmax outputs: non-negative
@@ -314,9 +318,7 @@ def _last_token_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, p
     table = layer.hidden_by_last_token(vectors, aggregation).astype(np.float64)
     where = np.flatnonzero(pos > 0)
     previous, targets = ids[where - 1], ids[where]
-    vocab = block.shape[0]
-    counts = sp.csr_matrix((np.ones(len(where)), (targets, previous)), shape=(vocab, len(table)))
-    block += counts @ table
+    block += pair_counts(targets, previous, (block.shape[0], len(table))) @ table
     return float(np.bincount(previous, minlength=len(table)) @ table.sum(axis=1))
 
 
