@@ -33,8 +33,16 @@ from saffu.corpus import TokenizedCorpus
 from saffu.errors import InvalidParameterError, ModelFormatError, NotFittedError
 from saffu.explicit import ExplicitStats
 from saffu.kinds import Aggregation
-from saffu.layers import (ContextLayer, SkipInputs, pair_counts, previous_tokens, split_output, target_batches,
-                          transposed)
+from saffu.layers import (
+    ContextLayer,
+    SkipInputs,
+    distinct_windows,
+    pair_counts,
+    previous_tokens,
+    split_output,
+    target_batches,
+    transposed,
+)
 from saffu.temperature import choose_tau, output_pass_choosing_tau
 from saffu.tokenize import Tokenizer, make_tokenizer
 
@@ -266,37 +274,33 @@ def solve_hidden(model: SaffuModel, stats: PassStatistics) -> None:
 
 
 def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> PassStatistics:
-    """Σ h_t ⊗ onehot(y_t) with W and U fixed, in bounded batches of targets.
+    """Σ h_t ⊗ onehot(y_t) with W and U fixed.
 
     Each context model's block of columns is accumulated on its own (no concatenated copy of
     the hidden states) and copied into the statistics once per chunk. A context model that
     reads the previous token only (radial1) has one hidden vector per token id, so its block is
-    the bigram counts times that table (:func:`_last_token_block`), with no per-target work;
-    the skip inputs' columns likewise are the (target, previous token) counts times the cipher
-    vectors (:meth:`SkipInputs.target_sums`). The input mass of a block is the sum of its
-    entries.
+    the bigram counts times that table (:func:`_last_token_block`), with no per-target work; a
+    radial model computes the hidden vector of each distinct window once
+    (:func:`_window_block`), other models one per target in bounded batches. The skip inputs'
+    columns are the (target, previous token) counts times the cipher vectors
+    (:meth:`SkipInputs.target_sums`). The input mass of a block is the sum of its entries.
     """
     vectors, aggregation = model.cipher.vectors, model.config.aggregation
     widths = [layer.hidden_t.shape[0] for layer in model.layers]
     skip = SkipInputs(vectors, model.config.skip)
     FT = np.zeros((model.vocab_size, sum(widths) + skip.width))
-    blocks = [np.zeros((model.vocab_size, width)) for width in widths]
-    per_target = [(layer, block) for layer, block in zip(model.layers, blocks, strict=True)
-                  if not layer.spec.reads_last_token_only]
-    input_mass = sum(_last_token_block(layer, block, ids, pos, vectors, aggregation)
-                     for layer, block in zip(model.layers, blocks, strict=True)
-                     if layer.spec.reads_last_token_only)
-    batch = max(1024, OUTPUT_BATCH_FLOATS // max(widths))
-    rows = [np.empty((batch, layer.hidden_t.shape[0]), dtype=np.float32) for layer, _ in per_target]
-    for start, stop in target_batches(pos, batch) if per_target else ():
-        targets = ids[start:stop][pos[start:stop] > 0].astype(np.int64)
-        for (layer, block), out in zip(per_target, rows, strict=True):
-            hidden = layer.hidden(ids, pos, start, stop, vectors, aggregation, out=out)
-            kernels.cooc_dense_onehot(block, hidden, targets)
-    input_mass += sum(float(block.sum()) for _, block in per_target)
-    for block, first in zip(blocks, np.cumsum([0, *widths[:-1]]), strict=True):
-        FT[:, first:first + block.shape[1]] = block
     targets = ids[pos > 0]
+    input_mass = 0.0
+    for layer, first in zip(model.layers, np.cumsum([0, *widths[:-1]]), strict=True):
+        block = np.zeros((model.vocab_size, layer.hidden_t.shape[0]))
+        if layer.spec.reads_last_token_only:
+            input_mass += _last_token_block(layer, block, ids, pos, vectors, aggregation)
+        elif not (layer.spec.reads_previous_tokens_only and
+                  _window_block(layer, block, ids, pos, vectors, aggregation)):
+            _per_target_block(layer, block, ids, pos, vectors, aggregation)
+        if not layer.spec.reads_last_token_only:
+            input_mass += float(block.sum())
+        FT[:, first:first + block.shape[1]] = block
     if skip.lags:  # columns sum(widths) onwards of FT
         sums = skip.target_sums(previous_tokens(ids, pos, 0, len(ids), skip.lags), targets,
                                 model.vocab_size)
@@ -308,6 +312,36 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
         FT, np.bincount(targets, minlength=model.vocab_size).astype(np.float64), float(len(targets)),
         input_mass, check=skip.lags > 0 and _signed_cipher(model))  # softmax outputs: non-negative
     return PassStatistics("output", {"output": stats})
+
+
+def _per_target_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, pos: np.ndarray,
+                      vectors: np.ndarray, aggregation: str) -> None:
+    """Add Σ_t h_t ⊗ onehot(y_t) to ``block`` (V, D), one hidden vector per target, in batches
+    of OUTPUT_BATCH_FLOATS floats of h."""
+    batch = max(1024, OUTPUT_BATCH_FLOATS // block.shape[1])
+    out = np.empty((batch, block.shape[1]), dtype=np.float32)
+    for start, stop in target_batches(pos, batch):
+        hidden = layer.hidden(ids, pos, start, stop, vectors, aggregation, out=out)
+        kernels.cooc_dense_onehot(block, hidden, ids[start:stop][pos[start:stop] > 0].astype(np.int64))
+
+
+def _window_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, pos: np.ndarray,
+                  vectors: np.ndarray, aggregation: str) -> bool:
+    """For a radial model, whose hidden vector is a function of the window (the previous
+    ``size`` tokens): add Σ_t h_t ⊗ onehot(y_t) to ``block`` (V, D) from one hidden vector per
+    distinct window (:meth:`ContextLayer.hidden_of_windows`, bit for bit those of the targets),
+    each target adding its window's row in corpus order (:func:`saffu.kernels.cooc_rows_onehot`,
+    so ``block`` is bit for bit the per-target sum). Returns False, adding nothing, where the
+    windows would cost more than half the kernel targets of the per-target pass (a window of L
+    tokens costs L)."""
+    where = np.flatnonzero(pos > 0)
+    windows, index = distinct_windows(previous_tokens(ids, pos, 0, len(ids), layer.spec.size),
+                                      len(vectors))
+    if 2 * np.count_nonzero(windows >= 0) > len(where):
+        return False
+    table = layer.hidden_of_windows(windows, vectors, aggregation)
+    kernels.cooc_rows_onehot(block, table, index.astype(np.int64), ids[where].astype(np.int64))
+    return True
 
 
 def _last_token_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, pos: np.ndarray,
