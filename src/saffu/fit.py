@@ -289,12 +289,16 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
     widths = [layer.hidden_t.shape[0] for layer in model.layers]
     skip = SkipInputs(vectors, model.config.skip)
     FT = np.zeros((model.vocab_size, sum(widths) + skip.width))
-    targets = ids[pos > 0]
+    where = np.flatnonzero(pos > 0)
+    targets, previous = ids[where], ids[where - 1]
+    bigrams = None  # the (target, previous token) counts, if a radial1 model or the skip inputs need them
+    if skip.lags or any(layer.spec.reads_last_token_only for layer in model.layers):
+        bigrams = pair_counts(targets, previous, (model.vocab_size, model.vocab_size))
     input_mass = 0.0
     for layer, first in zip(model.layers, np.cumsum([0, *widths[:-1]]), strict=True):
         block = np.zeros((model.vocab_size, layer.hidden_t.shape[0]))
         if layer.spec.reads_last_token_only:
-            input_mass += _last_token_block(layer, block, ids, pos, vectors, aggregation)
+            input_mass += _last_token_block(layer, block, bigrams, previous, vectors, aggregation)
         elif not (layer.spec.reads_previous_tokens_only and
                   _window_block(layer, block, ids, pos, vectors, aggregation)):
             _per_target_block(layer, block, ids, pos, vectors, aggregation)
@@ -303,7 +307,7 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
         FT[:, first:first + block.shape[1]] = block
     if skip.lags:  # columns sum(widths) onwards of FT
         sums = skip.target_sums(previous_tokens(ids, pos, 0, len(ids), skip.lags), targets,
-                                model.vocab_size)
+                                model.vocab_size, bigrams)
         kernels.cooc_sparse_onehot(FT, sums.indptr.astype(np.int64),
                                    sums.indices.astype(np.int64) + sum(widths), sums.data,
                                    np.arange(model.vocab_size, dtype=np.int64))
@@ -344,15 +348,15 @@ def _window_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, pos: 
     return True
 
 
-def _last_token_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, pos: np.ndarray,
+def _last_token_block(layer: ContextLayer, block: np.ndarray, bigrams, previous: np.ndarray,
                       vectors: np.ndarray, aggregation: str) -> float:
     """Add Σ_t h(x_{t−1}) ⊗ onehot(y_t) = Cᵀ H to ``block`` (V, D) for a context model that
-    reads the previous token only: H (V, D) its hidden vector per token id, C (V, V) the
-    bigram counts of the chunk (count × h is exact in float64). Returns the input mass Σ_t ‖h_t‖₁."""
+    reads the previous token only: H (V, D) its hidden vector per token id, C = ``bigrams``
+    (V, V) CSR the (target, previous token) counts of the chunk (count × h is exact in
+    float64), ``previous`` (m,) the previous token of each target. Returns the input mass
+    Σ_t ‖h_t‖₁."""
     table = layer.hidden_by_last_token(vectors, aggregation).astype(np.float64)
-    where = np.flatnonzero(pos > 0)
-    previous, targets = ids[where - 1], ids[where]
-    block += pair_counts(targets, previous, (block.shape[0], len(table))) @ table
+    block += bigrams @ table
     return float(np.bincount(previous, minlength=len(table)) @ table.sum(axis=1))
 
 

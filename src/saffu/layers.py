@@ -175,7 +175,9 @@ def distinct_windows(previous: np.ndarray, vocab: int) -> tuple[np.ndarray, np.n
     """The distinct rows of ``previous`` (m, K) int32 (token ids in [−1, vocab)) and the index
     of each row among them: ``(windows (u, K) int32, index (m,) intp)``, ``windows[index]``
     equal to ``previous``, the windows in increasing order of their key Σ_k (x_k + 1)(V + 1)^k.
-    With (V + 1)^K ≤ 2^26 the keys are marked in a table (no sort)."""
+    With (V + 1)^K ≤ 2^26 the keys are marked in a table (no sort: 0.03 s for the 1.45M radial2
+    windows of the Shakespeare train split, against 0.09 s or more for a cumulative sum of the
+    table)."""
     base = vocab + 1
     if base ** previous.shape[1] >= 2**62:
         windows, index = np.unique(previous, axis=0, return_inverse=True)
@@ -187,7 +189,9 @@ def distinct_windows(previous: np.ndarray, vocab: int) -> tuple[np.ndarray, np.n
         seen = np.zeros(base ** previous.shape[1], dtype=bool)
         seen[key] = True
         keys = np.flatnonzero(seen)
-        index = (np.cumsum(seen) - 1)[key]
+        lookup = np.empty(len(seen), dtype=np.int32)  # only the entries at keys are written and read
+        lookup[keys] = np.arange(len(keys), dtype=np.int32)
+        index = lookup[key]
     else:
         keys, index = np.unique(key, return_inverse=True)
     windows = np.empty((len(keys), previous.shape[1]), dtype=np.int32)
@@ -260,15 +264,19 @@ class SkipInputs:
         import scipy.sparse as sp
 
         self.lags, self.bits = lags, vectors.shape[1]
-        # one zero row at index V stands for "no token"
-        self._rows = sp.vstack([sp.csr_matrix(vectors), sp.csr_matrix((1, self.bits), dtype=vectors.dtype)],
-                               format="csr")
+        # the rows of the vectors' nonzero entries, and one zero row at index V for "no token"
+        rows, columns = np.nonzero(vectors)  # in row-major order: a canonical CSR
+        indptr = np.zeros(len(vectors) + 2, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=len(vectors)), out=indptr[1:-1])
+        indptr[-1] = indptr[-2]
+        self._rows = sp.csr_matrix((vectors[rows, columns], columns, indptr),
+                                   shape=(len(vectors) + 1, self.bits))
 
     @property
     def width(self) -> int:
         return self.lags * self.bits
 
-    def target_sums(self, tokens: np.ndarray, targets: np.ndarray, n_targets: int):
+    def target_sums(self, tokens: np.ndarray, targets: np.ndarray, n_targets: int, bigrams=None):
         """Σ_m x_m ⊗ onehot(targets[m]) as an (n_targets, S·bits) float64 CSR: row y sums the skip
         rows (:meth:`matrix`) of the examples whose target is y, from ``tokens`` (m, S) (−1:
         none) and ``targets`` (m,).
@@ -276,14 +284,16 @@ class SkipInputs:
         Counted as (target, token) pairs times the cipher vectors, one sparse product per lag, not
         per example. Equal to the sum over examples up to the order of float64 additions, and
         bit for bit when the entries of the vectors are dyadic (the default cipher's 0, ½, 1):
-        every partial sum is then exact."""
+        every partial sum is then exact. ``bigrams``: the lag-1 counts
+        ``pair_counts(targets, tokens[:, 0], (n_targets, V))``, where the caller has them."""
         import scipy.sparse as sp
 
         vocab = self._rows.shape[0] - 1
         blocks = []
         for k in range(self.lags):
             present = tokens[:, k] >= 0
-            counts = pair_counts(targets[present], tokens[present, k], (n_targets, vocab))
+            counts = bigrams if k == 0 and bigrams is not None else \
+                pair_counts(targets[present], tokens[present, k], (n_targets, vocab))
             blocks.append(counts @ self._rows[:vocab])
         return sp.hstack(blocks, format="csr", dtype=np.float64)
 
