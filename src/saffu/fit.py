@@ -336,12 +336,12 @@ def _window_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, pos: 
     distinct window (:meth:`ContextLayer.hidden_of_windows`, bit for bit those of the targets),
     each target adding its window's row in corpus order (:func:`saffu.kernels.cooc_rows_onehot`,
     so ``block`` is bit for bit the per-target sum). Returns False, adding nothing, where the
-    windows would cost more than half the kernel targets of the per-target pass (a window of L
-    tokens costs L)."""
+    windows would cost as many kernel targets as the per-target pass (a window of L tokens
+    costs L)."""
     where = np.flatnonzero(pos > 0)
     windows, index = distinct_windows(previous_tokens(ids, pos, 0, len(ids), layer.spec.size),
                                       len(vectors))
-    if 2 * np.count_nonzero(windows >= 0) > len(where):
+    if np.count_nonzero(windows >= 0) >= len(where):
         return False
     table = layer.hidden_of_windows(windows, vectors, aggregation)
     kernels.cooc_rows_onehot(block, table, index.astype(np.int64), ids[where].astype(np.int64))
