@@ -159,14 +159,16 @@ class ContextLayer:
                                         "its previous tokens")
         table = np.empty((len(windows), self.hidden_t.shape[0]), dtype=np.float32)
         lengths = np.count_nonzero(windows >= 0, axis=1)
+        out = np.empty((batch * windows.shape[1], table.shape[1]), dtype=np.float32)  # reused
         for length in range(1, windows.shape[1] + 1):
             chosen = np.flatnonzero(lengths == length)
+            pos = np.tile(np.arange(length + 1, dtype=np.int32), batch)
             for first in range(0, len(chosen), batch):
                 rows = chosen[first:first + batch]
                 ids = np.zeros((len(rows), length + 1), dtype=np.int32)  # oldest first, then a target
                 ids[:, :length] = windows[rows, length - 1::-1]
-                pos = np.tile(np.arange(length + 1, dtype=np.int32), len(rows))
-                hidden = self.hidden(ids.ravel(), pos, 0, ids.size, vectors, aggregation)
+                hidden = self.hidden(ids.ravel(), pos[:ids.size], 0, ids.size, vectors, aggregation,
+                                     out=out)
                 table[rows] = hidden[length - 1::length]
         return table
 
