@@ -65,18 +65,6 @@ void cooc_dense_onehot_py(carray<double> FT, carray<T> X, carray<int64_t> target
 }
 
 template <typename T>
-void cooc_rows_onehot_py(carray<double> FT, carray<T> X, carray<int64_t> rows, carray<int64_t> targets,
-                         int n_threads) {
-  require(FT.ndim() == 2 && X.ndim() == 2 && rows.ndim() == 1 && targets.ndim() == 1 &&
-              X.shape(1) == FT.shape(1) && targets.shape(0) == rows.shape(0),
-          "cooc_rows_onehot: expected FT (N, D), X (u, D), rows (n,), targets (n,)");
-  without_gil([&] {
-    cooc_rows_onehot(FT.mutable_data(), FT.shape(0), FT.shape(1), X.data(), X.shape(0), rows.data(),
-                     targets.data(), targets.shape(0), n_threads);
-  });
-}
-
-template <typename T>
 void cooc_sparse_onehot_py(carray<double> FT, carray<int64_t> indptr, carray<int64_t> indices,
                            carray<T> weights, carray<int64_t> targets, int n_threads) {
   require(FT.ndim() == 2 && indptr.ndim() == 1 && indices.ndim() == 1 && weights.ndim() == 1 &&
@@ -107,10 +95,6 @@ void def_cooc(py::module_& m) {
   m.def("cooc_dense_onehot", &cooc_dense_onehot_py<T>, py::arg("FT").noconvert(),
         py::arg("X").noconvert(), py::arg("targets").noconvert(), py::arg("n_threads"),
         "FT[targets[m], :] += X[m, :] for every row m (FT (N, D) f64, X (n, D), targets (n,) i64).");
-  m.def("cooc_rows_onehot", &cooc_rows_onehot_py<T>, py::arg("FT").noconvert(),
-        py::arg("X").noconvert(), py::arg("rows").noconvert(), py::arg("targets").noconvert(),
-        py::arg("n_threads"),
-        "FT[targets[m], :] += X[rows[m], :] for every example m (X (u, D), rows, targets (n,) i64).");
   m.def("cooc_sparse_onehot", &cooc_sparse_onehot_py<T>, py::arg("FT").noconvert(),
         py::arg("indptr").noconvert(), py::arg("indices").noconvert(),
         py::arg("weights").noconvert(), py::arg("targets").noconvert(), py::arg("n_threads"),

@@ -112,36 +112,19 @@ SAFFU_AVX2_CLONES void add_row(double* __restrict dst, const double* __restrict 
   for (int64_t j = 0; j < len; ++j) dst[j] += src[j];
 }
 
-// FT[tg[m], :] += input(m)[:] for every example m; input(m) points at the D values of example m.
-template <typename T, typename Input>
-void dense_onehot(double* ft, int64_t N, int64_t D, Input input, const int64_t* tg, int64_t n,
+template <typename T>
+void dense_onehot(double* ft, int64_t N, int64_t D, const T* x, const int64_t* tg, int64_t n,
                   int n_threads) {
   const auto offsets = target_offsets(tg, n, N);
   const int parts = effective_threads(n_threads, n);
   const auto first_row = balanced_first_rows(offsets, parts);
-  const auto add = [=](int64_t t, int64_t m) { add_row(ft + t * D, input(m), D); };
+  const auto add = [=](int64_t t, int64_t m) { add_row(ft + t * D, x + m * D, D); };
   if (parts == 1)
     scan_by_target(tg, n, first_row, add, [=](int64_t t) { prefetch<1>(ft + t * D, D * 8); });
   else
     group_by_target(tg, n, offsets, first_row, add, [=](int64_t m) {
-      prefetch<0>(input(m), D * static_cast<int64_t>(sizeof(T)));
+      prefetch<0>(x + m * D, D * static_cast<int64_t>(sizeof(T)));
     });
-}
-
-template <typename T>
-void dense_onehot(double* ft, int64_t N, int64_t D, const T* x, const int64_t* tg, int64_t n,
-                  int n_threads) {
-  dense_onehot<T>(ft, N, D, [=](int64_t m) { return x + m * D; }, tg, n, n_threads);
-}
-
-// The rows variant: example m's input is row rows[m] of x (u, D); rows checked first.
-template <typename T>
-void rows_onehot(double* ft, int64_t N, int64_t D, const T* x, int64_t u, const int64_t* rows,
-                 const int64_t* tg, int64_t n, int n_threads) {
-  bool outside = false;
-  for (int64_t m = 0; m < n; ++m) outside |= rows[m] < 0 || rows[m] >= u;
-  require(!outside, "cooc_rows_onehot: rows must lie in [0, rows of X)");
-  dense_onehot<T>(ft, N, D, [=](int64_t m) { return x + rows[m] * D; }, tg, n, n_threads);
 }
 
 // The CSR rows must stay inside indices and weights: indptr non-decreasing from 0 to nnz.
@@ -181,16 +164,6 @@ void cooc_dense_onehot(double* FT, int64_t N, int64_t D, const float* X, const i
 void cooc_dense_onehot(double* FT, int64_t N, int64_t D, const double* X, const int64_t* targets,
                        int64_t n, int n_threads) {
   dense_onehot(FT, N, D, X, targets, n, n_threads);
-}
-
-void cooc_rows_onehot(double* FT, int64_t N, int64_t D, const float* X, int64_t u,
-                      const int64_t* rows, const int64_t* targets, int64_t n, int n_threads) {
-  rows_onehot(FT, N, D, X, u, rows, targets, n, n_threads);
-}
-
-void cooc_rows_onehot(double* FT, int64_t N, int64_t D, const double* X, int64_t u,
-                      const int64_t* rows, const int64_t* targets, int64_t n, int n_threads) {
-  rows_onehot(FT, N, D, X, u, rows, targets, n, n_threads);
 }
 
 void cooc_sparse_onehot(double* FT, int64_t N, int64_t D, const int64_t* indptr,

@@ -72,44 +72,6 @@ def test_dense_onehot_equals_reference(backend, problem):
 
 
 @SETTINGS
-@given(problem=problems, distinct=st.integers(1, 8))
-def test_rows_onehot_equals_the_dense_kernel_of_the_gathered_rows(backend, problem, distinct):
-    seed, n, D, N, dtype, scale, n_threads = problem
-    FT, X, targets = random_problem(seed, distinct, D, N, dtype, scale)
-    rows = np.random.default_rng(seed).integers(0, distinct, n).astype(np.int64)
-    targets = np.random.default_rng(seed + 1).integers(0, N, n).astype(np.int64)
-    expected, reference = FT.copy(), FT.copy()
-    kernels.cooc_dense_onehot(expected, np.ascontiguousarray(X[rows]), targets)
-    REFERENCE.cooc_rows_onehot(reference, X, rows, targets, 1)
-    with threads(n_threads):
-        kernels.cooc_rows_onehot(FT, X, rows, targets)
-    np.testing.assert_array_equal(FT, expected)  # each row's examples in order: bitwise equal
-    np.testing.assert_array_equal(FT, reference)
-
-
-@pytest.mark.parametrize("position, bad, error, message", [
-    (1, np.ones((2, 3)), ValueError, "X has 3 columns"),
-    (2, np.array([0, 2, 1]), ValueError, r"rows\[1\] = 2 is out of range \[0, 2\)"),
-    (2, np.array([0, 1]), ValueError, "targets has length 3, expected 2"),
-    (2, np.array([0, 1, 1], np.int32), TypeError, "rows must have dtype int64"),
-    (3, np.array([0, 3, 1]), ValueError, r"targets\[1\] = 3"),
-])
-def test_rows_onehot_rejects(position, bad, error, message):
-    args = [np.zeros((3, 4)), np.ones((2, 4)), np.array([0, 1, 1]), np.array([2, 0, 1])]
-    args[position] = bad
-    with pytest.raises(error, match=message):
-        kernels.cooc_rows_onehot(*args)
-
-
-def test_the_compiled_rows_kernel_checks_its_rows():
-    if "cpp" not in saffu.available_backends():
-        pytest.skip("no compiled backend")
-    core = backend_module("cpp")
-    with pytest.raises(ValueError, match="rows must lie in"):
-        core.cooc_rows_onehot(np.zeros((3, 4)), np.ones((2, 4)), np.array([0, 2]), np.array([0, 1]), 1)
-
-
-@SETTINGS
 @given(problem=problems)
 def test_sparse_onehot_equals_reference(backend, problem):
     seed, n, D, N, dtype, scale, n_threads = problem

@@ -249,43 +249,6 @@ def test_a_last_token_context_model_has_one_hidden_vector_per_token(extra):
         model.layers[0].hidden_by_last_token(vectors, aggregation)
 
 
-@pytest.mark.parametrize("radial", [2, 3])
-def test_a_radial_model_computes_each_distinct_window_once(radial):
-    """The hidden vector of each distinct window equals the kernel's for its targets bit for bit,
-    and the output statistics are bit for bit the per-target sums (each target row adds its
-    examples in corpus order either way)."""
-    from saffu.fit import _per_target_block, accumulate_output
-    from saffu.layers import distinct_windows, previous_tokens
-
-    model = fitted(radial=radial, block=0, document=False, skip=0)
-    layer = model.layers[0]
-    ids, pos = next(iter(model.encode(tiny_documents(40)).chunks()))
-    vectors, aggregation = model.cipher.vectors, model.config.aggregation
-    windows, index = distinct_windows(previous_tokens(ids, pos, 0, len(ids), radial), model.vocab_size)
-    assert np.count_nonzero(windows >= 0) < np.count_nonzero(pos)  # the window path is taken
-    np.testing.assert_array_equal(windows[index], previous_tokens(ids, pos, 0, len(ids), radial))
-    np.testing.assert_array_equal(layer.hidden_of_windows(windows, vectors, aggregation, batch=7)[index],
-                                  layer.hidden(ids, pos, 0, len(ids), vectors, aggregation))
-    D = layer.hidden_t.shape[0]
-    per_target = np.zeros((model.vocab_size, D))
-    _per_target_block(layer, per_target, ids, pos, vectors, aggregation)
-    np.testing.assert_array_equal(accumulate_output(model, ids, pos).stats["output"].FT[:, :D], per_target)
-    with pytest.raises(ValueError, match="is not its previous tokens"):
-        fitted(radial=0, block=4, document=False).layers[0].hidden_of_windows(windows, vectors, aggregation)
-
-
-@pytest.mark.parametrize("vocab", [50, 10_000, 2**31])  # a table of keys, a sort of keys, rows
-def test_distinct_windows_rebuild_the_windows(vocab):
-    from saffu.layers import distinct_windows
-
-    rng = np.random.default_rng(vocab % 97)
-    previous = rng.integers(-1, min(vocab, 6), (300, 2)).astype(np.int32)
-    previous[:5, 1] = vocab - 1
-    windows, index = distinct_windows(previous, vocab)
-    np.testing.assert_array_equal(windows[index], previous)
-    assert len(windows) == len(np.unique(previous, axis=0)) and windows.dtype == np.int32
-
-
 @pytest.mark.parametrize("dyadic", [True, False])
 def test_skip_target_sums_equal_the_per_example_sums(dyadic):
     from saffu.layers import SkipInputs, pair_counts

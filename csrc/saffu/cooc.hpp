@@ -16,13 +16,6 @@ void cooc_dense_onehot(double* FT, int64_t N, int64_t D, const float* X, const i
 void cooc_dense_onehot(double* FT, int64_t N, int64_t D, const double* X, const int64_t* targets,
                        int64_t n, int n_threads);
 
-// FT[targets[m], :] += X[rows[m], :] for m < n; X (u, D), rows (n,) in [0, u) (else
-// std::invalid_argument), targets (n,) in [0, N): the inputs of many examples share a row of X.
-void cooc_rows_onehot(double* FT, int64_t N, int64_t D, const float* X, int64_t u,
-                      const int64_t* rows, const int64_t* targets, int64_t n, int n_threads);
-void cooc_rows_onehot(double* FT, int64_t N, int64_t D, const double* X, int64_t u,
-                      const int64_t* rows, const int64_t* targets, int64_t n, int n_threads);
-
 // CSR rows: FT[targets[m], indices[p]] += weights[p] for p in [indptr[m], indptr[m + 1]), m < n.
 // indptr (n + 1,) non-decreasing from 0 to nnz; indices (nnz,) in [0, D) (not checked);
 // weights (nnz,); targets (n,) in [0, N).

@@ -10,8 +10,6 @@ AGGREGATION_CODES: dict[str, int]
 
 def cooc_dense_onehot(FT: npt.NDArray[np.float64], X: npt.NDArray[np.float32] | npt.NDArray[np.float64],
                       targets: npt.NDArray[np.int64], n_threads: int) -> None: ...
-def cooc_rows_onehot(FT: npt.NDArray[np.float64], X: npt.NDArray[np.float32] | npt.NDArray[np.float64],
-                     rows: npt.NDArray[np.int64], targets: npt.NDArray[np.int64], n_threads: int) -> None: ...
 def cooc_sparse_onehot(FT: npt.NDArray[np.float64], indptr: npt.NDArray[np.int64],
                        indices: npt.NDArray[np.int64],
                        weights: npt.NDArray[np.float32] | npt.NDArray[np.float64],

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 KERNELS: dict[str, tuple[str, ...]] = {
     "cooc_dense_onehot": ("FT", "X", "targets", "n_threads"),
-    "cooc_rows_onehot": ("FT", "X", "rows", "targets", "n_threads"),
     "cooc_sparse_onehot": ("FT", "indptr", "indices", "weights", "targets", "n_threads"),
     "explicit_solve": ("FT", "out", "alpha", "tau", "shrink", "n_threads"),
     "logsumexp_rows": ("logits", "bias", "out", "n_threads"),

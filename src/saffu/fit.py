@@ -36,7 +36,6 @@ from saffu.kinds import Aggregation
 from saffu.layers import (
     ContextLayer,
     SkipInputs,
-    distinct_windows,
     pair_counts,
     previous_tokens,
     split_output,
@@ -279,9 +278,8 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
     Each context model's block of columns is accumulated on its own (no concatenated copy of
     the hidden states) and copied into the statistics once per chunk. A context model that
     reads the previous token only (radial1) has one hidden vector per token id, so its block is
-    the bigram counts times that table (:func:`_last_token_block`), with no per-target work; a
-    radial model computes the hidden vector of each distinct window once
-    (:func:`_window_block`), other models one per target in bounded batches. The skip inputs'
+    the bigram counts times that table (:func:`_last_token_block`), with no per-target work;
+    other models compute one hidden vector per target, in bounded batches. The skip inputs'
     columns are the (target, previous token) counts times the cipher vectors
     (:meth:`SkipInputs.target_sums`). The input mass of a block is the sum of its entries.
     """
@@ -299,8 +297,7 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
         block = np.zeros((model.vocab_size, layer.hidden_t.shape[0]))
         if layer.spec.reads_last_token_only:
             input_mass += _last_token_block(layer, block, bigrams, previous, vectors, aggregation)
-        elif not (layer.spec.reads_previous_tokens_only and
-                  _window_block(layer, block, ids, pos, vectors, aggregation)):
+        else:
             _per_target_block(layer, block, ids, pos, vectors, aggregation)
         if not layer.spec.reads_last_token_only:
             input_mass += float(block.sum())
@@ -327,25 +324,6 @@ def _per_target_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, p
     for start, stop in target_batches(pos, batch):
         hidden = layer.hidden(ids, pos, start, stop, vectors, aggregation, out=out)
         kernels.cooc_dense_onehot(block, hidden, ids[start:stop][pos[start:stop] > 0].astype(np.int64))
-
-
-def _window_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, pos: np.ndarray,
-                  vectors: np.ndarray, aggregation: str) -> bool:
-    """For a radial model, whose hidden vector is a function of the window (the previous
-    ``size`` tokens): add Σ_t h_t ⊗ onehot(y_t) to ``block`` (V, D) from one hidden vector per
-    distinct window (:meth:`ContextLayer.hidden_of_windows`, bit for bit those of the targets),
-    each target adding its window's row in corpus order (:func:`saffu.kernels.cooc_rows_onehot`,
-    so ``block`` is bit for bit the per-target sum). Returns False, adding nothing, where the
-    windows would cost as many kernel targets as the per-target pass (a window of L tokens
-    costs L)."""
-    where = np.flatnonzero(pos > 0)
-    windows, index = distinct_windows(previous_tokens(ids, pos, 0, len(ids), layer.spec.size),
-                                      len(vectors))
-    if np.count_nonzero(windows >= 0) >= len(where):
-        return False
-    table = layer.hidden_of_windows(windows, vectors, aggregation)
-    kernels.cooc_rows_onehot(block, table, index.astype(np.int64), ids[where].astype(np.int64))
-    return True
 
 
 def _last_token_block(layer: ContextLayer, block: np.ndarray, bigrams, previous: np.ndarray,

@@ -30,7 +30,7 @@ from saffu.errors import InvalidParameterError
 from saffu.kinds import Aggregation, ContextKind
 
 __all__ = ["Aggregation", "ContextKind", "ContextLayer", "ContextSpec", "SkipInputs",
-           "distinct_inputs", "distinct_windows", "pair_counts", "previous_tokens", "split_output",
+           "distinct_inputs", "pair_counts", "previous_tokens", "split_output",
            "target_batches", "transposed", "unique_rows"]
 
 TRANSPOSE_BAND = 64  # rows of a matrix copied at once by transposed()
@@ -62,13 +62,6 @@ class ContextSpec:
         """Whether every window is the previous token alone (``radial1``, ``block1``): then the
         hidden vector of a target is a function of the previous token's id."""
         return self.attends and self.size == 1
-
-    @property
-    def reads_previous_tokens_only(self) -> bool:
-        """Whether the window of a target is the previous ``size`` tokens (those before the
-        document start masked): a radial model. Its hidden vector is then a function of the
-        :func:`previous_tokens` of the target (:meth:`ContextLayer.hidden_of_windows`)."""
-        return self.kind is ContextKind.RADIAL
 
     def input_dim(self, bits: int, aggregation: str) -> int:
         """Width Z of the aggregated vector z fed to the hidden layer."""
@@ -144,63 +137,6 @@ class ContextLayer:
         ids[:, 0] = np.arange(vocab)
         pos = np.tile(np.array([0, 1], dtype=np.int32), vocab)
         return self.hidden(ids.ravel(), pos, 0, 2 * vocab, vectors, aggregation)
-
-
-    def hidden_of_windows(self, windows: np.ndarray, vectors: np.ndarray, aggregation: str,
-                          batch: int = 2**16) -> np.ndarray:
-        """(u, D) float32: row i is :meth:`hidden` of a target whose previous tokens are
-        ``windows[i]`` ((u, size) int32, newest first, −1 before the document start, as
-        :func:`previous_tokens` gives them), for a model that
-        :attr:`~ContextSpec.reads_previous_tokens_only`. Bit for bit: each row is computed as the
-        last target of a document holding that window's tokens (L tokens cost L targets of the
-        kernel), ``batch`` windows per kernel call."""
-        if not self.spec.reads_previous_tokens_only:
-            raise InvalidParameterError(f"the window of the {self.spec.name} context model is not "
-                                        "its previous tokens")
-        table = np.empty((len(windows), self.hidden_t.shape[0]), dtype=np.float32)
-        lengths = np.count_nonzero(windows >= 0, axis=1)
-        out = np.empty((batch * windows.shape[1], table.shape[1]), dtype=np.float32)  # reused
-        for length in range(1, windows.shape[1] + 1):
-            chosen = np.flatnonzero(lengths == length)
-            pos = np.tile(np.arange(length + 1, dtype=np.int32), batch)
-            for first in range(0, len(chosen), batch):
-                rows = chosen[first:first + batch]
-                ids = np.zeros((len(rows), length + 1), dtype=np.int32)  # oldest first, then a target
-                ids[:, :length] = windows[rows, length - 1::-1]
-                hidden = self.hidden(ids.ravel(), pos[:ids.size], 0, ids.size, vectors, aggregation,
-                                     out=out)
-                table[rows] = hidden[length - 1::length]
-        return table
-
-
-def distinct_windows(previous: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows of ``previous`` (m, K) int32 (token ids in [−1, vocab)) and the index
-    of each row among them: ``(windows (u, K) int32, index (m,) intp)``, ``windows[index]``
-    equal to ``previous``, the windows in increasing order of their key Σ_k (x_k + 1)(V + 1)^k.
-    With (V + 1)^K ≤ 2^26 the keys are marked in a table (no sort: 0.03 s for the 1.45M radial2
-    windows of the Shakespeare train split, against 0.09 s or more for a cumulative sum of the
-    table)."""
-    base = vocab + 1
-    if base ** previous.shape[1] >= 2**62:
-        windows, index = np.unique(previous, axis=0, return_inverse=True)
-        return windows.astype(np.int32), index.reshape(-1)
-    key = np.zeros(len(previous), dtype=np.int64)
-    for k in range(previous.shape[1] - 1, -1, -1):
-        key = key * base + (previous[:, k].astype(np.int64) + 1)
-    if base ** previous.shape[1] <= 2**26:
-        seen = np.zeros(base ** previous.shape[1], dtype=bool)
-        seen[key] = True
-        keys = np.flatnonzero(seen)
-        lookup = np.empty(len(seen), dtype=np.int32)  # only the entries at keys are written and read
-        lookup[keys] = np.arange(len(keys), dtype=np.int32)
-        index = lookup[key]
-    else:
-        keys, index = np.unique(key, return_inverse=True)
-    windows = np.empty((len(keys), previous.shape[1]), dtype=np.int32)
-    for k in range(previous.shape[1]):
-        windows[:, k] = keys % base - 1
-        keys = keys // base
-    return windows, index
 
 
 def target_batches(pos: np.ndarray, batch: int) -> Iterable[tuple[int, int]]:

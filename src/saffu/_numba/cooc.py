@@ -53,19 +53,18 @@ def _add_row(row, x):
 
 
 @njit(cache=True, parallel=True)
-def _rows_onehot(FT, X, rows, targets, parts):
-    """``FT[targets[m]] += X[rows[m]]`` (the dense kernel: ``rows`` = 0, 1, 2, ...)."""
+def _dense_onehot(FT, X, targets, parts):
     offsets = _target_offsets(targets, FT.shape[0])
     first = _balanced_first_rows(offsets, parts)
     if parts == 1:
         for m in range(targets.size):
-            _add_row(FT[targets[m]], X[rows[m]])
+            _add_row(FT[targets[m]], X[m])
         return
     order = _group_by_target(targets, offsets)
     for p in prange(parts):
         for t in range(first[p], first[p + 1]):
             for s in range(offsets[t], offsets[t + 1]):
-                _add_row(FT[t], X[rows[order[s]]])
+                _add_row(FT[t], X[order[s]])
 
 
 @njit(cache=True, parallel=True)
@@ -105,13 +104,7 @@ def cooc_sparse_onehot(FT, indptr, indices, weights, targets, n_threads: int) ->
 def cooc_dense_onehot(FT, X, targets, n_threads: int) -> None:
     """``FT[targets[m], :] += X[m, :]`` for every example ``m``; FT (N, D) f64, X (n, D)."""
     if targets.size:
-        _rows_onehot(FT, X, np.arange(targets.size), targets, _parts(n_threads, targets.size))
-
-
-def cooc_rows_onehot(FT, X, rows, targets, n_threads: int) -> None:
-    """``FT[targets[m], :] += X[rows[m], :]`` for every example ``m``; X (u, D), rows (n,)."""
-    if targets.size:
-        _rows_onehot(FT, X, rows, targets, _parts(n_threads, targets.size))
+        _dense_onehot(FT, X, targets, _parts(n_threads, targets.size))
 
 
 def explicit_solve(FT, out, alpha: float, tau: float, shrink: float, n_threads: int) -> None:

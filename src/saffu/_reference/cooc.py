@@ -26,12 +26,6 @@ def cooc_dense_onehot(FT: np.ndarray, X: np.ndarray, targets: np.ndarray, n_thre
     np.add.at(FT, targets, X)
 
 
-def cooc_rows_onehot(FT: np.ndarray, X: np.ndarray, rows: np.ndarray, targets: np.ndarray,
-                     n_threads: int) -> None:
-    """``FT[targets[m], :] += X[rows[m], :]`` for every example ``m``; X (u, D), rows (n,)."""
-    np.add.at(FT, targets, X[rows])
-
-
 def explicit_solve(
     FT: np.ndarray, out: np.ndarray, alpha: float, tau: float, shrink: float, n_threads: int
 ) -> None:

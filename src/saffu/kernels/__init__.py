@@ -4,13 +4,7 @@ Each function checks dtypes, shapes, contiguity and index ranges, then calls the
 backend (``saffu._backend``) with the configured thread count.
 """
 
-from saffu.kernels.cooc import (
-    cooc_dense_dense,
-    cooc_dense_onehot,
-    cooc_rows_onehot,
-    cooc_sparse_onehot,
-    explicit_solve,
-)
+from saffu.kernels.cooc import cooc_dense_dense, cooc_dense_onehot, cooc_sparse_onehot, explicit_solve
 from saffu.kernels.generate import saffu_generate
 from saffu.kernels.output import logsumexp_rows, logsumexp_rows_scaled
 from saffu.kernels.saffu_pass import (
@@ -23,7 +17,6 @@ from saffu.kernels.saffu_pass import (
 __all__ = [
     "cooc_dense_dense",
     "cooc_dense_onehot",
-    "cooc_rows_onehot",
     "cooc_sparse_onehot",
     "explicit_solve",
     "logsumexp_rows",

@@ -105,33 +105,6 @@ def cooc_dense_onehot(FT: np.ndarray, X: np.ndarray, targets: np.ndarray) -> Non
     backend_module().cooc_dense_onehot(FT, X, targets, get_num_threads())
 
 
-def cooc_rows_onehot(FT: np.ndarray, X: np.ndarray, rows: np.ndarray, targets: np.ndarray) -> None:
-    """Add a shared input row to the row of each target: ``FT[targets[m], :] += X[rows[m], :]``.
-
-    :func:`cooc_dense_onehot` of ``X[rows]`` without that (n, D) copy: when many examples
-    share an input (e.g. the hidden vector of a window seen many times), X holds each one once.
-    Each target row receives its examples in order, so the result is bit for bit that of
-    ``cooc_dense_onehot(FT, X[rows], targets)``.
-
-    Args:
-        FT: (N, D) float64 target-major co-occurrences, updated in place.
-        X: (u, D) float32 or float64 distinct inputs.
-        rows: (n,) int64 row of X of each example, in [0, u).
-        targets: (n,) int64 target of each example, in [0, N).
-    """
-    _check_stats(FT)
-    X = _check_array("X", X, _FLOATS, 2)
-    rows = _check_array("rows", rows, _I64, 1)
-    targets = _check_array("targets", targets, _I64, 1)
-    if X.shape[1] != FT.shape[1]:
-        raise InvalidParameterError(f"X has {X.shape[1]} columns but FT has {FT.shape[1]} (inputs D)")
-    _check_length("targets", targets, rows.shape[0], "rows")
-    _check_index_range("rows", rows, X.shape[0])
-    _check_index_range("targets", targets, FT.shape[0])
-    _check_disjoint("X", X, FT)
-    backend_module().cooc_rows_onehot(FT, X, rows, targets, get_num_threads())
-
-
 def cooc_dense_dense(
     FT: np.ndarray, X: np.ndarray, Y: np.ndarray, chunk: int = DEFAULT_CHUNK
 ) -> None:
