@@ -299,7 +299,6 @@ def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> Pa
             input_mass += _last_token_block(layer, block, bigrams, previous, vectors, aggregation)
         else:
             _per_target_block(layer, block, ids, pos, vectors, aggregation)
-        if not layer.spec.reads_last_token_only:
             input_mass += float(block.sum())
         FT[:, first:first + block.shape[1]] = block
     if skip.lags:  # columns sum(widths) onwards of FT
