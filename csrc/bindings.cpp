@@ -226,10 +226,25 @@ void logsumexp_rows_py(const carray<float>& logits, const carray<float>& bias, c
   });
 }
 
+void logsumexp_rows_scaled_py(const carray<float>& logits, float scale, const carray<float>& bias,
+                              carray<double> out, int n_threads) {
+  require(logits.ndim() == 2 && logits.shape(1) >= 1 && has_shape(bias, {logits.shape(1)}) &&
+              has_shape(out, {logits.shape(0)}),
+          "logsumexp_rows_scaled: expected logits (m, V >= 1), bias (V,), out (m,)");
+  without_gil([&] {
+    logsumexp_rows_scaled(logits.data(), logits.shape(0), logits.shape(1), scale, bias.data(),
+                          out.mutable_data(), n_threads);
+  });
+}
+
 void def_output(py::module_& m) {
   m.def("logsumexp_rows", &logsumexp_rows_py, py::arg("logits").noconvert(),
         py::arg("bias").noconvert(), py::arg("out").noconvert(), py::arg("n_threads"),
         "out[i] = log(sum_j exp(logits[i, j] + bias[j])).");
+  m.def("logsumexp_rows_scaled", &logsumexp_rows_scaled_py, py::arg("logits").noconvert(),
+        py::arg("scale"), py::arg("bias").noconvert(), py::arg("out").noconvert(),
+        py::arg("n_threads"),
+        "out[i] = log(sum_j exp(float(scale * logits[i, j]) + bias[j])).");
 }
 
 // ---- Pre-tokenizer ----

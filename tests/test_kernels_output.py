@@ -55,6 +55,37 @@ def test_logsumexp_rows_gives_nan_for_rows_with_nan_or_infinite_maximum(backend)
     assert actual[3] == pytest.approx(np.log(2.0))
 
 
+@pytest.mark.parametrize("m, V", [(1, 1), (7, 13), (50, 300), (0, 4), (3, 4097)])
+@pytest.mark.parametrize("scale", [0.375, 1.0, 2.6180339887, -1.5, 0.0])
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_logsumexp_rows_scaled_is_that_of_the_scaled_copy_bit_for_bit(backend, m, V, scale, n_threads):
+    rng = np.random.default_rng(m + V)
+    logits = (rng.standard_normal((m, V)) * 7).astype(np.float32)
+    bias = rng.standard_normal(V).astype(np.float32)
+    with threads(n_threads):
+        actual = kernels.logsumexp_rows_scaled(logits, scale, bias)
+        copied = kernels.logsumexp_rows(logits * np.float32(scale), bias)
+    assert actual.dtype == np.float64 and actual.shape == (m,)
+    np.testing.assert_array_equal(actual, copied)
+    expected = np.empty(m)
+    REFERENCE.logsumexp_rows_scaled(logits, scale, bias, expected, 1)
+    np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(expected, reference_logsumexp(logits * np.float32(scale), bias), rtol=1e-12)
+
+
+def test_logsumexp_rows_scaled_gives_nan_as_the_unscaled_kernel(backend):
+    logits = np.array([[0.0, np.nan, 1.0], [np.inf, 0.0, 0.0], [-1.0, 0.0, 0.0]], np.float32)
+    actual = kernels.logsumexp_rows_scaled(logits, 2.0, np.zeros(3, np.float32))
+    np.testing.assert_array_equal(np.isnan(actual), [True, True, False])
+    assert actual[2] == pytest.approx(np.log(2.0 + np.exp(-2.0)))
+
+
+@pytest.mark.parametrize("scale", [np.nan, np.inf, "two"])
+def test_logsumexp_rows_scaled_rejects_a_bad_scale(scale):
+    with pytest.raises(ValueError, match="scale must be a finite number"):
+        kernels.logsumexp_rows_scaled(np.zeros((2, 3), np.float32), scale, np.zeros(3, np.float32))
+
+
 @pytest.mark.parametrize("logits, bias, error, match", [
     (np.zeros((2, 3)), np.zeros(3, np.float32), TypeError, "logits must have dtype float32"),
     (np.zeros((2, 3), np.float32), np.zeros(4, np.float32), ValueError, r"bias \(V,\)"),

@@ -249,6 +249,29 @@ def test_a_last_token_context_model_has_one_hidden_vector_per_token(extra):
         model.layers[0].hidden_by_last_token(vectors, aggregation)
 
 
+@pytest.mark.parametrize("dyadic", [True, False])
+def test_skip_target_sums_equal_the_per_example_sums(dyadic):
+    from saffu.layers import SkipInputs, pair_counts
+
+    rng = np.random.default_rng(int(dyadic))
+    vectors = ((rng.random((30, 12)) < 0.2) * (rng.integers(1, 3, (30, 12)) / 2
+                                             if dyadic else rng.random((30, 12)))).astype(np.float32)
+    skip = SkipInputs(vectors, 2)
+    tokens = rng.integers(-1, 30, (500, 2)).astype(np.int32)
+    targets = rng.integers(0, 9, 500).astype(np.int64)
+    expected = np.zeros((9, 24))
+    np.add.at(expected, targets, skip.matrix(tokens).toarray().astype(np.float64))
+    sums = skip.target_sums(tokens, targets, 9).toarray()
+    if dyadic:  # every partial sum exact: bit for bit
+        np.testing.assert_array_equal(sums, expected)
+    else:
+        np.testing.assert_allclose(sums, expected, rtol=1e-12)
+    present = tokens[:, 0] >= 0
+    bigrams = pair_counts(targets[present], tokens[present, 0], (9, 30))
+    np.testing.assert_array_equal(skip.target_sums(tokens, targets, 9, bigrams).toarray(), sums)
+    np.testing.assert_array_equal(skip.matrix(np.array([[-1, 3]], np.int32)).toarray()[0, :12], 0.0)
+
+
 def test_partial_fit_adds_data():
     docs = tiny_documents(20, seed=2)
     model = SaffuModel(SaffuConfig(**SMALL)).fit(docs[:10], verbose=0)

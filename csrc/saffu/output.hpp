@@ -11,4 +11,10 @@ namespace saffu {
 void logsumexp_rows(const float* logits, int64_t m, int64_t V, const float* bias, double* out,
                     int n_threads);
 
+// The same for the rows of scale * logits: out[i] = log(sum_j exp(fl(scale * logits[i, j]) +
+// bias[j])), the product rounded to float first (as NumPy's float32 multiply), in one pass:
+// no scaled copy of the logits.
+void logsumexp_rows_scaled(const float* logits, int64_t m, int64_t V, float scale, const float* bias,
+                           double* out, int n_threads);
+
 }  // namespace saffu

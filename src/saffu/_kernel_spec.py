@@ -16,6 +16,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "cooc_sparse_onehot": ("FT", "indptr", "indices", "weights", "targets", "n_threads"),
     "explicit_solve": ("FT", "out", "alpha", "tau", "shrink", "n_threads"),
     "logsumexp_rows": ("logits", "bias", "out", "n_threads"),
+    "logsumexp_rows_scaled": ("logits", "scale", "bias", "out", "n_threads"),
     "bytelevel_pieces": ("code_points", "classes", "doc_starts", "piece_bounds", "piece_ids",
                          "first_piece", "counts", "n_threads"),
     "saffu_expert_stats": ("ids", "pos", "kind", "K", "E", "FT", "T", "n_threads"),
@@ -32,6 +33,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
 
 ALLOCATED_BY_WRAPPER: dict[str, tuple[str, ...]] = {
     "logsumexp_rows": ("out",),
+    "logsumexp_rows_scaled": ("out",),
     "bytelevel_pieces": ("piece_bounds", "piece_ids", "first_piece", "counts"),
 }
 """Output arrays that the ``saffu.kernels`` wrapper allocates (and leaves out of its own

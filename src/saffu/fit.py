@@ -33,7 +33,15 @@ from saffu.corpus import TokenizedCorpus
 from saffu.errors import InvalidParameterError, ModelFormatError, NotFittedError
 from saffu.explicit import ExplicitStats
 from saffu.kinds import Aggregation
-from saffu.layers import ContextLayer, SkipInputs, previous_tokens, split_output, target_batches, transposed
+from saffu.layers import (
+    ContextLayer,
+    SkipInputs,
+    pair_counts,
+    previous_tokens,
+    split_output,
+    target_batches,
+    transposed,
+)
 from saffu.temperature import choose_tau, output_pass_choosing_tau
 from saffu.tokenize import Tokenizer, make_tokenizer
 
@@ -265,58 +273,67 @@ def solve_hidden(model: SaffuModel, stats: PassStatistics) -> None:
 
 
 def accumulate_output(model: SaffuModel, ids: np.ndarray, pos: np.ndarray) -> PassStatistics:
-    """Σ h_t ⊗ onehot(y_t) with W and U fixed, in bounded batches of targets.
+    """Σ h_t ⊗ onehot(y_t) with W and U fixed.
 
     Each context model's block of columns is accumulated on its own (no concatenated copy of
-    the hidden states) and copied into the statistics once per chunk; the skip inputs are
-    added into their columns in place. A context model that reads the previous token only
-    (radial1) has one hidden vector per token id, so its block is the bigram counts times that
-    table (:func:`_last_token_block`), with no per-target work.
+    the hidden states) and copied into the statistics once per chunk. A context model that
+    reads the previous token only (radial1) has one hidden vector per token id, so its block is
+    the bigram counts times that table (:func:`_last_token_block`), with no per-target work;
+    other models compute one hidden vector per target, in bounded batches. The skip inputs'
+    columns are the (target, previous token) counts times the cipher vectors
+    (:meth:`SkipInputs.target_sums`). The input mass of a block is the sum of its entries.
     """
     vectors, aggregation = model.cipher.vectors, model.config.aggregation
     widths = [layer.hidden_t.shape[0] for layer in model.layers]
     skip = SkipInputs(vectors, model.config.skip)
     FT = np.zeros((model.vocab_size, sum(widths) + skip.width))
-    blocks = [np.zeros((model.vocab_size, width)) for width in widths]
-    per_target = [(layer, block) for layer, block in zip(model.layers, blocks, strict=True)
-                  if not layer.spec.reads_last_token_only]
-    input_mass = sum(_last_token_block(layer, block, ids, pos, vectors, aggregation)
-                     for layer, block in zip(model.layers, blocks, strict=True)
-                     if layer.spec.reads_last_token_only)
-    batch = max(1024, OUTPUT_BATCH_FLOATS // max(widths))
-    batches = target_batches(pos, batch) if per_target or skip.lags else ()
-    rows = [np.empty((batch, layer.hidden_t.shape[0]), dtype=np.float32) for layer, _ in per_target]
-    for start, stop in batches:
-        targets = ids[start:stop][pos[start:stop] > 0].astype(np.int64)
-        for (layer, block), out in zip(per_target, rows, strict=True):
-            hidden = layer.hidden(ids, pos, start, stop, vectors, aggregation, out=out)
-            kernels.cooc_dense_onehot(block, hidden, targets)
-            input_mass += float(hidden.sum(axis=1).sum(dtype=np.float64))
-        if skip.lags:  # columns sum(widths) onwards of FT
-            x = skip.matrix(previous_tokens(ids, pos, start, stop, skip.lags))
-            kernels.cooc_sparse_onehot(FT, x.indptr.astype(np.int64),
-                                       x.indices.astype(np.int64) + sum(widths), x.data, targets)
-            input_mass += float(x.data.sum(dtype=np.float64))
-    for block, first in zip(blocks, np.cumsum([0, *widths[:-1]]), strict=True):
+    where = np.flatnonzero(pos > 0)
+    targets, previous = ids[where], ids[where - 1]
+    bigrams = None  # the (target, previous token) counts, if a radial1 model or the skip inputs need them
+    if skip.lags or any(layer.spec.reads_last_token_only for layer in model.layers):
+        bigrams = pair_counts(targets, previous, (model.vocab_size, model.vocab_size))
+    input_mass = 0.0
+    for layer, first in zip(model.layers, np.cumsum([0, *widths[:-1]]), strict=True):
+        block = np.zeros((model.vocab_size, layer.hidden_t.shape[0]))
+        if layer.spec.reads_last_token_only:
+            input_mass += _last_token_block(layer, block, bigrams, previous, vectors, aggregation)
+        else:
+            _per_target_block(layer, block, ids, pos, vectors, aggregation)
+            input_mass += float(block.sum())
         FT[:, first:first + block.shape[1]] = block
-    targets = ids[pos > 0]
+    if skip.lags:  # columns sum(widths) onwards of FT
+        sums = skip.target_sums(previous_tokens(ids, pos, 0, len(ids), skip.lags), targets,
+                                model.vocab_size, bigrams)
+        kernels.cooc_sparse_onehot(FT, sums.indptr.astype(np.int64),
+                                   sums.indices.astype(np.int64) + sum(widths), sums.data,
+                                   np.arange(model.vocab_size, dtype=np.int64))
+        input_mass += float(sums.data.sum())
     stats = ExplicitStats.from_totals(
         FT, np.bincount(targets, minlength=model.vocab_size).astype(np.float64), float(len(targets)),
         input_mass, check=skip.lags > 0 and _signed_cipher(model))  # softmax outputs: non-negative
     return PassStatistics("output", {"output": stats})
 
 
-def _last_token_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, pos: np.ndarray,
+def _per_target_block(layer: ContextLayer, block: np.ndarray, ids: np.ndarray, pos: np.ndarray,
+                      vectors: np.ndarray, aggregation: str) -> None:
+    """Add Σ_t h_t ⊗ onehot(y_t) to ``block`` (V, D), one hidden vector per target, in batches
+    of OUTPUT_BATCH_FLOATS floats of h."""
+    batch = max(1024, OUTPUT_BATCH_FLOATS // block.shape[1])
+    out = np.empty((batch, block.shape[1]), dtype=np.float32)
+    for start, stop in target_batches(pos, batch):
+        hidden = layer.hidden(ids, pos, start, stop, vectors, aggregation, out=out)
+        kernels.cooc_dense_onehot(block, hidden, ids[start:stop][pos[start:stop] > 0].astype(np.int64))
+
+
+def _last_token_block(layer: ContextLayer, block: np.ndarray, bigrams, previous: np.ndarray,
                       vectors: np.ndarray, aggregation: str) -> float:
     """Add Σ_t h(x_{t−1}) ⊗ onehot(y_t) = Cᵀ H to ``block`` (V, D) for a context model that
-    reads the previous token only: H (V, D) its hidden vector per token id, C (V, V) the
-    bigram counts of the chunk (count × h is exact in float64). Returns the input mass Σ_t ‖h_t‖₁."""
+    reads the previous token only: H (V, D) its hidden vector per token id, C = ``bigrams``
+    (V, V) CSR the (target, previous token) counts of the chunk (count × h is exact in
+    float64), ``previous`` (m,) the previous token of each target. Returns the input mass
+    Σ_t ‖h_t‖₁."""
     table = layer.hidden_by_last_token(vectors, aggregation).astype(np.float64)
-    where = np.flatnonzero(pos > 0)
-    previous, targets = ids[where - 1], ids[where]
-    vocab = block.shape[0]
-    counts = sp.csr_matrix((np.ones(len(where)), (targets, previous)), shape=(vocab, len(table)))
-    block += counts @ table
+    block += bigrams @ table
     return float(np.bincount(previous, minlength=len(table)) @ table.sum(axis=1))
 
 

@@ -7,8 +7,8 @@
 - :class:`ContextLayer`: the weights of one context model and its forward pass ``h = softmax(z U)``.
 - :class:`SkipInputs` and :func:`previous_tokens`: the previous tokens' cipher vectors that the
   output layer may read beside the hidden vectors (``SaffuConfig.skip``).
-- :func:`target_batches`, :func:`unique_rows` and :func:`distinct_inputs`: the batching helpers
-  of fitting and scoring.
+- :func:`target_batches`, :func:`unique_rows`, :func:`distinct_inputs` and :func:`pair_counts`:
+  the batching and counting helpers of fitting and scoring.
 
 Adding a context-model kind: a member of :class:`ContextKind` (name and kernel code), its window
 rule in each backend (``csrc/saffu_pass.cpp``, ``saffu._numba.saffu_pass``,
@@ -30,8 +30,8 @@ from saffu.errors import InvalidParameterError
 from saffu.kinds import Aggregation, ContextKind
 
 __all__ = ["Aggregation", "ContextKind", "ContextLayer", "ContextSpec", "SkipInputs",
-           "distinct_inputs", "previous_tokens", "split_output", "target_batches", "transposed",
-           "unique_rows"]
+           "distinct_inputs", "pair_counts", "previous_tokens", "split_output",
+           "target_batches", "transposed", "unique_rows"]
 
 TRANSPOSE_BAND = 64  # rows of a matrix copied at once by transposed()
 
@@ -172,6 +172,14 @@ def distinct_inputs(hidden: np.ndarray, previous: np.ndarray) -> tuple[np.ndarra
     return np.ascontiguousarray(unique[:, :width]), unique[:, width:].astype(np.int32), rows
 
 
+def pair_counts(rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int]):
+    """(n_rows, n_columns) float64 CSR, canonical (indices sorted, no duplicates): entry (r, c)
+    counts the examples m with ``rows[m] == r`` and ``columns[m] == c``."""
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=shape)
+
+
 def previous_tokens(ids: np.ndarray, pos: np.ndarray, start: int, stop: int, lags: int) -> np.ndarray:
     """(m, lags) int32: for each target t (``pos[t] ≥ 1``) in ``[start, stop)``, the ids of the
     tokens t−1, …, t−lags, and −1 where that token would lie before the document's ``<sod>``."""
@@ -194,13 +202,38 @@ class SkipInputs:
         import scipy.sparse as sp
 
         self.lags, self.bits = lags, vectors.shape[1]
-        # one zero row at index V stands for "no token"
-        self._rows = sp.vstack([sp.csr_matrix(vectors), sp.csr_matrix((1, self.bits), dtype=vectors.dtype)],
-                               format="csr")
+        # the rows of the vectors' nonzero entries, and one zero row at index V for "no token"
+        rows, columns = np.nonzero(vectors)  # in row-major order: a canonical CSR
+        indptr = np.zeros(len(vectors) + 2, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=len(vectors)), out=indptr[1:-1])
+        indptr[-1] = indptr[-2]
+        self._rows = sp.csr_matrix((vectors[rows, columns], columns, indptr),
+                                   shape=(len(vectors) + 1, self.bits))
 
     @property
     def width(self) -> int:
         return self.lags * self.bits
+
+    def target_sums(self, tokens: np.ndarray, targets: np.ndarray, n_targets: int, bigrams=None):
+        """Σ_m x_m ⊗ onehot(targets[m]) as an (n_targets, S·bits) float64 CSR: row y sums the skip
+        rows (:meth:`matrix`) of the examples whose target is y, from ``tokens`` (m, S) (−1:
+        none) and ``targets`` (m,).
+
+        Counted as (target, token) pairs times the cipher vectors, one sparse product per lag, not
+        per example. Equal to the sum over examples up to the order of float64 additions, and
+        bit for bit when the entries of the vectors are dyadic (the default cipher's 0, ½, 1):
+        every partial sum is then exact. ``bigrams``: the lag-1 counts
+        ``pair_counts(targets, tokens[:, 0], (n_targets, V))``, where the caller has them."""
+        import scipy.sparse as sp
+
+        vocab = self._rows.shape[0] - 1
+        blocks = []
+        for k in range(self.lags):
+            present = tokens[:, k] >= 0
+            counts = bigrams if k == 0 and bigrams is not None else \
+                pair_counts(targets[present], tokens[present, k], (n_targets, vocab))
+            blocks.append(counts @ self._rows[:vocab])
+        return sp.hstack(blocks, format="csr", dtype=np.float64)
 
     def matrix(self, tokens: np.ndarray):
         """(m, S·bits) float32 CSR of the cipher vectors of ``tokens`` (m, S) (−1: none)."""

@@ -190,11 +190,9 @@ def choose_output_tau(stats: ExplicitStats, held_out: HeldOut, alpha: float,
     unit = stats.solve(alpha=alpha, tau=1.0, form="bias")  # weight_t(τ) = τ · unit.weight_t
     scores, target_scores = held_out.scores(unit.weight_t)  # (u, V), (m,)
     target_bias = unit.bias[held_out.targets].astype(np.float64)
-    scaled = np.empty_like(scores)
 
     def mean_nll(tau: float) -> float:
-        log_normalizer = kernels.logsumexp_rows(np.multiply(scores, np.float32(tau), out=scaled),
-                                                unit.bias)
+        log_normalizer = kernels.logsumexp_rows_scaled(scores, tau, unit.bias)  # of τ·scores + b
         return float(np.mean(log_normalizer[held_out.rows] - (tau * target_scores + target_bias)))
 
     return golden_section_log(mean_nll, *OUTPUT_TAU_RANGE, OUTPUT_TAU_EVALUATIONS, default)
