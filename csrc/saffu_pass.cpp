@@ -302,14 +302,18 @@ class HiddenLayer {
 
 // ---- Passes ----
 
-// One zeroed buffer per thread, added into the output in thread order. Each thread allocates
-// (first-touches) its own buffer.
+// One zeroed buffer per thread, added into the output in thread order. The calling thread
+// allocates the buffers (a worker thread's allocations come from its own arena, fresh memory on
+// every call; the caller's can be memory freed earlier: saffu._processes.reusing_freed_memory)
+// and each worker zeroes its own.
 class Partials {
  public:
-  Partials(int parts, int64_t size) : size_(size), parts_(parts) {}
+  Partials(int parts, int64_t size) : size_(size) {
+    for (int p = 0; p < parts; ++p) parts_.emplace_back(new double[size]);
+  }
   double* allocate(int p) {
-    parts_[p].assign(size_, 0.0);
-    return parts_[p].data();
+    std::fill_n(parts_[p].get(), size_, 0.0);
+    return parts_[p].get();
   }
   void add_into(double* out, int n_threads) const {
     parallel_ranges(size_, effective_threads(n_threads, size_), [&](int, int64_t b, int64_t e) {
@@ -317,12 +321,12 @@ class Partials {
         for (int64_t i = b; i < e; ++i) out[i] += part[i];
     });
   }
-  const std::vector<double>& part(int p) const { return parts_[p]; }
+  const double* part(int p) const { return parts_[p].get(); }
   int count() const { return static_cast<int>(parts_.size()); }
 
  private:
   int64_t size_;
-  std::vector<std::vector<double>> parts_;
+  std::vector<std::unique_ptr<double[]>> parts_;
 };
 
 double sum_in_order(const std::vector<double>& values) {
@@ -352,7 +356,7 @@ void expert_stats(const Corpus& c, ContextModel m, double* FT, double* T, int n_
   });
   parallel_ranges(c.V, effective_threads(n_threads, c.V), [&](int, int64_t y_begin, int64_t y_end) {
     for (int p = 0; p < partials.count(); ++p) {
-      const double* stats = partials.part(p).data();
+      const double* stats = partials.part(p);
       for (int64_t y = y_begin; y < y_end; ++y) {
         for (int k = 0; k < K; ++k) {
           const double* row = stats + (y * K + k) * stride;

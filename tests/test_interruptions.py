@@ -262,3 +262,37 @@ def test_a_worker_that_keeps_freed_memory_maps_no_large_array_apart():
         mapped[mode] = int(result.stdout)
     # (what was mapped before the call stays mapped: under a MB of imports)
     assert mapped["default"] >= 2**27 > 2**26 > mapped["keep"]
+
+
+REUSED_DURING_A_FIT = MAPPED_AFTER_A_LARGE_ARRAY.split("if sys.argv[1]")[0] + """
+from saffu._processes import reusing_freed_memory
+np._core.multiarray._set_madvise_hugepage(True)
+if sys.argv[1] == "keep":
+    keep_freed_memory()
+with reusing_freed_memory():
+    inside = np.ones(2**24); inside_mapped = libc.mallinfo2().hblkhd
+    inside_huge = np._core.multiarray._set_madvise_hugepage(False)
+    with reusing_freed_memory():  # nested: the outer one restores
+        pass
+    np._core.multiarray._set_madvise_hugepage(inside_huge)
+    del inside
+after = np.ones(2**24)
+print(inside_mapped, libc.mallinfo2().hblkhd, inside_huge, np._core.multiarray._set_madvise_hugepage(True))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+@pytest.mark.parametrize("mode", ["default", "keep"])
+def test_a_fit_reuses_freed_memory_and_restores_the_allocator_after(mode):
+    result = subprocess.run([sys.executable, "-c", REUSED_DURING_A_FIT, mode],
+                            capture_output=True, text=True)
+    if result.returncode == 3:
+        pytest.skip("this C library has no mallinfo2 (glibc < 2.33 or not glibc)")
+    assert result.returncode == 0, result.stderr
+    inside_mapped, after_mapped, inside_huge, after_huge = result.stdout.split()
+    assert int(inside_mapped) < 2**26  # the 128 MB array came from the heap
+    assert inside_huge == "False"  # no transparent huge pages during the fit
+    if mode == "default":  # afterwards large arrays are mapped again, huge pages back on
+        assert int(after_mapped) >= 2**27 and after_huge == "True"
+    else:  # a worker that keeps freed memory keeps it, for good
+        assert int(after_mapped) < 2**26 and after_huge == "False"

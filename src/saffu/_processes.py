@@ -21,7 +21,13 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 _PR_SET_PDEATHSIG = 1
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc mallopt parameters
+# Where glibc's dynamic thresholds settle once a process has freed a large mapped array (the
+# mmap threshold rises to the freed size, at most 4 MiB · sizeof(long); trimming at twice it),
+# and its default count of mapped chunks.
+_GLIBC_SETTLED_MMAP_THRESHOLD = 32 << 20
+_GLIBC_SETTLED_TRIM_THRESHOLD = 64 << 20
+_GLIBC_MMAP_MAX = 65536
 STOP_TIMEOUT = 5.0  # seconds a worker gets to exit after SIGTERM before SIGKILL
 
 
@@ -41,13 +47,77 @@ def keep_freed_memory() -> None:
     anew and returning it to the system when freed. A fit allocates and frees arrays of tens
     to hundreds of MB, and each fresh mapping costs the kernel a page fault and zeroing per
     page: in the shipped roadmap's workers the system time fell from 107 to 3 s (bench/RESULTS.md,
-    "Roadmap"), while a worker's resident memory stays at its peak."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None)
+    "Roadmap"), while a worker's resident memory stays at its peak. NumPy's transparent huge
+    pages are turned off too, as in :func:`reusing_freed_memory`."""
+    global _keeping_for_good
+    libc = _glibc()
+    if libc is not None:
         libc.mallopt(_M_MMAP_MAX, 0)
         libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        _set_numpy_huge_pages(False)
+        _keeping_for_good = True
+
+
+_keeping_for_good = False
+_reusing = 0  # fits inside reusing_freed_memory() now
+_reusing_lock = threading.Lock()
+_numpy_huge_pages: list[bool] = []
+
+
+@contextlib.contextmanager
+def reusing_freed_memory() -> Iterator[None]:
+    """For the length of a fit (glibc only; elsewhere nothing): large arrays come from the heap
+    and freed ones are reused, with NumPy's transparent huge pages off (a huge page is zeroed
+    whole on its first touch), instead of each array being mapped and zeroed anew; at the end
+    the free memory goes back to the system (``malloc_trim``) and the allocator is left as
+    glibc's own dynamic thresholds leave a process that has freed a large array. Nested and
+    concurrent fits share one setting; inside :func:`keep_freed_memory` it does nothing.
+
+    The arrays a fitted model keeps lie in the heap: when the model is deleted, their memory
+    is reused by the process and goes back to the system at the end of the next fit."""
+    global _reusing
+    libc = _glibc()
+    with _reusing_lock:
+        active = libc is not None and not _keeping_for_good
+        if active:
+            _reusing += 1
+            if _reusing == 1:
+                libc.mallopt(_M_MMAP_MAX, 0)
+                libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+                _numpy_huge_pages[:] = [_set_numpy_huge_pages(False)]
+    try:
+        yield
+    finally:
+        with _reusing_lock:
+            if active:
+                _reusing -= 1
+                if _reusing == 0 and not _keeping_for_good:
+                    libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
+                    libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_SETTLED_MMAP_THRESHOLD)
+                    libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_SETTLED_TRIM_THRESHOLD)
+                    libc.malloc_trim(0)  # the heap's free memory back to the system
+                    _set_numpy_huge_pages(_numpy_huge_pages.pop())
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The C library if it is glibc (it has ``mallopt`` and ``malloc_trim``), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def _set_numpy_huge_pages(enabled: bool) -> bool:
+    """Turn NumPy's ``madvise(MADV_HUGEPAGE)`` of large arrays on or off; returns the setting
+    before (True where this NumPy has no such switch: nothing changes)."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    switch = getattr(core.multiarray, "_set_madvise_hugepage", None)
+    return True if switch is None else bool(switch(enabled))
 
 
 def _thread_lock_for_progress_bars() -> None:

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from saffu import kernels
 from saffu._backend import threads
 from saffu._io import atomic_write_bytes, read_safetensors
+from saffu._processes import reusing_freed_memory
 from saffu._progress import bar as progress_bar
 from saffu._progress import step as progress_step
 from saffu.cipher import Cipher
@@ -524,7 +525,7 @@ def fit_model(model: SaffuModel, documents: Iterable[str] | TokenizedCorpus, *,
             "carry (this one was loaded from disk or built by backprop): fit it again on all "
             "documents instead")
     started = time.perf_counter()
-    with threads(n_jobs):
+    with threads(n_jobs), reusing_freed_memory():
         if partial:
             corpus = model.encode(documents)
         else:
