@@ -268,7 +268,7 @@ class BPETokenizer(Tokenizer):
         hf = HFTokenizer(models.BPE())
         # The trainer gets the documents already split into byte-level words (compiled, below):
         # it only splits them at the spaces between words, and learns what it would learn from
-        # the documents themselves with the byte-level pre-tokenizer (tests/test_tokenize.py).
+        # the documents themselves with the byte-level pre-tokenizer (tests/test_pretokenize.py).
         hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         hf.train_from_iterator(_byte_level_words(documents), trainer=self._trainer())
         hf.pre_tokenizer = _byte_level()
