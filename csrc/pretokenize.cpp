@@ -108,13 +108,15 @@ void bytelevel_pieces(const uint32_t* code_points, const uint8_t* classes, int64
           "bytelevel_pieces: expected n < 2^31 code points and d >= 0 documents");
   require(doc_starts[0] == 0 && doc_starts[d] == n,
           "bytelevel_pieces: doc_starts must run from 0 to the number of code points");
+  for (int64_t j = 0; j < d; ++j)
+    if (doc_starts[j] > doc_starts[j + 1])
+      throw std::invalid_argument("bytelevel_pieces: doc_starts must ascend");
   for (int64_t i = 0; i < n; ++i)
     if (classes[i] > kOther) throw std::invalid_argument("bytelevel_pieces: a class is not 0-3");
   int64_t pieces = 0;
   piece_bounds[0] = 0;
   for (int64_t j = 0; j < d; ++j) {
     const int64_t begin = doc_starts[j], end = doc_starts[j + 1];
-    if (begin > end) throw std::invalid_argument("bytelevel_pieces: doc_starts must ascend");
     for (int64_t i = begin; i < end; i = piece_bounds[pieces]) {
       piece_bounds[++pieces] = piece_end(code_points, classes, i, end);
     }

@@ -309,7 +309,8 @@ class HiddenLayer {
 class Partials {
  public:
   Partials(int parts, int64_t size) : size_(size) {
-    for (int p = 0; p < parts; ++p) parts_.emplace_back(new double[size]);
+    parts_.reserve(parts);
+    for (int p = 0; p < parts; ++p) parts_.push_back(std::unique_ptr<double[]>(new double[size]));
   }
   double* allocate(int p) {
     std::fill_n(parts_[p].get(), size_, 0.0);

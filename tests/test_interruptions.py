@@ -296,3 +296,41 @@ def test_a_fit_reuses_freed_memory_and_restores_the_allocator_after(mode):
         assert int(after_mapped) >= 2**27 and after_huge == "True"
     else:  # a worker that keeps freed memory keeps it, for good
         assert int(after_mapped) < 2**26 and after_huge == "False"
+
+
+def test_a_fit_leaves_a_user_tuned_allocator_alone(monkeypatch):
+    from saffu import _processes
+
+    calls = []
+    monkeypatch.setattr(_processes, "_glibc", lambda: calls.append("glibc"))
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    with _processes.reusing_freed_memory():
+        pass
+    assert calls == []  # the C library was not even looked up
+
+
+def test_a_failed_setting_leaves_nothing_switched(monkeypatch):
+    from saffu import _processes
+
+    class Libc:
+        def __init__(self):
+            self.calls = []
+
+        def mallopt(self, parameter, value):
+            self.calls.append((parameter, value))
+
+        def malloc_trim(self, pad):
+            self.calls.append(("trim", pad))
+
+    libc = Libc()
+    monkeypatch.setattr(_processes, "_glibc", lambda: libc)
+    monkeypatch.setattr(_processes, "_allocator_tuned_by_user", lambda: False)
+    monkeypatch.setattr(_processes, "_set_numpy_huge_pages", lambda enabled: 1 / 0)
+    with pytest.raises(ZeroDivisionError), _processes.reusing_freed_memory():
+        pass
+    assert _processes._reusing == 0 and libc.calls == []
+    monkeypatch.setattr(_processes, "_set_numpy_huge_pages", lambda enabled: True)
+    libc.calls.clear()
+    with _processes.reusing_freed_memory():
+        assert _processes._reusing == 1
+    assert _processes._reusing == 0 and libc.calls[-1] == ("trim", 0)

@@ -130,9 +130,14 @@ def test_the_byte_level_words_are_the_pre_tokenizers():
     assert words == [piece for document in documents for piece in _hf_pieces(document)]
 
 
-def test_a_tokenizer_that_splits_otherwise_is_encoded_by_hugging_face(bpe):
+@pytest.mark.parametrize("change", [
+    {"pre_tokenizer": {"type": "Whitespace"}},
+    {"normalizer": {"type": "Lowercase"}},
+    {"truncation": {"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0}},
+])
+def test_a_tokenizer_that_encodes_otherwise_is_encoded_by_hugging_face(bpe, change):
     document = json.loads(bpe.to_json())
-    document["vocabulary"]["pre_tokenizer"] = {"type": "Whitespace"}
+    document["vocabulary"].update(change)
     other = Tokenizer.from_json(json.dumps(document))
     assert not other._splits_bytelevel_pieces and bpe._splits_bytelevel_pieces
     assert [ids.tolist() for ids in other.encode_batch(HARD_TEXTS)] == \

@@ -139,6 +139,10 @@ void test_bytelevel_pieces() {
          std::vector<int64_t>{0, 2, 4, 5, 7, 9}));
   CHECK((std::vector<int32_t>(ids.begin(), ids.begin() + 5) == std::vector<int32_t>{0, 1, 2, 3, 3}));
   CHECK(first[3] == 3);
+  const std::vector<int64_t> descending = {0, 9, 7, 9};  // checked before any document is read
+  CHECK_THROWS(std::invalid_argument,
+               saffu::bytelevel_pieces(cp.data(), cls.data(), 9, descending.data(), 3,
+                                       bounds.data(), ids.data(), first.data(), counts.data()));
   cls[2] = 4;
   CHECK_THROWS(std::invalid_argument,
                saffu::bytelevel_pieces(cp.data(), cls.data(), 9, doc_starts.data(), 2,

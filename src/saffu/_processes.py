@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import sys
 import threading
@@ -61,7 +62,7 @@ def keep_freed_memory() -> None:
 _keeping_for_good = False
 _reusing = 0  # fits inside reusing_freed_memory() now
 _reusing_lock = threading.Lock()
-_numpy_huge_pages: list[bool] = []
+_numpy_huge_pages: list[bool | None] = []  # the setting before the outermost fit
 
 
 @contextlib.contextmanager
@@ -71,32 +72,51 @@ def reusing_freed_memory() -> Iterator[None]:
     whole on its first touch), instead of each array being mapped and zeroed anew; at the end
     the free memory goes back to the system (``malloc_trim``) and the allocator is left as
     glibc's own dynamic thresholds leave a process that has freed a large array. Nested and
-    concurrent fits share one setting; inside :func:`keep_freed_memory` it does nothing.
+    concurrent fits share one setting; inside :func:`keep_freed_memory`, or where the user has
+    tuned the allocator (a ``MALLOC_*_`` or ``GLIBC_TUNABLES`` environment variable), it does
+    nothing.
 
     The arrays a fitted model keeps lie in the heap: when the model is deleted, their memory
     is reused by the process and goes back to the system at the end of the next fit."""
-    global _reusing
-    libc = _glibc()
-    with _reusing_lock:
-        active = libc is not None and not _keeping_for_good
-        if active:
-            _reusing += 1
-            if _reusing == 1:
-                libc.mallopt(_M_MMAP_MAX, 0)
-                libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-                _numpy_huge_pages[:] = [_set_numpy_huge_pages(False)]
+    libc = None if _allocator_tuned_by_user() else _glibc()
+    entered = False
     try:
+        if libc is not None:
+            _enter_reuse(libc)
+            entered = True
         yield
     finally:
-        with _reusing_lock:
-            if active:
-                _reusing -= 1
-                if _reusing == 0 and not _keeping_for_good:
-                    libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
-                    libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_SETTLED_MMAP_THRESHOLD)
-                    libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_SETTLED_TRIM_THRESHOLD)
-                    libc.malloc_trim(0)  # the heap's free memory back to the system
-                    _set_numpy_huge_pages(_numpy_huge_pages.pop())
+        if entered:
+            _leave_reuse(libc)
+
+
+def _enter_reuse(libc: ctypes.CDLL) -> None:
+    global _reusing
+    with _reusing_lock:
+        if _reusing == 0 and not _keeping_for_good:
+            _numpy_huge_pages[:] = [_set_numpy_huge_pages(False)]  # first: the one that may raise
+            libc.mallopt(_M_MMAP_MAX, 0)
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        _reusing += 1
+
+
+def _leave_reuse(libc: ctypes.CDLL) -> None:
+    global _reusing
+    with _reusing_lock:
+        _reusing -= 1
+        if _reusing == 0 and not _keeping_for_good and _numpy_huge_pages:
+            libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
+            libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_SETTLED_MMAP_THRESHOLD)
+            libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_SETTLED_TRIM_THRESHOLD)
+            libc.malloc_trim(0)  # the heap's free memory back to the system
+            previous = _numpy_huge_pages.pop()
+            if previous is not None:
+                _set_numpy_huge_pages(previous)
+
+
+def _allocator_tuned_by_user() -> bool:
+    return any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ) \
+        or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -110,14 +130,17 @@ def _glibc() -> ctypes.CDLL | None:
         return None
 
 
-def _set_numpy_huge_pages(enabled: bool) -> bool:
+def _set_numpy_huge_pages(enabled: bool) -> bool | None:
     """Turn NumPy's ``madvise(MADV_HUGEPAGE)`` of large arrays on or off; returns the setting
-    before (True where this NumPy has no such switch: nothing changes)."""
-    import numpy as np
-
-    core = getattr(np, "_core", None) or np.core
-    switch = getattr(core.multiarray, "_set_madvise_hugepage", None)
-    return True if switch is None else bool(switch(enabled))
+    before, or None where this NumPy has no such switch (nothing changes)."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage as switch
+    except ImportError:
+        try:
+            from numpy.core.multiarray import _set_madvise_hugepage as switch
+        except ImportError:
+            return None
+    return bool(switch(enabled))
 
 
 def _thread_lock_for_progress_bars() -> None:

@@ -377,15 +377,18 @@ def _byte_level() -> pre_tokenizers.ByteLevel:
 
 
 def _splits_bytelevel_pieces(hf: HFTokenizer) -> bool:
-    """Whether ``hf`` splits text exactly as :func:`_pieces_of` does: saffu's byte-level
-    pre-tokenizer, no normalizer, and no added tokens but the special ones (which
-    ``encode_special_tokens`` leaves inside the text)."""
+    """Whether ``hf`` encodes a text as the concatenation of its pieces (:func:`_pieces_of`)
+    encoded one by one: saffu's byte-level pre-tokenizer, no normalizer, no added tokens but the
+    special ones (which ``encode_special_tokens`` leaves inside the text), no truncation or
+    padding, and merges without dropout."""
     document = json.loads(hf.to_str())
     pre_tokenizer = dict(document.get("pre_tokenizer") or {})
     pre_tokenizer.pop("trim_offsets", None)  # offsets only, not ids
     return (document.get("normalizer") is None
             and pre_tokenizer == {"type": "ByteLevel", **_BYTE_LEVEL_OPTIONS}
-            and all(token.get("special") for token in document.get("added_tokens", [])))
+            and all(token.get("special") for token in document.get("added_tokens", []))
+            and document.get("truncation") is None and document.get("padding") is None
+            and not (document.get("model") or {}).get("dropout"))
 
 
 class _CharacterClasses:
