@@ -250,12 +250,19 @@ print(libc.mallinfo2().hblkhd)
 """
 
 
+def untuned_environment() -> dict[str, str]:
+    """This process's environment without glibc allocator settings (Dask's nanny, started by
+    earlier tests, sets ``MALLOC_TRIM_THRESHOLD_`` here; a fit then leaves the allocator alone)."""
+    return {name: value for name, value in os.environ.items()
+            if not name.startswith("MALLOC_") and name != "GLIBC_TUNABLES"}
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_a_worker_that_keeps_freed_memory_maps_no_large_array_apart():
     mapped = {}
     for mode in ("default", "keep"):
         result = subprocess.run([sys.executable, "-c", MAPPED_AFTER_A_LARGE_ARRAY, mode],
-                                capture_output=True, text=True)
+                                capture_output=True, text=True, env=untuned_environment())
         if result.returncode == 3:
             pytest.skip("this C library has no mallinfo2 (glibc < 2.33 or not glibc)")
         assert result.returncode == 0, result.stderr
@@ -284,8 +291,8 @@ print(inside_mapped, libc.mallinfo2().hblkhd, inside_huge, np._core.multiarray._
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 @pytest.mark.parametrize("mode", ["default", "keep"])
 def test_a_fit_reuses_freed_memory_and_restores_the_allocator_after(mode):
-    result = subprocess.run([sys.executable, "-c", REUSED_DURING_A_FIT, mode],
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", REUSED_DURING_A_FIT, mode], capture_output=True,
+                            text=True, env=untuned_environment())
     if result.returncode == 3:
         pytest.skip("this C library has no mallinfo2 (glibc < 2.33 or not glibc)")
     assert result.returncode == 0, result.stderr
