@@ -242,12 +242,10 @@ class SaffuModel:
                                             previous[first:first + OUTPUT_ROWS])
             chosen = order[bounds[batch]:bounds[batch + 1]]
             local, y = row_of[chosen] - first, targets[chosen]
-            scaled = None if all(scale == 1.0 for scale in scales) else np.empty_like(products)
-            for k, scale in enumerate(scales):
-                logits = products if scale == 1.0 else \
-                    np.multiply(products, np.float32(scale), out=scaled)
-                log_normalizer = kernels.logsumexp_rows(logits, self.output_bias)
-                result[k, chosen] = (logits[local, y].astype(np.float64) + self.output_bias[y]
+            for k, scale in enumerate(scales):  # the logits are float32(scale · products)
+                log_normalizer = kernels.logsumexp_rows_scaled(products, scale, self.output_bias)
+                target_logits = products[local, y] * np.float32(scale)
+                result[k, chosen] = (target_logits.astype(np.float64) + self.output_bias[y]
                                      - log_normalizer[local])
         return result
 
