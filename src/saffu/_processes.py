@@ -53,16 +53,14 @@ def keep_freed_memory() -> None:
     global _keeping_for_good
     libc = _glibc()
     if libc is not None:
-        libc.mallopt(_M_MMAP_MAX, 0)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-        _set_numpy_huge_pages(False)
+        _hold_freed_memory(libc)
         _keeping_for_good = True
 
 
 _keeping_for_good = False
 _reusing = 0  # fits inside reusing_freed_memory() now
 _reusing_lock = threading.Lock()
-_numpy_huge_pages: list[bool | None] = []  # the setting before the outermost fit
+_huge_pages_before: bool | None = None  # NumPy's setting before the outermost fit
 
 
 @contextlib.contextmanager
@@ -79,24 +77,30 @@ def reusing_freed_memory() -> Iterator[None]:
     The arrays a fitted model keeps lie in the heap: when the model is deleted, their memory
     is reused by the process and goes back to the system at the end of the next fit."""
     libc = None if _allocator_tuned_by_user() else _glibc()
-    entered = False
+    if libc is None:
+        yield
+        return
+    _enter_reuse(libc)
     try:
-        if libc is not None:
-            _enter_reuse(libc)
-            entered = True
         yield
     finally:
-        if entered:
-            _leave_reuse(libc)
+        _leave_reuse(libc)
+
+
+def _hold_freed_memory(libc: ctypes.CDLL) -> bool | None:
+    """Every allocation from the heap, freed memory kept there, NumPy's huge pages off; returns
+    NumPy's setting before (see :func:`_set_numpy_huge_pages`)."""
+    huge_pages = _set_numpy_huge_pages(False)  # first: the one step that may raise
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    return huge_pages
 
 
 def _enter_reuse(libc: ctypes.CDLL) -> None:
-    global _reusing
+    global _reusing, _huge_pages_before
     with _reusing_lock:
         if _reusing == 0 and not _keeping_for_good:
-            _numpy_huge_pages[:] = [_set_numpy_huge_pages(False)]  # first: the one that may raise
-            libc.mallopt(_M_MMAP_MAX, 0)
-            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+            _huge_pages_before = _hold_freed_memory(libc)
         _reusing += 1
 
 
@@ -104,14 +108,13 @@ def _leave_reuse(libc: ctypes.CDLL) -> None:
     global _reusing
     with _reusing_lock:
         _reusing -= 1
-        if _reusing == 0 and not _keeping_for_good and _numpy_huge_pages:
+        if _reusing == 0 and not _keeping_for_good:
             libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
             libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_SETTLED_MMAP_THRESHOLD)
             libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_SETTLED_TRIM_THRESHOLD)
             libc.malloc_trim(0)  # the heap's free memory back to the system
-            previous = _numpy_huge_pages.pop()
-            if previous is not None:
-                _set_numpy_huge_pages(previous)
+            if _huge_pages_before is not None:
+                _set_numpy_huge_pages(_huge_pages_before)
 
 
 def _allocator_tuned_by_user() -> bool:
