@@ -20,6 +20,7 @@ drops whitespace and maps rare words to ``<unk>``, so it is not an exact round t
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -28,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
@@ -310,7 +311,7 @@ class BPETokenizer(Tokenizer):
                 for ids in self._encode_by_pieces(batch)]
 
     def _encode_by_pieces(self, texts: list[str]) -> list[np.ndarray]:
-        joined, doc_starts, pieces = _pieces_of(texts)
+        joined, _, doc_starts, pieces = _pieces_of(texts)
         bounds = pieces.bounds
         distinct = [joined[a:b] for a, b in zip(bounds[pieces.first].tolist(),
                                                  bounds[pieces.first + 1].tolist(), strict=True)]
@@ -421,21 +422,29 @@ class _CharacterClasses:
         return kernels.SPACE
 
 
-_CLASSES: _CharacterClasses | None = None
+@functools.cache
+def _character_classes() -> _CharacterClasses:
+    return _CharacterClasses()
 
 
-def _pieces_of(texts: Sequence[str]) -> tuple[str, np.ndarray, kernels.Pieces]:
-    """``(joined, doc_starts, pieces)``: the texts joined, their (d + 1,) code-point offsets,
-    and the byte-level pre-tokenizer's pieces of each text."""
-    global _CLASSES
-    if _CLASSES is None:
-        _CLASSES = _CharacterClasses()
+class _SplitTexts(NamedTuple):
+    """Texts joined and split into the byte-level pre-tokenizer's pieces (:func:`_pieces_of`)."""
+
+    joined: str
+    code_points: np.ndarray  # (n,) uint32 of ``joined``
+    doc_starts: np.ndarray  # (d + 1,) int64: text j is code points [doc_starts[j], doc_starts[j + 1])
+    pieces: kernels.Pieces
+
+
+def _pieces_of(texts: Sequence[str]) -> _SplitTexts:
+    """The texts joined, their code points and offsets, and the pieces of each text."""
     joined = "".join(texts)
     code_points = _code_points(joined)
     doc_starts = np.zeros(len(texts) + 1, np.int64)
     np.cumsum([len(text) for text in texts], out=doc_starts[1:])
-    return joined, doc_starts, kernels.bytelevel_pieces(code_points, _CLASSES.of(code_points),
-                                                        doc_starts)
+    classes = _character_classes().of(code_points)
+    return _SplitTexts(joined, code_points, doc_starts,
+                       kernels.bytelevel_pieces(code_points, classes, doc_starts))
 
 
 def _byte_level_words(documents: Iterable[str]) -> Iterator[str]:
@@ -444,12 +453,12 @@ def _byte_level_words(documents: Iterable[str]) -> Iterator[str]:
     ``PIECES_PER_WORD_BATCH`` words; documents are read in batches of about ``CHARACTERS_PER_BATCH``
     characters."""
     for batch in character_batches(documents, CHARACTERS_PER_BATCH):
-        joined, _, pieces = _pieces_of(batch)
+        joined, code_points, _, pieces = _pieces_of(batch)
         raw = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
         byte_bounds = pieces.bounds
         if len(raw) != len(joined):  # not all ASCII: piece bounds in bytes
             byte_bounds = np.zeros(len(joined) + 1, np.int64)
-            np.cumsum(_utf8_lengths(_code_points(joined)), out=byte_bounds[1:])
+            np.cumsum(_utf8_lengths(code_points), out=byte_bounds[1:])
             byte_bounds = byte_bounds[pieces.bounds]
         n_words = len(pieces.ids)
         # Each word's bytes move right by the number of words before it; a space follows each.
